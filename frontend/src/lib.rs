@@ -1,0 +1,1 @@
+//! Importers into the tensor IR.

@@ -1,0 +1,1 @@
+//! Graph rewriting (e-graph saturation and extraction) over the tensor IR. The optimizer arrives with its own issue; this crate fixes its place in the dependency order: it sees `smelt-ir` and nothing above it.

@@ -1,0 +1,1 @@
+//! Loads compiled artifacts and executes them. Depends on the artifact format only, never on the IR, so that it links no compiler.
