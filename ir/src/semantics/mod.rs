@@ -10,6 +10,9 @@ use crate::interp::Tensor;
 use crate::{Attr, DType, Dim, Node, Op, Shape, TensorType};
 
 pub mod elementwise;
+pub mod nn;
+pub mod reduce;
+pub mod shape_ops;
 pub mod util;
 
 /// Everything a type rule or kernel may look at besides its operands.
@@ -53,7 +56,12 @@ pub struct OpImpl {
     pub kernel: KernelFn,
 }
 
-const FAMILIES: &[fn(Op) -> Option<OpImpl>] = &[elementwise::lookup];
+const FAMILIES: &[fn(Op) -> Option<OpImpl>] = &[
+    elementwise::lookup,
+    shape_ops::lookup,
+    nn::lookup,
+    reduce::lookup,
+];
 
 /// The semantics of `op`, if smelt implements it.
 pub fn lookup(op: Op) -> Option<OpImpl> {

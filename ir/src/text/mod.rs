@@ -1,0 +1,1 @@
+//! The textual form of the IR (printer and parser; print ∘ parse = id).
