@@ -326,3 +326,89 @@ fn arg_max_min() {
     );
     assert_eq!(o[0].data, Storage::I(vec![2]));
 }
+
+fn loss_inputs() -> (Tensor, Tensor, Tensor) {
+    // N=2, C=3, D=2
+    let x = f32t(
+        &[2, 3, 2],
+        &[
+            0.1, -0.5, 1.2, 0.3, -2.0, 0.7, 0.4, 0.9, -0.3, -1.1, 2.2, 0.05,
+        ],
+    );
+    let t = i64t(&[2, 2], &[2, 1, 0, 2]);
+    let w = f32t(&[3], &[0.2, 0.5, 1.3]);
+    (x, t, w)
+}
+
+fn red(r: &str) -> (&'static str, Attr) {
+    ("reduction", Attr::String(r.into()))
+}
+
+#[test]
+fn nll_loss() {
+    // Expected values: onnx.reference.ops.op_negative_log_likelihood_loss.
+    // _compute_negative_log_likelihood_loss(x, t, weight, reduction, ignore_index)
+    let (x, t, w) = loss_inputs();
+    let nll = Op::NegativeLogLikelihoodLoss;
+    let o = run(nll, &[red("none")], &[Some(&x), Some(&t)], 1);
+    assert_eq!(o[0].shape, vec![2, 2]);
+    close(&floats(&o[0]), &[2.0, -0.3, -0.4, -0.05], 1e-6);
+    // (x, t, w, 'mean', ignore_index=1)
+    let o = run(
+        nll,
+        &[("ignore_index", Attr::Int(1))],
+        &[Some(&x), Some(&t), Some(&w)],
+        1,
+    );
+    assert!(o[0].shape.is_empty());
+    close(&floats(&o[0]), &[0.8767857], 1e-6);
+    // (x, t, None, 'sum')
+    let o = run(nll, &[red("sum")], &[Some(&x), Some(&t)], 1);
+    close(&floats(&o[0]), &[1.2500001], 1e-6);
+    // A target outside [0, C) that is not ignored is an error.
+    let bad = i64t(&[2, 2], &[3, 0, 0, 0]);
+    let n = node(nll, 2, 1, &[]);
+    assert!((lookup(nll).unwrap().kernel)(&Ctx::new(&n), &[Some(&x), Some(&bad)]).is_err());
+}
+
+#[test]
+fn softmax_cross_entropy_loss() {
+    // Expected values: onnx.reference.ops.op_softmax_cross_entropy_loss.
+    // softmaxcrossentropy(x, t, weight, reduction, ignore_index, get_log_prob)
+    let (x, t, w) = loss_inputs();
+    let sce = Op::SoftmaxCrossEntropyLoss;
+    // (x, t, w, 'mean', None, True)
+    let o = run(sce, &[], &[Some(&x), Some(&t), Some(&w)], 2);
+    close(&floats(&o[0]), &[2.1823301], 1e-6);
+    assert_eq!(o[1].shape, vec![2, 3, 2]);
+    close(
+        &floats(&o[1]),
+        &[
+            -1.4174593687057495,
+            -1.878801941871643,
+            -0.3174592852592468,
+            -1.0788018703460693,
+            -3.5174593925476074,
+            -0.678801953792572,
+            -2.0210485458374023,
+            -0.44644731283187866,
+            -2.721048355102539,
+            -2.4464473724365234,
+            -0.22104841470718384,
+            -1.2964472770690918,
+        ],
+        1e-6,
+    );
+    // (x, t, None, 'none', 2)
+    let o = run(
+        sce,
+        &[red("none"), ("ignore_index", Attr::Int(2))],
+        &[Some(&x), Some(&t)],
+        1,
+    );
+    close(
+        &floats(&o[0]),
+        &[0.0, 1.0788018703460693, 2.0210485458374023, 0.0],
+        1e-6,
+    );
+}
