@@ -13,7 +13,7 @@ SMELT   := $(CARGO) run --quiet --release -p smelt --
 
 FIXTURES := resnet_mini resnet_mini_shape transformer_block
 
-.PHONY: all demo test conformance lint fixtures resnet50 venv cases help
+.PHONY: all demo test conformance lint fixtures resnet50 time-resnet50 venv cases help
 
 all: test
 
@@ -24,6 +24,7 @@ help:
 	@echo "make lint         cargo fmt --check + clippy -D warnings"
 	@echo "make fixtures     regenerate the committed models under examples/"
 	@echo "make resnet50     generate .cache/resnet50 (ResNet-50 + input + expected, ~100 MB)"
+	@echo "make time-resnet50  time the interpreter on it and compare with onnxruntime"
 
 venv: $(VENV_OK)
 
@@ -66,5 +67,15 @@ lint:
 fixtures: $(VENV_OK)
 	@for f in $(FIXTURES); do $(PY) examples/$$f/make.py || exit 1; done
 
-resnet50: $(VENV_OK)
+resnet50: .cache/resnet50/expected_0.pb
+
+.cache/resnet50/expected_0.pb: examples/resnet50/make.py examples/resnet_mini/make.py examples/_fixture.py | $(VENV_OK)
 	$(PY) examples/resnet50/make.py .cache/resnet50
+
+time-resnet50: .cache/resnet50/expected_0.pb
+	$(CARGO) build --release -p smelt
+	rm -rf out/resnet50
+	@t0=$$(date +%s%N); \
+	$(SMELT) run .cache/resnet50/model.onnx --input .cache/resnet50/input_0.pb --output-dir out/resnet50 || exit 1; \
+	echo "smelt run (interp) on ResNet-50: $$(( ($$(date +%s%N) - t0) / 1000000 )) ms"
+	$(PY) scripts/compare_tensors.py out/resnet50/output_0.pb .cache/resnet50/expected_0.pb --rtol 1e-3 --atol 1e-3
