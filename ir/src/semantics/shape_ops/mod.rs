@@ -8,6 +8,7 @@ mod gather;
 mod layout;
 mod resize;
 mod sort;
+mod spatial;
 
 use super::{InferFn, KernelFn, OpImpl, OpResult, TypeInput};
 use crate::interp::Tensor;
@@ -19,7 +20,8 @@ pub fn lookup(op: Op) -> Option<OpImpl> {
         .or_else(|| layout::lookup(op))
         .or_else(|| gather::lookup(op))
         .or_else(|| sort::lookup(op))
-        .or_else(|| resize::lookup(op))?;
+        .or_else(|| resize::lookup(op))
+        .or_else(|| spatial::lookup(op))?;
     Some(OpImpl { infer, kernel })
 }
 
