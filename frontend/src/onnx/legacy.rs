@@ -192,6 +192,21 @@ pub(crate) fn lower(
             "Softmax" | "LogSoftmax" | "Hardmax" if v < 13 => {
                 return softmax_2d(im, src, op, inputs, outputs, attrs);
             }
+            "DFT" if v < 20 => {
+                // DFT-17's `axis` attribute (default 1) became input 2.
+                let axis = match attrs.remove("axis") {
+                    None => 1,
+                    Some(Attr::Int(a)) => a,
+                    Some(a) => {
+                        return Err(src.err(format!(
+                            "attribute `axis` should be an int, found {}",
+                            a.kind()
+                        )));
+                    }
+                };
+                let c = im.const_tensor(src, "axis", Tensor::scalar_i64(axis))?;
+                set_input(&mut inputs, 2, Some(c));
+            }
             "BatchNormalization" if v < 9 => {
                 attrs.remove("spatial");
                 attrs.remove("is_test");
