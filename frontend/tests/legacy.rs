@@ -178,7 +178,6 @@ fn reduce_13_axes_attribute() {
         vec![],
     );
     assert_eq!(const_input(&g, 1), i64s(&[1]));
-    // At opset 18 the same attribute is not rewritten (it is no longer an attribute).
 }
 
 #[test]
