@@ -689,10 +689,15 @@ fn k_s2d(ctx: &Ctx, ins: &[Option<&Tensor>]) -> KernelOut {
     if h % b != 0 || w % b != 0 {
         op_bail!("SpaceToDepth: {h}x{w} not divisible by blocksize {b}");
     }
+    let crd = ctx.string("mode", "DCR")? == "CRD";
     let out = vec![n, c * b * b, h / b, w / b];
     let st = strides(&x.shape);
     let map = map_indices(&out, |o| {
-        let (blk, ch) = (o[1] / c, o[1] % c);
+        let (blk, ch) = if crd {
+            (o[1] % (b * b), o[1] / (b * b))
+        } else {
+            (o[1] / c, o[1] % c)
+        };
         let (i, j) = (blk / b, blk % b);
         Ok(o[0] * st[0] + ch * st[1] + (o[2] * b + i) * st[2] + o[3] * b + j)
     })?;
@@ -918,6 +923,16 @@ mod tests {
             &[("blocksize", Attr::Int(2))],
             &[Some(&y)],
         );
+        assert_eq!(fvals(&back), fvals(&x));
+        // CRD: SpaceToDepth inverts DepthToSpace in the same mode
+        let crd = [
+            ("blocksize", Attr::Int(2)),
+            ("mode", Attr::String("CRD".into())),
+        ];
+        let y = run(Op::DepthToSpace, &crd, &[Some(&x)]);
+        // x.reshape(1,2,2,2,1,1).transpose(0,1,4,2,5,3).reshape(1,2,2,2)
+        assert_eq!(fvals(&y), vec![0., 1., 2., 3., 4., 5., 6., 7.]);
+        let back = run(Op::SpaceToDepth, &crd, &[Some(&y)]);
         assert_eq!(fvals(&back), fvals(&x));
         // CenterCropPad of arange(5) to 3 -> [1,2,3]; to 8 -> pad 1 before, 2 after
         let v = arange(&[5]);
