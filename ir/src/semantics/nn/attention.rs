@@ -11,6 +11,7 @@ use crate::{Dim, Op, Shape, TensorType, op_bail};
 pub fn lookup(op: Op) -> Option<OpImpl> {
     let (infer, kernel): (InferFn, KernelFn) = match op {
         Op::Attention => (infer_attention, k_attention),
+        Op::RotaryEmbedding => (crate::semantics::elementwise::infer_same, k_rotary),
         _ => return None,
     };
     Some(OpImpl { infer, kernel })
@@ -318,6 +319,81 @@ fn k_attention(ctx: &Ctx, ins: &[Option<&Tensor>]) -> OpResult<Vec<Tensor>> {
     ])
 }
 
+/// RotaryEmbedding (opset 23): rotates the first `rotary_embedding_dim`
+/// features of every head by the cached angles of its position.
+fn k_rotary(ctx: &Ctx, ins: &[Option<&Tensor>]) -> OpResult<Vec<Tensor>> {
+    let (x, cos, sin) = (operand(ins, 0)?, operand(ins, 1)?, operand(ins, 2)?);
+    check_float("input", x.dtype)?;
+    let xv = fdata(x, "input")?;
+    let (cv, sv) = (fdata(cos, "cos_cache")?, fdata(sin, "sin_cache")?);
+    let pos = ins
+        .get(3)
+        .copied()
+        .flatten()
+        .map(|t| t.to_i64_vec().unwrap_or_default());
+    // Logical [b, s, h, d] sizes and the strides of each in the real layout.
+    let (b, sq, h, d, st) = match x.rank() {
+        4 => {
+            let (b, h, s, d) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3]);
+            (b, s, h, d, [h * s * d, d, s * d])
+        }
+        3 => {
+            let nh = ctx.int("num_heads", 0)?;
+            if nh < 1 || !x.shape[2].is_multiple_of(nh as usize) {
+                op_bail!("3-D RotaryEmbedding needs num_heads dividing the hidden size");
+            }
+            let (b, s, h) = (x.shape[0], x.shape[1], nh as usize);
+            let d = x.shape[2] / h;
+            (b, s, h, d, [s * h * d, h * d, d])
+        }
+        r => op_bail!("RotaryEmbedding input must be 3-D or 4-D, found rank {r}"),
+    };
+    let rd = match ctx.int("rotary_embedding_dim", 0)? {
+        0 => d,
+        r if r > 0 && (r as usize) <= d && r % 2 == 0 => r as usize,
+        r => op_bail!("rotary_embedding_dim {r} does not fit head size {d}"),
+    };
+    let half = rd / 2;
+    if cos.shape.last() != Some(&half) || sin.shape != cos.shape {
+        op_bail!(
+            "cos/sin caches {:?}/{:?} must end in rotary_dim/2 = {half}",
+            cos.shape,
+            sin.shape
+        );
+    }
+    let interleaved = ctx.int("interleaved", 0)? != 0;
+    let mut y = xv.to_vec();
+    for bi in 0..b {
+        for si in 0..sq {
+            let row = match &pos {
+                Some(p) => match p.get(bi * sq + si) {
+                    Some(&r) if r >= 0 && (r as usize + 1) * half <= cv.len() => r as usize,
+                    _ => op_bail!("position_ids do not index the cos/sin caches"),
+                },
+                None => bi * sq + si,
+            };
+            if (row + 1) * half > cv.len() {
+                op_bail!("cos/sin caches are too small for the input");
+            }
+            let (c, s) = (&cv[row * half..][..half], &sv[row * half..][..half]);
+            for hi in 0..h {
+                let base = bi * st[0] + si * st[1] + hi * st[2];
+                for i in 0..half {
+                    let (i1, i2) = if interleaved {
+                        (2 * i, 2 * i + 1)
+                    } else {
+                        (i, i + half)
+                    };
+                    let (x1, x2) = (xv[base + i1], xv[base + i2]);
+                    y[base + i1] = c[i] * x1 - s[i] * x2;
+                    y[base + i2] = s[i] * x1 + c[i] * x2;
+                }
+            }
+        }
+    }
+    Ok(vec![Tensor::from_f64(x.dtype, x.shape.clone(), y)])
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::testutil::*;
@@ -334,5 +410,16 @@ mod tests {
         let y = run(Op::Attention, &[], &[Some(&q), Some(&k), Some(&v)]).unwrap();
         assert_close(&y[0], &[1.6604769, 2.6604769]);
         assert_close(&y[3], &[std::f64::consts::FRAC_1_SQRT_2, 0.]);
+    }
+
+    #[test]
+    fn rotary_quarter_turn() {
+        // cos=0, sin=1 rotates (x1, x2) to (-x2, x1): x=[1,2,3,4] as
+        // [1,1,1,4] non-interleaved -> [-3,-4,1,2]
+        let x = f32t(&[1, 1, 1, 4], &[1., 2., 3., 4.]);
+        let c = f32t(&[1, 1, 2], &[0., 0.]);
+        let s = f32t(&[1, 1, 2], &[1., 1.]);
+        let y = run(Op::RotaryEmbedding, &[], &[Some(&x), Some(&c), Some(&s)]).unwrap();
+        assert_close(&y[0], &[-3., -4., 1., 2.]);
     }
 }
