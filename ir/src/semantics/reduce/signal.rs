@@ -662,4 +662,95 @@ mod tests {
         }
         assert_eq!(floats(&o[0]), want);
     }
+
+    #[test]
+    fn type_rules_without_values() {
+        use crate::semantics::{Ctx, TypeInput};
+        use crate::{Dim, Shape, TensorType};
+        let x = TensorType::new(
+            DType::F32,
+            Shape(Some(vec![
+                Dim::Sym("B".into()),
+                Dim::Static(16),
+                Dim::Static(1),
+            ])),
+        );
+        let scalar = TensorType::of_static(DType::I64, &[]);
+        let n = crate::semantics::reduce::tests::node(Op::DFT, 3, 1, &[("onesided", Attr::Int(1))]);
+        let ctx = Ctx::new(&n);
+        let infer = crate::semantics::lookup(Op::DFT).unwrap().infer;
+        // Default axis -2, default length: rfft of 16 points gives 9 bins.
+        let t = infer(
+            &ctx,
+            &[Some(TypeInput {
+                ty: &x,
+                value: None,
+            })],
+        )
+        .unwrap();
+        assert_eq!(
+            t[0].shape,
+            Shape(Some(vec![
+                Dim::Sym("B".into()),
+                Dim::Static(9),
+                Dim::Static(2)
+            ]))
+        );
+        // A run-time length leaves that dim unknown.
+        let t = infer(
+            &ctx,
+            &[
+                Some(TypeInput {
+                    ty: &x,
+                    value: None,
+                }),
+                Some(TypeInput {
+                    ty: &scalar,
+                    value: None,
+                }),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            t[0].shape,
+            Shape(Some(vec![
+                Dim::Sym("B".into()),
+                Dim::Unknown,
+                Dim::Static(2)
+            ]))
+        );
+        // The complex dim cannot be the transform axis.
+        let last = i64t(&[], &[-1]);
+        assert!(
+            infer(
+                &ctx,
+                &[
+                    Some(TypeInput {
+                        ty: &x,
+                        value: None
+                    }),
+                    None,
+                    Some(TypeInput {
+                        ty: &scalar,
+                        value: Some(&last)
+                    }),
+                ],
+            )
+            .is_err()
+        );
+        // A window of run-time size has one unknown dim.
+        let wn = crate::semantics::reduce::tests::node(Op::HannWindow, 1, 1, &[]);
+        let t = (crate::semantics::lookup(Op::HannWindow).unwrap().infer)(
+            &Ctx::new(&wn),
+            &[Some(TypeInput {
+                ty: &scalar,
+                value: None,
+            })],
+        )
+        .unwrap();
+        assert_eq!(
+            t[0],
+            TensorType::new(DType::F32, Shape(Some(vec![Dim::Unknown])))
+        );
+    }
 }
