@@ -13,12 +13,13 @@ SMELT   := $(CARGO) run --quiet --release -p smelt --
 
 FIXTURES := resnet_mini resnet_mini_shape transformer_block
 
-.PHONY: all demo test conformance lint fixtures resnet50 time-resnet50 venv cases help
+.PHONY: all demo check-examples test conformance lint fixtures resnet50 time-resnet50 venv cases help
 
 all: test
 
 help:
 	@echo "make demo         build smelt, run examples/resnet_mini, compare with onnxruntime"
+	@echo "make check-examples  run every committed example model, compare with onnxruntime"
 	@echo "make test         the whole test suite (venv + conformance cases + cargo test --workspace)"
 	@echo "make conformance  regenerate CONFORMANCE.md from a run of the interpreter on $(CASES)"
 	@echo "make lint         cargo fmt --check + clippy -D warnings"
@@ -49,6 +50,14 @@ demo: $(VENV_OK)
 	rm -rf out/demo
 	$(SMELT) run examples/resnet_mini/model.onnx --input examples/resnet_mini/input_0.pb --output-dir out/demo
 	$(PY) scripts/compare_tensors.py out/demo/output_0.pb examples/resnet_mini/expected_0.pb
+
+check-examples: $(VENV_OK)
+	$(CARGO) build --release -p smelt
+	@for f in $(FIXTURES); do \
+	  echo "== examples/$$f"; rm -rf out/$$f; \
+	  $(SMELT) run examples/$$f/model.onnx --input examples/$$f/input_0.pb --output-dir out/$$f || exit 1; \
+	  $(PY) scripts/compare_tensors.py out/$$f/output_0.pb examples/$$f/expected_0.pb || exit 1; \
+	done
 
 test: $(VENV_OK) $(CASES)
 	SMELT_CONFORMANCE_DIR=$(abspath $(CASES)) SMELT_PYTHON=$(abspath $(PY)) $(CARGO) test --workspace
