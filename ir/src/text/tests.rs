@@ -337,6 +337,16 @@ fn file_constants_map_the_file_and_keep_their_origin() {
     let abs = dir.path().join("sub/w.bin");
     assert!(err(with(abs.to_str().unwrap(), 4, 8)).contains("must be relative"));
     assert!(err(with("missing.bin", 0, 8)).contains("cannot open"));
+    let strings = src.replace("%w: f32[2] = const", "%w: string[2] = const");
+    assert!(err(strings).contains("a string tensor takes a list, not a file"));
+    #[cfg(unix)]
+    {
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("w.bin"), &bytes).unwrap();
+        std::os::unix::fs::symlink(outside.path().join("w.bin"), dir.path().join("link.bin"))
+            .unwrap();
+        assert!(err(with("link.bin", 4, 8)).contains("resolves outside the base directory"));
+    }
 }
 
 #[test]
