@@ -397,6 +397,9 @@ impl Parser<'_> {
                 self.bump();
                 Ok(Attr::Float(f))
             }
+            Tok::Ident(w) if w.parse::<DType>().is_err() => Err(at.err(format!(
+                "attribute `{key}`: expected a value (number, string, list or typed tensor), found `{w}`"
+            ))),
             Tok::Ident(_) => {
                 let ty = self.ty()?;
                 let what = format!("attribute `{key}`");

@@ -434,6 +434,16 @@ fn errors_name_the_place_and_the_problem() {
             "attribute `a` is given twice",
         ),
         (
+            "graph \"g\"() {\n  Identity() {a=true}\n  return\n}",
+            (2, 17),
+            "attribute `a`: expected a value (number, string, list or typed tensor), found `true`",
+        ),
+        (
+            "graph \"g\"() {\n  Identity() {a=f32[2] hex\"00\"}\n  return\n}",
+            (2, 27),
+            "attribute `a`: f32[2] needs 8 bytes but the hex has 2 digits",
+        ),
+        (
             "graph \"g\"() {\n  Identity() {a=99999999999999999999}\n  return\n}",
             (2, 17),
             "does not fit in 64 bits",
