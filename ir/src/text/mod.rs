@@ -7,7 +7,7 @@
 //!   %b: f32[64] = const file("weights.bin", offset=1024, len=256)
 //!   %s: string[2] = const ["a", "b\n"]
 //!   %c: f32[N,64,112,112] = Conv(%x, %w, %b) {group=1, pads=[3, 3, 3, 3]} name="conv1"
-//!   %y: f32[N,64], _ = SomeOp(%c, _) {eps=1e-05, axes=ints[]}
+//!   %y: f32[N,64], _ = SomeOp(%c, _) {axes=ints[], eps=1e-5}
 //!   return %y, %"out:1"
 //! }
 //! ```
@@ -24,16 +24,16 @@
 //!              ["{" [attr {"," attr}] "}"] ["name" "=" STRING]
 //! result   ::= VALUE ":" type | "_"
 //! operand  ::= VALUE | "_"
-//! type     ::= DTYPE "[" ("*" | [dim {"," dim}]) "]"       // f32[] is a scalar
-//! dim      ::= INT | "?" | IDENT | STRING                  // static, unknown, symbolic
+//! type     ::= DTYPE "[" ("*" | [dim {"," dim}]) "]"       # f32[] is a scalar
+//! dim      ::= INT | "?" | IDENT | STRING                  # static, unknown, symbolic
 //! attr     ::= (IDENT | STRING) "=" attrval
-//! attrval  ::= INT | FLOAT | STRING | type payload         // int, float, string, tensor
+//! attrval  ::= INT | FLOAT | STRING | type payload         # int, float, string, tensor
 //!            | "[" INT {"," INT} "]" | "[" FLOAT {"," FLOAT} "]" | "[" STRING {"," STRING} "]"
-//!            | ("ints" | "floats" | "strings") "[" [elements] "]"   // empty lists say their kind
-//! payload  ::= "hex" STRING                                 // little-endian bytes, packed
-//!            | "[" [STRING {"," STRING}] "]"                // string tensors, row-major
+//!            | ("ints" | "floats" | "strings") "[" [elements] "]"   # empty lists say their kind
+//! payload  ::= "hex" STRING                                 # little-endian bytes, packed
+//!            | "[" [STRING {"," STRING}] "]"                # string tensors, row-major
 //!            | "file" "(" STRING "," "offset" "=" INT "," "len" "=" INT ")"
-//!            | "elided" "(" INT ")"                         // printed only; never parses
+//!            | "elided" "(" INT ")"                         # printed only; never parses
 //! VALUE    ::= "%" ([A-Za-z0-9_./-]+ | STRING)
 //! IDENT    ::= [A-Za-z_][A-Za-z0-9_]*
 //! STRING   ::= '"' {char | "\\" | "\"" | "\n" | "\t" | "\r" | "\u{" HEX "}"} '"'

@@ -97,12 +97,17 @@ impl Parser<'_> {
         })
     }
 
+    /// Takes the current token (moved out, not cloned: hex payloads can be
+    /// hundreds of megabytes). The final `Eof` is never consumed.
     fn bump(&mut self) -> Tok {
-        let t = self.peek().clone();
-        if self.pos < self.toks.len() {
+        if self.pos + 1 < self.toks.len() {
             self.pos += 1;
+            self.toks
+                .get_mut(self.pos - 1)
+                .map_or(Tok::Eof, |t| std::mem::replace(&mut t.tok, Tok::Eof))
+        } else {
+            Tok::Eof
         }
-        t
     }
 
     fn unexpected(&self, wanted: &str) -> ParseError {
@@ -392,6 +397,9 @@ impl Parser<'_> {
                 self.bump();
                 Ok(Attr::Float(f))
             }
+            Tok::Ident(w) if w.parse::<DType>().is_err() => Err(at.err(format!(
+                "attribute `{key}`: expected a value (number, string, list or typed tensor), found `{w}`"
+            ))),
             Tok::Ident(_) => {
                 let ty = self.ty()?;
                 let what = format!("attribute `{key}`");
@@ -492,7 +500,12 @@ impl Parser<'_> {
                 })?;
                 Payload::Strings(Arc::new(v))
             }
-            Tok::Ident(w) if w == "file" => Payload::Raw(self.file(what, at)?),
+            Tok::Ident(w) if w == "file" => {
+                if dtype == DType::String {
+                    return Err(at.err(format!("{what}: a string tensor takes a list, not a file")));
+                }
+                Payload::Raw(self.file(what, at)?)
+            }
             Tok::Ident(w) if w == "elided" => {
                 self.expect_punct('(')?;
                 let len = self.expect_uint("a byte count")?;

@@ -337,6 +337,16 @@ fn file_constants_map_the_file_and_keep_their_origin() {
     let abs = dir.path().join("sub/w.bin");
     assert!(err(with(abs.to_str().unwrap(), 4, 8)).contains("must be relative"));
     assert!(err(with("missing.bin", 0, 8)).contains("cannot open"));
+    let strings = src.replace("%w: f32[2] = const", "%w: string[2] = const");
+    assert!(err(strings).contains("a string tensor takes a list, not a file"));
+    #[cfg(unix)]
+    {
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("w.bin"), &bytes).unwrap();
+        std::os::unix::fs::symlink(outside.path().join("w.bin"), dir.path().join("link.bin"))
+            .unwrap();
+        assert!(err(with("link.bin", 4, 8)).contains("resolves outside the base directory"));
+    }
 }
 
 #[test]
@@ -422,6 +432,16 @@ fn errors_name_the_place_and_the_problem() {
             "graph \"g\"() {\n  Identity() {a=1, a=2}\n  return\n}",
             (2, 20),
             "attribute `a` is given twice",
+        ),
+        (
+            "graph \"g\"() {\n  Identity() {a=true}\n  return\n}",
+            (2, 17),
+            "attribute `a`: expected a value (number, string, list or typed tensor), found `true`",
+        ),
+        (
+            "graph \"g\"() {\n  Identity() {a=f32[2] hex\"00\"}\n  return\n}",
+            (2, 27),
+            "attribute `a`: f32[2] needs 8 bytes but the hex has 2 digits",
         ),
         (
             "graph \"g\"() {\n  Identity() {a=99999999999999999999}\n  return\n}",
