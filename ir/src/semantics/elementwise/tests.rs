@@ -60,6 +60,8 @@ fn assert_close(got: &[f64], want: &[f64]) {
 
 #[test]
 fn erf_values() {
+    assert_eq!(erf(0.0), 0.0);
+    assert_eq!(erf(-0.0), 0.0);
     // Reference values from Abramowitz & Stegun table 7.1.
     for (x, e) in [
         (0.5, 0.520_499_877_8),
