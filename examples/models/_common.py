@@ -21,13 +21,17 @@ from onnx import TensorProto, helper, numpy_helper
 
 OPSET = 17
 WEIGHTS_FILE = "weights.bin"
+BN_EPS = 1e-3
 
 
 class Builder:
     """Appends nodes and initializers with unique, readable names."""
 
-    def __init__(self, seed):
+    def __init__(self, seed, fold_bn=False):
         self.rng = np.random.default_rng(seed)
+        # fold_bn: emit Conv with bias instead of Conv + BatchNormalization,
+        # as torch.onnx.export does in eval mode with constant folding.
+        self.fold_bn = fold_bn
         self.nodes = []
         self.inits = []
         self.count = 0
@@ -83,7 +87,26 @@ class Builder:
         var = self.rng.uniform(0.5, 1.5, c).astype(np.float32)
         ins = [x] + [self.const(p, a) for p, a in
                      (("bn_scale", scale), ("bn_bias", bias), ("bn_mean", mean), ("bn_var", var))]
-        return self.node("BatchNormalization", ins, epsilon=1e-3)
+        return self.node("BatchNormalization", ins, epsilon=BN_EPS)
+
+    def conv_bn(self, x, cin, cout, kernel, stride=1, pads=None, group=1):
+        """Conv + BatchNormalization, or one Conv with the BN folded into its
+        weights and bias (same random draws either way, so both forms compute
+        the same function)."""
+        y = self.conv(x, cin, cout, kernel, stride, pads, group)
+        if not self.fold_bn:
+            return self.bn(y, cout)
+        conv = self.nodes[-1]
+        w_init = next(t for t in self.inits if t.name == conv.input[1])
+        w = numpy_helper.to_array(w_init)
+        scale = self.rng.uniform(0.5, 1.5, cout).astype(np.float32)
+        bias = self.normal((cout,), 0.1)
+        mean = self.normal((cout,), 0.1)
+        var = self.rng.uniform(0.5, 1.5, cout).astype(np.float32)
+        k = scale / np.sqrt(var + np.float32(BN_EPS))
+        w_init.CopyFrom(numpy_helper.from_array((w * k[:, None, None, None]).astype(np.float32), w_init.name))
+        conv.input.append(self.const("conv_b", (bias - mean * k).astype(np.float32)))
+        return y
 
     def relu(self, x):
         return self.node("Relu", [x])
