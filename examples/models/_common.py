@@ -89,17 +89,17 @@ class Builder:
                      (("bn_scale", scale), ("bn_bias", bias), ("bn_mean", mean), ("bn_var", var))]
         return self.node("BatchNormalization", ins, epsilon=BN_EPS)
 
-    def conv_bn(self, x, cin, cout, kernel, stride=1, pads=None, group=1):
+    def conv_bn(self, x, cin, cout, kernel, stride=1, pads=None, group=1, scale_range=(0.5, 1.5)):
         """Conv + BatchNormalization, or one Conv with the BN folded into its
         weights and bias (same random draws either way, so both forms compute
         the same function)."""
         y = self.conv(x, cin, cout, kernel, stride, pads, group)
         if not self.fold_bn:
-            return self.bn(y, cout)
+            return self.bn(y, cout, scale_range)
         conv = self.nodes[-1]
         w_init = next(t for t in self.inits if t.name == conv.input[1])
         w = numpy_helper.to_array(w_init)
-        scale = self.rng.uniform(0.5, 1.5, cout).astype(np.float32)
+        scale = self.rng.uniform(*scale_range, cout).astype(np.float32)
         bias = self.normal((cout,), 0.1)
         mean = self.normal((cout,), 0.1)
         var = self.rng.uniform(0.5, 1.5, cout).astype(np.float32)
