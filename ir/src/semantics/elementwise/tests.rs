@@ -535,3 +535,9 @@ fn type_rules() {
     let out = (lookup(Op::Cast).unwrap().infer)(&Ctx::new(&n), &ins[..1]).unwrap();
     assert_eq!(out[0].dtype, DType::F16);
 }
+
+#[test]
+fn erf_at_zero_terminates() {
+    // erf(0) = 0 exactly; every series term is zero.
+    assert_eq!(erf(0.0), 0.0);
+}

@@ -281,7 +281,8 @@ pub fn erf(x: f64) -> f64 {
         loop {
             let add = term / (2.0 * n + 1.0);
             sum += add;
-            if add.abs() < 1e-17 * sum.abs() {
+            // `<=` so that erf(0) (all terms zero) terminates too.
+            if add.abs() <= 1e-17 * sum.abs() || n > 200.0 {
                 break;
             }
             n += 1.0;
