@@ -1,1 +1,6 @@
 //! Importers into the tensor IR.
+
+pub mod onnx;
+pub mod tensor_io;
+
+pub use onnx::{ImportError, import_bytes, import_file};

@@ -1,7 +1,7 @@
-//! (op family; see semantics/mod.rs)
+//! (see nn/mod.rs)
 
-use super::OpImpl;
 use crate::Op;
+use crate::semantics::OpImpl;
 
 pub fn lookup(op: Op) -> Option<OpImpl> {
     let _ = op;

@@ -1,0 +1,90 @@
+# smelt developer entry points. `make demo` and `make test` work from a fresh
+# clone (Rust toolchain + python3 with venv support needed); see README.md.
+
+CARGO   ?= cargo
+PYTHON3 ?= python3
+VENV    := .venv
+PY      := $(VENV)/bin/python
+# Stamp so that the venv is (re)installed only when the pins change.
+VENV_OK := $(VENV)/.installed
+CASES   ?= .cache/onnx-node
+CONF_JSON := .cache/conformance.json
+SMELT   := $(CARGO) run --quiet --release -p smelt --
+
+FIXTURES := resnet_mini resnet_mini_shape transformer_block
+
+.PHONY: all demo check-examples test conformance lint fixtures resnet50 time-resnet50 venv cases help
+
+all: test
+
+help:
+	@echo "make demo         build smelt, run examples/resnet_mini, compare with onnxruntime"
+	@echo "make check-examples  run every committed example model, compare with onnxruntime"
+	@echo "make test         the whole test suite (venv + conformance cases + cargo test --workspace)"
+	@echo "make conformance  regenerate CONFORMANCE.md from a run of the interpreter on $(CASES)"
+	@echo "make lint         cargo fmt --check + clippy -D warnings"
+	@echo "make fixtures     regenerate the committed models under examples/"
+	@echo "make resnet50     generate .cache/resnet50 (ResNet-50 + input + expected, ~100 MB)"
+	@echo "make time-resnet50  time the interpreter on it and compare with onnxruntime"
+
+venv: $(VENV_OK)
+
+# A half-made venv (e.g. python3-venv missing when it was created) has no pip:
+# start over instead of failing on it forever.
+$(VENV_OK): scripts/requirements.txt
+	@if [ ! -x $(VENV)/bin/pip ]; then rm -rf $(VENV) && $(PYTHON3) -m venv $(VENV); fi
+	$(VENV)/bin/pip install -q --disable-pip-version-check -r scripts/requirements.txt
+	@touch $@
+
+cases: $(CASES)
+
+# Generated only when missing (regenerating is `rm -rf $(CASES)`), into a
+# temporary folder first so that an interrupted run leaves no half set behind.
+$(CASES): | $(VENV_OK)
+	@echo "generating ONNX backend node tests into $@"
+	$(PY) scripts/gen_conformance.py $@.tmp
+	rm -rf $@ && mv $@.tmp $@
+
+demo: $(VENV_OK)
+	$(CARGO) build --release -p smelt
+	rm -rf out/demo
+	$(SMELT) run examples/resnet_mini/model.onnx --input examples/resnet_mini/input_0.pb --output-dir out/demo
+	$(PY) scripts/compare_tensors.py out/demo/output_0.pb examples/resnet_mini/expected_0.pb
+
+check-examples: $(VENV_OK)
+	$(CARGO) build --release -p smelt
+	@for f in $(FIXTURES); do \
+	  echo "== examples/$$f"; rm -rf out/$$f; \
+	  $(SMELT) run examples/$$f/model.onnx --input examples/$$f/input_0.pb --output-dir out/$$f || exit 1; \
+	  $(PY) scripts/compare_tensors.py out/$$f/output_0.pb examples/$$f/expected_0.pb || exit 1; \
+	done
+
+test: $(VENV_OK) $(CASES)
+	SMELT_CONFORMANCE_DIR=$(abspath $(CASES)) SMELT_PYTHON=$(abspath $(PY)) $(CARGO) test --workspace
+
+# smelt may exit non-zero when cases fail; the table is still wanted then, as
+# long as a fresh report was written.
+conformance: $(VENV_OK) $(CASES)
+	rm -f $(CONF_JSON)
+	$(SMELT) conformance $(CASES) --target interp --json $(CONF_JSON) || test -s $(CONF_JSON)
+	$(PY) scripts/conformance_table.py $(CONF_JSON) -o CONFORMANCE.md
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fixtures: $(VENV_OK)
+	@for f in $(FIXTURES); do $(PY) examples/$$f/make.py || exit 1; done
+
+resnet50: .cache/resnet50/expected_0.pb
+
+.cache/resnet50/expected_0.pb: examples/resnet50/make.py examples/resnet_mini/make.py examples/_fixture.py | $(VENV_OK)
+	$(PY) examples/resnet50/make.py .cache/resnet50
+
+time-resnet50: .cache/resnet50/expected_0.pb
+	$(CARGO) build --release -p smelt
+	rm -rf out/resnet50
+	@t0=$$(date +%s%N); \
+	$(SMELT) run .cache/resnet50/model.onnx --input .cache/resnet50/input_0.pb --output-dir out/resnet50 || exit 1; \
+	echo "smelt run (interp) on ResNet-50: $$(( ($$(date +%s%N) - t0) / 1000000 )) ms"
+	$(PY) scripts/compare_tensors.py out/resnet50/output_0.pb .cache/resnet50/expected_0.pb --rtol 1e-3 --atol 1e-3
