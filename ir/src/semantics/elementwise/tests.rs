@@ -541,3 +541,36 @@ fn erf_at_zero_terminates() {
     // erf(0) = 0 exactly; every series term is zero.
     assert_eq!(erf(0.0), 0.0);
 }
+
+#[test]
+fn logic_type_rule_wants_bool() {
+    let f = TensorType::of_static(DType::F32, &[2]);
+    let b = TensorType::of_static(DType::Bool, &[2, 1]);
+    let n = node(Op::And, &[]);
+    let infer = lookup(Op::And).unwrap().infer;
+    let bad = [
+        Some(TypeInput {
+            ty: &f,
+            value: None,
+        }),
+        Some(TypeInput {
+            ty: &f,
+            value: None,
+        }),
+    ];
+    assert!(infer(&Ctx::new(&n), &bad).is_err());
+    let good = [
+        Some(TypeInput {
+            ty: &b,
+            value: None,
+        }),
+        Some(TypeInput {
+            ty: &b,
+            value: None,
+        }),
+    ];
+    assert_eq!(
+        infer(&Ctx::new(&n), &good).unwrap()[0],
+        TensorType::of_static(DType::Bool, &[2, 1])
+    );
+}
