@@ -81,7 +81,15 @@ def main():
         lines.append(
             f"    {name} = ({rust_str(domain)}, {s.since_version}, [{', '.join(ds)}]),"
         )
-    # Deprecated ops that still appear in models in the wild.
+    # smelt's own ops (fused kernels, KV cache, ...), listed by hand in
+    # ir/src/op/smelt_ops.txt, one `Name = ("smelt", version, [defaults]),`
+    # line each, so the Op enum stays one list.
+    extra = OUT.parent / "smelt_ops.txt"
+    if extra.exists():
+        for line in extra.read_text().splitlines():
+            line = line.strip()
+            if line and not line.startswith("#"):
+                lines.append("    " + line)
     lines.append("}")
     OUT.write_text("\n".join(lines) + "\n")
     print(f"wrote {OUT} ({len(schemas)} ops)")

@@ -1,1 +1,8 @@
-//! Integration tests: one binary, one module per area.
+//! Integration tests: one binary, one module per area. They drive the
+//! `smelt` binary and the public crate APIs with real model files.
+
+mod bad_input;
+mod common;
+mod conformance;
+mod fixtures;
+mod roundtrip;

@@ -76,12 +76,12 @@ impl ExternalData {
                 Component::Normal(_) | Component::CurDir => {}
                 Component::ParentDir => {
                     return Err(TensorErr::invalid(format!(
-                        "external data location \"{location}\" contains \"..\""
+                        "external data location \"{location}\" points outside the model's folder (it contains \"..\")"
                     )));
                 }
                 Component::RootDir | Component::Prefix(_) => {
                     return Err(TensorErr::invalid(format!(
-                        "external data location \"{location}\" is an absolute path"
+                        "external data location \"{location}\" points outside the model's folder (it is an absolute path)"
                     )));
                 }
             }
@@ -102,7 +102,7 @@ impl ExternalData {
             .map_err(|e| io("cannot open", e))?;
         if !full.starts_with(&cbase) {
             return Err(TensorErr::invalid(format!(
-                "external data location \"{location}\" leads outside the model's folder"
+                "external data location \"{location}\" points outside the model's folder"
             )));
         }
         let meta = std::fs::metadata(&full).map_err(|e| io("cannot open", e))?;
@@ -118,7 +118,7 @@ impl ExternalData {
             // volume; nothing tells where, so refuse them all.
             if meta.nlink() > 1 {
                 return Err(TensorErr::invalid(format!(
-                    "external data file \"{location}\" has several hard links; refusing it"
+                    "external data file \"{location}\" may point outside the model's folder (it has several hard links)"
                 )));
             }
         }

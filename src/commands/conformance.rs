@@ -1,0 +1,353 @@
+//! `smelt conformance`: runs ONNX backend-test style cases and classifies
+//! every failure.
+
+use anyhow::{Context, Result, bail};
+use serde::Serialize;
+use smelt_ir::interp::{Storage, Tensor};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
+
+/// Run ONNX backend-test cases (<case>/model.onnx, <case>/test_data_set_N/
+/// {input,output}_i.pb) and report which pass.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Folder of case folders, e.g. .cache/onnx-node (see scripts/gen_conformance.py).
+    dir: PathBuf,
+    /// Where to run the cases.
+    #[arg(long, default_value = "interp")]
+    target: String,
+    /// Write per-case results as JSON here.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// Only cases whose name contains this text.
+    #[arg(long, value_name = "SUBSTR")]
+    filter: Option<String>,
+    /// Seconds a case may run before it counts as an error.
+    #[arg(long, default_value_t = 60, value_name = "SECS")]
+    timeout: u64,
+    /// Also print one line per passing case.
+    #[arg(long, short)]
+    verbose: bool,
+}
+
+#[derive(Serialize, Clone, Copy, PartialEq, Eq, Debug)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Pass,
+    /// The importer or interpreter does not implement an op or feature.
+    Unsupported,
+    /// Ran, but an output differs from the expected one.
+    Wrong,
+    /// Failed some other way (bad data, a kernel error, a panic).
+    Error,
+}
+
+#[derive(Serialize)]
+struct CaseResult {
+    name: String,
+    status: Status,
+    ops: Vec<String>,
+    message: String,
+}
+
+#[derive(Serialize)]
+struct Report<'a> {
+    target: &'a str,
+    passed: usize,
+    total: usize,
+    cases: &'a [CaseResult],
+}
+
+fn list_cases(dir: &Path, filter: Option<&str>) -> Result<Vec<PathBuf>> {
+    let mut v = Vec::new();
+    for e in
+        std::fs::read_dir(dir).with_context(|| format!("{}: cannot read folder", dir.display()))?
+    {
+        let p = e?.path();
+        let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if p.join("model.onnx").is_file() && filter.is_none_or(|f| name.contains(f)) {
+            v.push(p);
+        }
+    }
+    v.sort();
+    Ok(v)
+}
+
+/// Op types of a model, for the per-op table; empty if unreadable.
+fn op_types(model: &Path) -> Vec<String> {
+    use protobuf::Message;
+    let Ok(bytes) = std::fs::read(model) else {
+        return vec![];
+    };
+    let Ok(m) = onnx_protobuf::ModelProto::parse_from_bytes(&bytes) else {
+        return vec![];
+    };
+    let mut ops: Vec<String> = m.graph.node.iter().map(|n| n.op_type.clone()).collect();
+    ops.sort();
+    ops.dedup();
+    ops
+}
+
+fn tolerances(case: &Path) -> (f64, f64) {
+    let parsed = std::fs::read_to_string(case.join("case.json"))
+        .ok()
+        .and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok());
+    let get = |k: &str, d: f64| parsed.as_ref().and_then(|v| v[k].as_f64()).unwrap_or(d);
+    (get("rtol", 1e-3), get("atol", 1e-7))
+}
+
+/// numpy.testing.assert_allclose semantics (NaN equal to NaN, infinities
+/// must match), plus equal dtypes and shapes as ONNX's runner requires.
+fn compare(want: &Tensor, got: &Tensor, rtol: f64, atol: f64) -> Result<(), String> {
+    if want.dtype != got.dtype {
+        return Err(format!("dtype {} expected, got {}", want.dtype, got.dtype));
+    }
+    if want.shape != got.shape {
+        return Err(format!(
+            "shape {:?} expected, got {:?}",
+            want.shape, got.shape
+        ));
+    }
+    let mismatch =
+        |i: usize, w: String, g: String| Err(format!("element {i}: expected {w}, got {g}"));
+    match (&want.data, &got.data) {
+        (Storage::F(w), Storage::F(g)) => {
+            for (i, (&w, &g)) in w.iter().zip(g).enumerate() {
+                let ok = if w.is_nan() || g.is_nan() {
+                    w.is_nan() && g.is_nan()
+                } else if w.is_infinite() || g.is_infinite() {
+                    w == g
+                } else {
+                    (w - g).abs() <= atol + rtol * w.abs()
+                };
+                if !ok {
+                    return mismatch(i, w.to_string(), g.to_string());
+                }
+            }
+        }
+        (w, g) if w == g => {}
+        (w, g) => {
+            let wv = format!("{w:?}");
+            let gv = format!("{g:?}");
+            return Err(format!(
+                "values differ: expected {:.80}, got {:.80}",
+                wv, gv
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn read_pb(p: &Path) -> Result<Tensor, String> {
+    smelt_frontend::tensor_io::read_tensor(p)
+        .map(|(_, t)| t)
+        .map_err(|e| format!("{}: {e}", p.display()))
+}
+
+fn run_case(case: &Path) -> (Status, String) {
+    let (rtol, atol) = tolerances(case);
+    let g = match smelt_frontend::import_file(&case.join("model.onnx")) {
+        Ok(g) => g,
+        Err(e) if e.is_unsupported() => return (Status::Unsupported, e.to_string()),
+        Err(e) => return (Status::Error, format!("import: {e}")),
+    };
+    let mut sets: Vec<PathBuf> = std::fs::read_dir(case)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.is_dir()
+                && p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("test_data_set_"))
+        })
+        .collect();
+    sets.sort();
+    if sets.is_empty() {
+        return (Status::Error, "no test_data_set_N folders".into());
+    }
+    for set in sets {
+        let mut inputs = Vec::new();
+        for i in 0..g.inputs.len() {
+            match read_pb(&set.join(format!("input_{i}.pb"))) {
+                Ok(t) => inputs.push(t),
+                Err(e) => return (Status::Unsupported, format!("input {i}: {e}")),
+            }
+        }
+        let outs = match smelt_ir::interp::run(&g, inputs) {
+            Ok(o) => o,
+            Err(e @ smelt_ir::interp::InterpError::Unsupported { .. }) => {
+                return (Status::Unsupported, e.to_string());
+            }
+            Err(e) => return (Status::Error, e.to_string()),
+        };
+        for (i, got) in outs.iter().enumerate() {
+            let want = match read_pb(&set.join(format!("output_{i}.pb"))) {
+                Ok(t) => t,
+                Err(e) => return (Status::Unsupported, format!("output {i}: {e}")),
+            };
+            if let Err(m) = compare(&want, got, rtol, atol) {
+                let name = &g.value(g.outputs[i]).name;
+                return (Status::Wrong, format!("output {i} \"{name}\": {m}"));
+            }
+        }
+    }
+    (Status::Pass, String::new())
+}
+
+fn run_guarded(case: &Path) -> (Status, String) {
+    match std::panic::catch_unwind(|| run_case(case)) {
+        Ok(r) => r,
+        Err(p) => {
+            let msg = p
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default();
+            (Status::Error, format!("panic: {msg}"))
+        }
+    }
+}
+
+fn case_result(case: &Path, status: Status, message: String) -> CaseResult {
+    CaseResult {
+        name: case
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        status,
+        ops: op_types(&case.join("model.onnx")),
+        message,
+    }
+}
+
+/// Per worker: the case it is on and since when.
+type Running = Arc<Mutex<Vec<Option<(usize, Instant)>>>>;
+
+/// Runs every case on a pool of worker threads. A case that runs past
+/// `timeout` is recorded as an error and its worker abandoned (a detached
+/// thread ends with the process), so one runaway kernel cannot stall the suite.
+fn run_all(cases: &[PathBuf], timeout: Duration) -> Vec<CaseResult> {
+    let cases: Arc<Vec<PathBuf>> = Arc::new(cases.to_vec());
+    let next = Arc::new(AtomicUsize::new(0));
+    let (tx, rx) = mpsc::channel::<(usize, usize, Status, String)>();
+    let running: Running = Arc::new(Mutex::new(Vec::new()));
+    let spawn = |slot: usize| {
+        let (cases, next, tx, running) = (cases.clone(), next.clone(), tx.clone(), running.clone());
+        std::thread::spawn(move || {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(case) = cases.get(i) else { break };
+                running.lock().expect("lock")[slot] = Some((i, Instant::now()));
+                let (status, msg) = run_guarded(case);
+                running.lock().expect("lock")[slot] = None;
+                if tx.send((slot, i, status, msg)).is_err() {
+                    break;
+                }
+            }
+        });
+    };
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut results: Vec<Option<CaseResult>> = (0..cases.len()).map(|_| None).collect();
+    let mut slots = 0;
+    for _ in 0..threads {
+        running.lock().expect("lock").push(None);
+        spawn(slots);
+        slots += 1;
+    }
+    let mut done = 0;
+    let mut abandoned = vec![false; slots];
+    while done < cases.len() {
+        match rx.recv_timeout(Duration::from_millis(200)) {
+            Ok((slot, i, status, msg)) => {
+                if !abandoned[slot] && results[i].is_none() {
+                    results[i] = Some(case_result(&cases[i], status, msg));
+                    done += 1;
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+        let stuck: Vec<(usize, usize)> = running
+            .lock()
+            .expect("lock")
+            .iter()
+            .enumerate()
+            .filter_map(|(slot, r)| match r {
+                Some((i, t)) if t.elapsed() > timeout => Some((slot, *i)),
+                _ => None,
+            })
+            .filter(|(slot, _)| !abandoned[*slot])
+            .collect();
+        for (slot, i) in stuck {
+            abandoned[slot] = true;
+            if results[i].is_none() {
+                let msg = format!("timed out after {} s", timeout.as_secs());
+                results[i] = Some(case_result(&cases[i], Status::Error, msg));
+                done += 1;
+            }
+            running.lock().expect("lock").push(None);
+            abandoned.push(false);
+            spawn(slots);
+            slots += 1;
+        }
+    }
+    results
+        .into_iter()
+        .zip(cases.iter())
+        .map(|(r, c)| r.unwrap_or_else(|| case_result(c, Status::Error, "did not run".into())))
+        .collect()
+}
+
+pub fn main(a: Args) -> Result<ExitCode> {
+    super::check_target(&a.target)?;
+    let cases = list_cases(&a.dir, a.filter.as_deref())?;
+    if cases.is_empty() {
+        bail!(
+            "{}: no cases (folders with model.onnx){}; generate them with `python scripts/gen_conformance.py`",
+            a.dir.display(),
+            a.filter
+                .as_ref()
+                .map(|f| format!(" matching `{f}`"))
+                .unwrap_or_default()
+        );
+    }
+    // A panicking kernel is a bug, reported per case; keep its message off
+    // the terminal while the suite runs.
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let results = run_all(&cases, Duration::from_secs(a.timeout));
+    std::panic::set_hook(hook);
+    let passed = results.iter().filter(|r| r.status == Status::Pass).count();
+    for r in &results {
+        if r.status != Status::Pass || a.verbose {
+            let class = match r.status {
+                Status::Pass => "pass",
+                Status::Unsupported => "unsupported",
+                Status::Wrong => "wrong result",
+                Status::Error => "error",
+            };
+            let msg: String = r.message.chars().take(300).collect();
+            println!("{:<13} {}: {}", class, r.name, msg);
+        }
+    }
+    let total = results.len();
+    println!(
+        "conformance: {passed}/{total} cases pass ({:.1}%)",
+        100.0 * passed as f64 / total as f64
+    );
+    if let Some(p) = &a.json {
+        let report = Report {
+            target: &a.target,
+            passed,
+            total,
+            cases: &results,
+        };
+        let s = serde_json::to_string_pretty(&report)?;
+        std::fs::write(p, s + "\n").with_context(|| format!("{}: cannot write", p.display()))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}

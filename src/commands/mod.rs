@@ -1,0 +1,17 @@
+pub mod conformance;
+pub mod import;
+pub mod run;
+
+/// Targets that can execute a graph today.
+pub const RUN_TARGETS: &[&str] = &["interp"];
+
+pub fn check_target(t: &str) -> anyhow::Result<()> {
+    if RUN_TARGETS.contains(&t) {
+        Ok(())
+    } else {
+        anyhow::bail!(
+            "target `{t}` is not available; available targets: {}",
+            RUN_TARGETS.join(", ")
+        )
+    }
+}
