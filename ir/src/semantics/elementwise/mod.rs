@@ -30,7 +30,7 @@ pub fn lookup(op: Op) -> Option<OpImpl> {
         Pow => (infer_pow, binary::k_pow),
         PRelu => (infer_pow, binary::k_prelu),
         Equal | Less | LessOrEqual | Greater | GreaterOrEqual => (infer_compare, binary::k_compare),
-        And | Or | Xor => (infer_compare, binary::k_logic),
+        And | Or | Xor => (infer_logic, binary::k_logic),
         Max | Min | Sum | Mean => (infer_variadic, binary::k_variadic),
         Where => (infer_where, binary::k_where),
         Relu | Sigmoid | Tanh | Exp | Log | Sqrt | Neg | Abs | Reciprocal | Floor | Ceil | Sin
@@ -103,6 +103,14 @@ fn infer_compare(ctx: &Ctx, ins: &[Option<TypeInput>]) -> OpResult<Vec<TensorTyp
         DType::Bool,
         broadcast_shapes(&a.shape, &b.shape)?,
     )])
+}
+
+fn infer_logic(ctx: &Ctx, ins: &[Option<TypeInput>]) -> OpResult<Vec<TensorType>> {
+    let a = input(ins, 0)?.ty;
+    if a.dtype != DType::Bool {
+        op_bail!("{} needs bool operands, found {}", ctx.node.op, a.dtype);
+    }
+    infer_compare(ctx, ins)
 }
 
 fn infer_variadic(ctx: &Ctx, ins: &[Option<TypeInput>]) -> OpResult<Vec<TensorType>> {

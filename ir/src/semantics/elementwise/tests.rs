@@ -537,3 +537,36 @@ fn type_rules() {
     let out = (lookup(Op::Cast).unwrap().infer)(&Ctx::new(&n), &ins[..1]).unwrap();
     assert_eq!(out[0].dtype, DType::F16);
 }
+
+#[test]
+fn logic_type_rule_wants_bool() {
+    let f = TensorType::of_static(DType::F32, &[2]);
+    let b = TensorType::of_static(DType::Bool, &[2, 1]);
+    let n = node(Op::And, &[]);
+    let infer = lookup(Op::And).unwrap().infer;
+    let bad = [
+        Some(TypeInput {
+            ty: &f,
+            value: None,
+        }),
+        Some(TypeInput {
+            ty: &f,
+            value: None,
+        }),
+    ];
+    assert!(infer(&Ctx::new(&n), &bad).is_err());
+    let good = [
+        Some(TypeInput {
+            ty: &b,
+            value: None,
+        }),
+        Some(TypeInput {
+            ty: &b,
+            value: None,
+        }),
+    ];
+    assert_eq!(
+        infer(&Ctx::new(&n), &good).unwrap()[0],
+        TensorType::of_static(DType::Bool, &[2, 1])
+    );
+}
