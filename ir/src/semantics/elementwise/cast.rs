@@ -194,6 +194,7 @@ pub fn cast_tensor(x: &Tensor, to: DType, sat: bool, mode: &str) -> OpResult<Ten
         DClass::Float => {
             let vals: Vec<f64> = match &x.data {
                 Storage::S(v) => v.iter().map(|s| parse_float(s)).collect::<OpResult<_>>()?,
+                // Only strings lack an f64 view, and they are handled above.
                 _ => x.to_f64_vec().unwrap_or_default(),
             };
             let out = vals

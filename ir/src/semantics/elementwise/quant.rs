@@ -106,6 +106,13 @@ fn param_index(ctx: &Ctx, x: &[usize], p: &Tensor) -> OpResult<Vec<usize>> {
         .collect())
 }
 
+fn zero_points(z: &Tensor) -> OpResult<Vec<f64>> {
+    match z.to_f64_vec() {
+        Some(v) => Ok(v),
+        None => op_bail!("zero point must be numeric, found {}", z.dtype),
+    }
+}
+
 /// The integer range of a quantized integer dtype.
 fn int_range(d: DType) -> Option<(f64, f64)> {
     Some(match d {
@@ -139,10 +146,7 @@ pub(super) fn k_quantize(ctx: &Ctx, ins: &[Option<&Tensor>]) -> OpResult<Vec<Ten
     };
     let si = param_index(ctx, &x.shape, s)?;
     let (zv, zi) = match zp {
-        Some(z) => (
-            z.to_f64_vec().unwrap_or_default(),
-            param_index(ctx, &x.shape, z)?,
-        ),
+        Some(z) => (zero_points(z)?, param_index(ctx, &x.shape, z)?),
         None => (vec![0.0], vec![0; xv.len()]),
     };
     let pd = match ctx.int("precision", 0)? {
@@ -212,10 +216,7 @@ pub(super) fn k_dequantize(ctx: &Ctx, ins: &[Option<&Tensor>]) -> OpResult<Vec<T
                     x.dtype
                 );
             }
-            (
-                z.to_f64_vec().unwrap_or_default(),
-                param_index(ctx, &x.shape, z)?,
-            )
+            (zero_points(z)?, param_index(ctx, &x.shape, z)?)
         }
         None => (vec![0.0], vec![0; xv.len()]),
     };
