@@ -96,12 +96,14 @@ fn make_op(eg: &TEGraph, op: smelt_ir::Op, nout: usize, args: &[Id]) -> ClassDat
         .map(|x| x.map(|(ty, value)| TypeInput { ty, value }))
         .collect();
     let ctx = Ctx::new(&node);
-    let Ok(tys) = (imp.infer)(&ctx, &type_ins) else {
+    let Ok(mut tys) = (imp.infer)(&ctx, &type_ins) else {
         return ClassData::default();
     };
-    if tys.len() != nout {
+    // Some rules type every optional output; keep those the node has.
+    if tys.len() < nout {
         return ClassData::default();
     }
+    tys.truncate(nout);
     let mut value = None;
     let foldable = nout == 1
         && !is_random(op)
