@@ -24,7 +24,7 @@ pub struct Args {
 }
 
 pub fn main(a: Args) -> Result<ExitCode> {
-    let g = crate::model::load(&a.model)?;
+    let g = super::compile::load(&a.model)?;
     let target = Target::builtin(&a.target)?;
     let opts = smelt_passes::Options {
         passes: smelt_passes::parse_passes(&a.passes)?,
