@@ -25,6 +25,8 @@ enum Command {
     Import(commands::import::Args),
     Run(commands::run::Args),
     Conformance(commands::conformance::Args),
+    Compile(commands::compile::Args),
+    Explain(commands::explain::Args),
 }
 
 fn main() -> ExitCode {
@@ -33,6 +35,8 @@ fn main() -> ExitCode {
         Command::Import(a) => commands::import::main(a),
         Command::Run(a) => commands::run::main(a),
         Command::Conformance(a) => commands::conformance::main(a),
+        Command::Compile(a) => commands::compile::main(a),
+        Command::Explain(a) => commands::explain::main(a),
     };
     match result {
         Ok(code) => code,

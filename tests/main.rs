@@ -4,5 +4,6 @@
 mod bad_input;
 mod common;
 mod conformance;
+mod filetests;
 mod fixtures;
 mod roundtrip;

@@ -11,6 +11,7 @@ pub mod interp;
 pub mod op;
 pub mod semantics;
 pub mod shape;
+pub mod target;
 pub mod text;
 pub mod verify;
 

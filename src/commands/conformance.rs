@@ -31,6 +31,27 @@ pub struct Args {
     /// Also print one line per passing case.
     #[arg(long, short)]
     verbose: bool,
+    /// Optimize each graph with these passes (e.g. `default`, `canon,fuse`)
+    /// before running it; a failed optimization counts as an error.
+    #[arg(long, value_name = "PASSES")]
+    passes: Option<String>,
+}
+
+/// The passes chosen with `--passes`, read by every worker thread.
+static PASSES: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+
+fn optimize(g: smelt_ir::Graph) -> Result<smelt_ir::Graph, String> {
+    let Some(passes) = PASSES.get() else {
+        return Ok(g);
+    };
+    let target = smelt_ir::target::Target::builtin("cpu").map_err(|e| e.to_string())?;
+    let opts = smelt_passes::Options {
+        passes: passes.clone(),
+        ..Default::default()
+    };
+    smelt_passes::optimize(&g, &target, &opts)
+        .map(|(g, _)| g)
+        .map_err(|e| format!("optimize: {e}"))
 }
 
 #[derive(Serialize, Clone, Copy, PartialEq, Eq, Debug)]
@@ -153,6 +174,10 @@ fn run_case(case: &Path) -> (Status, String) {
         Ok(g) => g,
         Err(e) if e.is_unsupported() => return (Status::Unsupported, e.to_string()),
         Err(e) => return (Status::Error, format!("import: {e}")),
+    };
+    let g = match optimize(g) {
+        Ok(g) => g,
+        Err(e) => return (Status::Error, e),
     };
     let mut sets: Vec<PathBuf> = std::fs::read_dir(case)
         .into_iter()
@@ -304,6 +329,10 @@ fn run_all(cases: &[PathBuf], timeout: Duration) -> Vec<CaseResult> {
 
 pub fn main(a: Args) -> Result<ExitCode> {
     super::check_target(&a.target)?;
+    if let Some(p) = &a.passes {
+        let passes = smelt_passes::parse_passes(p)?;
+        let _ = PASSES.set(passes);
+    }
     let cases = list_cases(&a.dir, a.filter.as_deref())?;
     if cases.is_empty() {
         bail!(

@@ -1,4 +1,6 @@
+pub mod compile;
 pub mod conformance;
+pub mod explain;
 pub mod import;
 pub mod run;
 

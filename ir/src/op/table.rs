@@ -225,4 +225,7 @@ define_ops! {
     Where = ("ai.onnx", 16, []),
     Xor = ("ai.onnx", 7, []),
     ZipMap = ("ai.onnx.ml", 1, []),
+    FusedMatMul = ("smelt", 1, [("activation", AttrDefault::Str(""))]),
+    FusedConv = ("smelt", 1, [("activation", AttrDefault::Str(""))]),
+    FusedElementwise = ("smelt", 1, []),
 }

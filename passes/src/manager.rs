@@ -1,0 +1,228 @@
+//! The pass manager: a pass list from a string (`canon,fuse`; `default` is
+//! `canon,fuse`), each pass a saturation stage over one rule family,
+//! followed by extraction with the target's cost model. It times every
+//! pass, verifies the graph after each one, and can print the IR after a
+//! named pass.
+
+use crate::analysis::TEGraph;
+use crate::convert::{self, ConvertError, Imported};
+use crate::cost::RooflineCost;
+use crate::rules;
+use crate::run::{Budget, StageReport, saturate};
+use egg::Extractor;
+use serde::Serialize;
+use smelt_ir::Graph;
+use smelt_ir::target::Target;
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+pub const PASSES: &[&str] = &["canon", "fuse"];
+
+#[derive(Debug, thiserror::Error)]
+pub enum PassError {
+    #[error("unknown pass `{0}`; passes: canon, fuse, default, none")]
+    Unknown(String),
+    #[error("{0}")]
+    Convert(#[from] ConvertError),
+    #[error("after pass {pass}: {msg}")]
+    Verify { pass: String, msg: String },
+}
+
+/// Parses `canon,fuse` / `default` / `none` into pass names.
+pub fn parse_passes(spec: &str) -> Result<Vec<String>, PassError> {
+    let mut out = Vec::new();
+    for p in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        match p {
+            "default" => out.extend(PASSES.iter().map(|s| s.to_string())),
+            "none" => {}
+            _ if PASSES.contains(&p) => out.push(p.to_string()),
+            _ => return Err(PassError::Unknown(p.to_string())),
+        }
+    }
+    Ok(out)
+}
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub passes: Vec<String>,
+    pub budget: Budget,
+    /// Print the IR text after this pass (to `printed`).
+    pub print_after: Option<String>,
+    /// Verify after every pass (always on in debug builds and tests).
+    pub verify: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            passes: PASSES.iter().map(|s| s.to_string()).collect(),
+            budget: Budget::default(),
+            print_after: None,
+            verify: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FusionGroup {
+    /// The fused op ("FusedMatMul", "Gelu", ...).
+    pub op: String,
+    /// The ops it replaced, as named by the rules that fired.
+    pub ops: Vec<String>,
+    pub output: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PassReport {
+    pub pass: String,
+    pub seconds: f64,
+    pub stage: StageReport,
+    pub cost_before: f64,
+    pub cost_after: f64,
+    pub nodes_before: usize,
+    pub nodes_after: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub target: String,
+    pub passes: Vec<PassReport>,
+    pub cost_before: f64,
+    pub cost_after: f64,
+    pub rules_fired: BTreeMap<String, usize>,
+    pub fusion_groups: Vec<FusionGroup>,
+    pub seconds: f64,
+    #[serde(skip)]
+    pub printed: Option<String>,
+}
+
+/// Cost of a graph as it stands: the sum of its nodes' roofline times.
+pub fn graph_cost(g: &Graph, target: &Target) -> f64 {
+    let eg = TEGraph::default();
+    let rc = RooflineCost { eg: &eg, target };
+    g.nodes
+        .iter()
+        .map(|n| {
+            let ins: Vec<_> = n.inputs.iter().map(|x| x.map(|v| &g.value(v).ty)).collect();
+            let outs: Vec<_> = n
+                .outputs
+                .iter()
+                .flatten()
+                .map(|v| g.value(*v).ty.clone())
+                .collect();
+            rc.op_time(n.op, Some(&n.attrs), &ins, &outs)
+        })
+        .sum()
+}
+
+fn extract(eg: &TEGraph, imp: &Imported, target: &Target) -> Result<Graph, ConvertError> {
+    let ex = Extractor::new(eg, RooflineCost { eg, target });
+    convert::from_egraph(eg, imp, |c| Some(ex.find_best_node(c).clone()))
+}
+
+/// Which fused ops the final graph has and what each replaced.
+fn fusion_groups(g: &Graph) -> Vec<FusionGroup> {
+    use smelt_ir::{Attr, Op};
+    let mut v = Vec::new();
+    for n in &g.nodes {
+        let act = |n: &smelt_ir::Node| match n.attrs.get("activation") {
+            Some(Attr::String(s)) if !s.is_empty() => Some(s.clone()),
+            _ => None,
+        };
+        let given = |i: usize| n.inputs.get(i).copied().flatten().is_some();
+        let ops: Vec<String> = match n.op {
+            Op::FusedMatMul | Op::FusedConv => {
+                let base = if n.op == Op::FusedMatMul {
+                    "MatMul"
+                } else {
+                    "Conv"
+                };
+                let mut o = vec![base.to_string()];
+                if n.op == Op::FusedMatMul && given(2) {
+                    o.push("Add".into());
+                }
+                o.extend(act(n));
+                if given(3) {
+                    o.push("Add".into());
+                }
+                o
+            }
+            Op::FusedElementwise => match n.attrs.get("ops") {
+                Some(Attr::Strings(s)) => s.clone(),
+                _ => vec![],
+            },
+            _ => continue,
+        };
+        let output = n
+            .outputs
+            .first()
+            .copied()
+            .flatten()
+            .map(|o| g.value(o).name.clone())
+            .unwrap_or_default();
+        v.push(FusionGroup {
+            op: n.op.name().to_string(),
+            ops,
+            output,
+        });
+    }
+    v
+}
+
+/// Runs the passes on `g` for `target`; returns the optimized graph and
+/// what happened. If a pass's result does not verify, that is an error
+/// (rules are meant to be sound; a silent fallback would hide a bug).
+pub fn optimize(g: &Graph, target: &Target, opts: &Options) -> Result<(Graph, Report), PassError> {
+    let start = Instant::now();
+    let cost_before = graph_cost(g, target);
+    let mut cur = g.clone();
+    let mut reports = Vec::new();
+    let mut fired: BTreeMap<String, usize> = BTreeMap::new();
+    let mut printed = None;
+    for pass in &opts.passes {
+        let t0 = Instant::now();
+        let family = rules::family(pass).ok_or_else(|| PassError::Unknown(pass.clone()))?;
+        let before = graph_cost(&cur, target);
+        let nodes_before = cur.nodes.len();
+        let (eg, imp) = convert::to_egraph(&cur)?;
+        let (eg, stage) = saturate(eg, pass, &family, &opts.budget);
+        let next = extract(&eg, &imp, target)?;
+        if opts.verify || cfg!(debug_assertions) {
+            smelt_ir::verify(&next).map_err(|e| PassError::Verify {
+                pass: pass.clone(),
+                msg: e.to_string(),
+            })?;
+        }
+        for (r, n) in stage.rules_fired() {
+            *fired.entry(r).or_insert(0) += n;
+        }
+        let after = graph_cost(&next, target);
+        // Extraction is greedy: never accept a graph the model says is slower.
+        if after <= before {
+            cur = next;
+        }
+        if opts.print_after.as_deref() == Some(pass.as_str()) {
+            printed = Some(smelt_ir::text::print(&cur));
+        }
+        reports.push(PassReport {
+            pass: pass.clone(),
+            seconds: t0.elapsed().as_secs_f64(),
+            stage,
+            cost_before: before,
+            cost_after: graph_cost(&cur, target),
+            nodes_before,
+            nodes_after: cur.nodes.len(),
+        });
+    }
+    let report = Report {
+        target: target.name.clone(),
+        cost_before,
+        cost_after: graph_cost(&cur, target),
+        passes: reports,
+        rules_fired: fired,
+        fusion_groups: fusion_groups(&cur),
+        seconds: start.elapsed().as_secs_f64(),
+        printed,
+    };
+    Ok((cur, report))
+}

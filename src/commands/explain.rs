@@ -1,0 +1,73 @@
+//! `smelt explain`: what the optimizer did to a model and why.
+
+use anyhow::Result;
+use smelt_ir::target::Target;
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Show the rules fired, e-graph growth, stop reasons, timings, cost
+/// before/after and fusion groups of optimizing a model.
+#[derive(clap::Args)]
+pub struct Args {
+    /// ONNX model or IR text file.
+    model: PathBuf,
+    /// Target whose cost model guides the optimizer.
+    #[arg(long, default_value = "cpu")]
+    target: String,
+    /// Comma-separated passes (see `smelt compile`).
+    #[arg(long, default_value = "default")]
+    passes: String,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn main(a: Args) -> Result<ExitCode> {
+    let g = super::compile::load(&a.model)?;
+    let target = Target::builtin(&a.target)?;
+    let opts = smelt_passes::Options {
+        passes: smelt_passes::parse_passes(&a.passes)?,
+        ..Default::default()
+    };
+    let (_, r) = smelt_passes::optimize(&g, &target, &opts)?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut s = String::new();
+    writeln!(s, "target: {}", r.target)?;
+    writeln!(
+        s,
+        "cost: {:.3e} s -> {:.3e} s (estimated)",
+        r.cost_before, r.cost_after
+    )?;
+    for p in &r.passes {
+        writeln!(
+            s,
+            "pass {}: {:.3} ms, stop: {}, nodes {} -> {}",
+            p.pass,
+            p.seconds * 1e3,
+            p.stage.stop_reason,
+            p.nodes_before,
+            p.nodes_after
+        )?;
+        for (i, it) in p.stage.iterations.iter().enumerate() {
+            writeln!(
+                s,
+                "  iteration {i}: {} e-nodes, {} e-classes",
+                it.egraph_nodes, it.egraph_classes
+            )?;
+        }
+    }
+    writeln!(s, "rules fired:")?;
+    for (rule, n) in &r.rules_fired {
+        writeln!(s, "  {rule}: {n}")?;
+    }
+    writeln!(s, "fusion groups:")?;
+    for f in &r.fusion_groups {
+        writeln!(s, "  {} = {} -> %{}", f.op, f.ops.join(" + "), f.output)?;
+    }
+    print!("{s}");
+    Ok(ExitCode::SUCCESS)
+}
