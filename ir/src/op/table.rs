@@ -225,4 +225,5 @@ define_ops! {
     Where = ("ai.onnx", 16, []),
     Xor = ("ai.onnx", 7, []),
     ZipMap = ("ai.onnx.ml", 1, []),
+    KvCacheAppend = ("smelt", 1, [("axis", AttrDefault::Int(2)), ("max_len", AttrDefault::Int(0))]),
 }
