@@ -45,15 +45,31 @@ pub(crate) fn build(cfg: &Config, w: &Weights) -> R<Built> {
     let pos = common::positions(&mut b, ids, None)?;
     let e = format!("{pre}embeddings");
     let word = b.weight_raw(&format!("{e}.word_embeddings.weight"), &[vocab, hidden])?;
-    let posw = b.weight_raw(&format!("{e}.position_embeddings.weight"), &[positions, hidden])?;
-    let typew = b.weight_raw(&format!("{e}.token_type_embeddings.weight"), &[types, hidden])?;
+    let posw = b.weight_raw(
+        &format!("{e}.position_embeddings.weight"),
+        &[positions, hidden],
+    )?;
+    let typew = b.weight_raw(
+        &format!("{e}.token_type_embeddings.weight"),
+        &[types, hidden],
+    )?;
     let axis0 = || vec![("axis", Attr::Int(0))];
     let we = b.op("word.gather", Op::Gather, &[Some(word), Some(ids)], axis0())?;
     let we = b.cast_f32(we, "word.f32")?;
-    let pe = b.op("pos.gather", Op::Gather, &[Some(posw), Some(pos.q)], axis0())?;
+    let pe = b.op(
+        "pos.gather",
+        Op::Gather,
+        &[Some(posw), Some(pos.q)],
+        axis0(),
+    )?;
     let pe = b.cast_f32(pe, "pos.f32")?;
     let zero = b.int_scalar("token_type", 0);
-    let te = b.op("type.gather", Op::Gather, &[Some(typew), Some(zero)], axis0())?;
+    let te = b.op(
+        "type.gather",
+        Op::Gather,
+        &[Some(typew), Some(zero)],
+        axis0(),
+    )?;
     let te = b.cast_f32(te, "type.f32")?;
     let x = b.bin("embed.wp", Op::Add, we, pe)?;
     let x = b.bin("embed.sum", Op::Add, x, te)?;

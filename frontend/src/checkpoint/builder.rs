@@ -57,7 +57,9 @@ impl<'w> Builder<'w> {
 
     pub fn input(&mut self, name: &str, dtype: DType, dims: Vec<Dim>) -> V {
         let n = self.fresh(name);
-        let id = self.g.add_value(n, TensorType::new(dtype, Shape(Some(dims))));
+        let id = self
+            .g
+            .add_value(n, TensorType::new(dtype, Shape(Some(dims))));
         self.g.inputs.push(id);
         id
     }
@@ -76,8 +78,12 @@ impl<'w> Builder<'w> {
 
     fn add_small(&mut self, hint: &str, t: Tensor, bytes: Vec<u8>) -> V {
         let name = self.fresh(hint);
-        let data = TensorData::new(t.dtype, t.shape.clone(), Payload::Raw(Bytes::from_vec(bytes)))
-            .expect("length computed from the shape");
+        let data = TensorData::new(
+            t.dtype,
+            t.shape.clone(),
+            Payload::Raw(Bytes::from_vec(bytes)),
+        )
+        .expect("length computed from the shape");
         let id = self.g.add_const(name, data);
         self.small.insert(id, t);
         id
@@ -183,7 +189,8 @@ impl<'w> Builder<'w> {
             op,
             name: name.clone(),
             inputs: inputs.to_vec(),
-            outputs: vec![],
+            // Type rules such as Split's count the node's outputs.
+            outputs: vec![None; n_out],
             attrs,
         };
         let imp = semantics::lookup(op)
@@ -260,7 +267,12 @@ impl<'w> Builder<'w> {
         let s = self.ints(&format!("{hint}.starts"), &[start]);
         let e = self.ints(&format!("{hint}.ends"), &[end]);
         let a = self.ints(&format!("{hint}.axes"), &[-1]);
-        self.op(hint, Op::Slice, &[Some(x), Some(s), Some(e), Some(a)], vec![])
+        self.op(
+            hint,
+            Op::Slice,
+            &[Some(x), Some(s), Some(e), Some(a)],
+            vec![],
+        )
     }
 
     /// `x @ W^T (+ b)` for a `torch.nn.Linear` weight `[out, in]`.
@@ -287,6 +299,11 @@ impl<'w> Builder<'w> {
     pub fn dim(&mut self, hint: &str, x: V, axis: i64) -> Result<V, CheckpointError> {
         let s = self.un(&format!("{hint}.shape"), Op::Shape, x)?;
         let i = self.int_scalar(&format!("{hint}.index"), axis);
-        self.op(hint, Op::Gather, &[Some(s), Some(i)], vec![("axis", Attr::Int(0))])
+        self.op(
+            hint,
+            Op::Gather,
+            &[Some(s), Some(i)],
+            vec![("axis", Attr::Int(0))],
+        )
     }
 }

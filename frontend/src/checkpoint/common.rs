@@ -115,7 +115,15 @@ pub struct AttnShape {
 /// bool or none. Grouped KV heads are shared by `heads / kv_heads` query
 /// heads through broadcasting (q viewed as `[batch, kv, group, seq, d]`), so
 /// the cache is never repeated. Returns `[batch, seq, heads * head_dim]`.
-pub fn attention(b: &mut Builder, hint: &str, q: V, k: V, v: V, mask: Option<V>, s: &AttnShape) -> R<V> {
+pub fn attention(
+    b: &mut Builder,
+    hint: &str,
+    q: V,
+    k: V,
+    v: V,
+    mask: Option<V>,
+    s: &AttnShape,
+) -> R<V> {
     let group = (s.heads / s.kv_heads) as i64;
     let (kvh, d) = (s.kv_heads as i64, s.head_dim as i64);
     let q5 = b.reshape(&format!("{hint}.q_grouped"), q, &[0, kvh, group, -1, d])?;
@@ -191,7 +199,12 @@ pub fn rms_norm(b: &mut Builder, x: V, prefix: &str, dim: usize, eps: f64) -> R<
 }
 
 /// The KV cache inputs of a decode graph: `past.{i}.key` / `.value`.
-pub fn past_inputs(b: &mut Builder, layers: usize, kv_heads: usize, head_dim: usize) -> Vec<(V, V)> {
+pub fn past_inputs(
+    b: &mut Builder,
+    layers: usize,
+    kv_heads: usize,
+    head_dim: usize,
+) -> Vec<(V, V)> {
     use super::builder::{st, sym};
     use smelt_ir::DType;
     (0..layers)

@@ -79,7 +79,7 @@ impl<'a> Config<'a> {
 
     /// `a` divides evenly by `b` (heads into hidden size and the like).
     pub fn divide(&self, a: (&str, usize), b: (&str, usize)) -> Result<usize, CheckpointError> {
-        if a.1 % b.1 != 0 {
+        if !a.1.is_multiple_of(b.1) {
             return Err(CheckpointError::Config(format!(
                 "\"{}\" ({}) is not a multiple of \"{}\" ({})",
                 a.0, a.1, b.0, b.1

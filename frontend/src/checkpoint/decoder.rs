@@ -116,7 +116,7 @@ fn dims(arch: Arch, cfg: &Config) -> R<Dims> {
         true => cfg.divide(("hidden_size", hidden), ("num_attention_heads", heads))?,
         false => cfg.usize("head_dim")?,
     };
-    if head_dim % 2 != 0 {
+    if !head_dim.is_multiple_of(2) {
         return Err(CheckpointError::Config(format!(
             "head dim {head_dim} is odd; rotary embeddings need an even one"
         )));
@@ -227,7 +227,9 @@ fn graph(d: &Dims, w: &Weights, decode: bool) -> R<smelt_ir::Graph> {
         let v = common::split_heads(&mut b, &format!("{a}.v"), v, d.kv_heads, d.head_dim)?;
         let q = common::apply_rope(&mut b, &format!("{a}.q_rot"), q, cos, sin, d.head_dim)?;
         let k = common::apply_rope(&mut b, &format!("{a}.k_rot"), k, cos, sin, d.head_dim)?;
-        let (pk, pv) = past.get(i).map_or((None, None), |&(k, v)| (Some(k), Some(v)));
+        let (pk, pv) = past
+            .get(i)
+            .map_or((None, None), |&(k, v)| (Some(k), Some(v)));
         let k = common::kv_append(&mut b, &format!("{a}.cache_k"), pk, k, d.max_len)?;
         let v = common::kv_append(&mut b, &format!("{a}.cache_v"), pv, v, d.max_len)?;
         presents.push((k, v));
@@ -264,7 +266,11 @@ fn graph(d: &Dims, w: &Weights, decode: bool) -> R<smelt_ir::Graph> {
         "lm_head"
     };
     let logits = b.linear(h, head, d.vocab, d.hidden, false)?;
-    b.output(logits, "logits", vec![sym("batch"), seq.clone(), st(d.vocab)])?;
+    b.output(
+        logits,
+        "logits",
+        vec![sym("batch"), seq.clone(), st(d.vocab)],
+    )?;
     for (i, (k, v)) in presents.into_iter().enumerate() {
         let len = if decode { Dim::Unknown } else { sym("seq") };
         let dims = vec![sym("batch"), st(d.kv_heads), len, st(d.head_dim)];

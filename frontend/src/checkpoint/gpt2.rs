@@ -65,7 +65,13 @@ pub(crate) fn build(cfg: &Config, w: &Weights) -> R<Built> {
 }
 
 /// `x @ W + b` for a Conv1D weight `[in, out]`.
-fn conv1d(b: &mut Builder, x: smelt_ir::ValueId, p: &str, inp: usize, out: usize) -> R<smelt_ir::ValueId> {
+fn conv1d(
+    b: &mut Builder,
+    x: smelt_ir::ValueId,
+    p: &str,
+    inp: usize,
+    out: usize,
+) -> R<smelt_ir::ValueId> {
     let wt = b.weight(&format!("{p}.weight"), &[inp, out])?;
     let bias = b.weight(&format!("{p}.bias"), &[out])?;
     let y = b.bin(p, Op::MatMul, x, wt)?;
@@ -96,7 +102,13 @@ fn graph(d: &Dims, w: &Weights, decode: bool) -> R<smelt_ir::Graph> {
     for i in 0..d.layers {
         let p = format!("{pre}h.{i}");
         let x = common::layer_norm(&mut b, h, &format!("{p}.ln_1"), d.hidden, d.eps)?;
-        let qkv = conv1d(&mut b, x, &format!("{p}.attn.c_attn"), d.hidden, 3 * d.hidden)?;
+        let qkv = conv1d(
+            &mut b,
+            x,
+            &format!("{p}.attn.c_attn"),
+            d.hidden,
+            3 * d.hidden,
+        )?;
         let sizes = b.ints(&format!("{p}.attn.split"), &[d.hidden as i64; 3]);
         let parts = b.op_n(
             &format!("{p}.attn.qkv"),
@@ -105,10 +117,30 @@ fn graph(d: &Dims, w: &Weights, decode: bool) -> R<smelt_ir::Graph> {
             vec![("axis", Attr::Int(-1))],
             3,
         )?;
-        let q = common::split_heads(&mut b, &format!("{p}.attn.q"), parts[0], d.heads, d.head_dim)?;
-        let k = common::split_heads(&mut b, &format!("{p}.attn.k"), parts[1], d.heads, d.head_dim)?;
-        let v = common::split_heads(&mut b, &format!("{p}.attn.v"), parts[2], d.heads, d.head_dim)?;
-        let (pk, pv) = past.get(i).map_or((None, None), |&(k, v)| (Some(k), Some(v)));
+        let q = common::split_heads(
+            &mut b,
+            &format!("{p}.attn.q"),
+            parts[0],
+            d.heads,
+            d.head_dim,
+        )?;
+        let k = common::split_heads(
+            &mut b,
+            &format!("{p}.attn.k"),
+            parts[1],
+            d.heads,
+            d.head_dim,
+        )?;
+        let v = common::split_heads(
+            &mut b,
+            &format!("{p}.attn.v"),
+            parts[2],
+            d.heads,
+            d.head_dim,
+        )?;
+        let (pk, pv) = past
+            .get(i)
+            .map_or((None, None), |&(k, v)| (Some(k), Some(v)));
         let max = d.positions as u64;
         let k = common::kv_append(&mut b, &format!("{p}.attn.cache_k"), pk, k, max)?;
         let v = common::kv_append(&mut b, &format!("{p}.attn.cache_v"), pv, v, max)?;
@@ -127,7 +159,15 @@ fn graph(d: &Dims, w: &Weights, decode: bool) -> R<smelt_ir::Graph> {
             head_dim: d.head_dim,
             scale,
         };
-        let o = common::attention(&mut b, &format!("{p}.attn.sdpa"), q, k, v, Some(mask), &shape)?;
+        let o = common::attention(
+            &mut b,
+            &format!("{p}.attn.sdpa"),
+            q,
+            k,
+            v,
+            Some(mask),
+            &shape,
+        )?;
         let o = conv1d(&mut b, o, &format!("{p}.attn.c_proj"), d.hidden, d.hidden)?;
         h = b.bin(&format!("{p}.attn_residual"), Op::Add, h, o)?;
         let x = common::layer_norm(&mut b, h, &format!("{p}.ln_2"), d.hidden, d.eps)?;

@@ -246,8 +246,7 @@ pub fn load_dir(dir: &Path) -> Result<Weights, CheckpointError> {
     if found.is_empty() {
         return Err(CheckpointError::Io {
             file: dir.display().to_string(),
-            msg: "no model.safetensors, model.safetensors.index.json or *.safetensors file"
-                .into(),
+            msg: "no model.safetensors, model.safetensors.index.json or *.safetensors file".into(),
         });
     }
     for p in found {
