@@ -505,3 +505,29 @@ fn sharded_checkpoint_matches_reference() {
     .unwrap();
     check_generate_dir(d.path(), &reference(&src));
 }
+
+/// Batch is symbolic: two copies of the prompt give the reference twice.
+#[test]
+fn batch_of_two_gives_the_reference_per_row() {
+    let dir = fixture("llama");
+    let r = reference(&dir);
+    let c = checkpoint::import_dir(&dir).unwrap();
+    let n = r.tokens.len();
+    let ids = Tensor::from_i64(
+        DType::I64,
+        vec![2, n],
+        [&r.tokens[..], &r.tokens[..]].concat(),
+    );
+    let outs = interp::run(&c.prefill, vec![ids]).expect("runs");
+    assert_eq!(outs[0].shape, vec![2, n, r.shape[2]]);
+    let Storage::F(v) = &outs[0].data else {
+        panic!()
+    };
+    for row in v.chunks(r.values.len()) {
+        for (g, w) in row.iter().zip(&r.values) {
+            assert!((g - w).abs() <= r.atol + r.rtol * w.abs());
+        }
+    }
+    // Present caches are [batch, kv_heads, seq, head_dim].
+    assert_eq!(outs[1].shape, vec![2, 2, n, 8]);
+}

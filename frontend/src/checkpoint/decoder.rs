@@ -279,3 +279,62 @@ fn graph(d: &Dims, w: &Weights, decode: bool) -> R<smelt_ir::Graph> {
     }
     Ok(b.g)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn freqs(extra: serde_json::Value) -> Vec<f32> {
+        let mut j = serde_json::json!({"rope_theta": 10000.0});
+        if !extra.is_null() {
+            j["rope_scaling"] = extra;
+        }
+        inv_freq(&Config::new(&j, "LlamaForCausalLM"), 8, 128).unwrap()
+    }
+
+    #[test]
+    fn default_frequencies_are_powers_of_the_base() {
+        // 1 / 10000^(2i/8) for i = 0..4: 1, 0.1, 0.01, 0.001.
+        let f = freqs(serde_json::Value::Null);
+        let want = [1.0, 0.1, 0.01, 0.001];
+        for (a, b) in f.iter().zip(want) {
+            assert!((*a as f64 - b).abs() <= 1e-7 * b, "{a} vs {b}");
+        }
+    }
+
+    #[test]
+    fn linear_divides_and_dynamic_keeps_within_the_trained_length() {
+        let base = freqs(serde_json::Value::Null);
+        let lin = freqs(serde_json::json!({"rope_type": "linear", "factor": 4.0}));
+        for (a, b) in lin.iter().zip(&base) {
+            assert_eq!(*a, *b / 4.0);
+        }
+        let dynamic = freqs(serde_json::json!({"type": "dynamic", "factor": 2.0}));
+        assert_eq!(dynamic, base);
+    }
+
+    #[test]
+    fn llama3_scales_only_long_wavelengths() {
+        // old context 128, low factor 1, high factor 4: wavelengths above 128
+        // are divided by the factor, below 32 kept, in between blended.
+        // Wavelengths 2*pi/f: 6.28, 62.8, 628, 6283.
+        let f = freqs(serde_json::json!({
+            "rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+            "high_freq_factor": 4.0, "original_max_position_embeddings": 128
+        }));
+        let base = freqs(serde_json::Value::Null);
+        assert_eq!(f[0], base[0]);
+        assert_eq!(f[2], base[2] / 8.0);
+        assert_eq!(f[3], base[3] / 8.0);
+        // smooth = (128 / 62.83 - 1) / 3 = 0.3457; (1 - s) / 8 + s = 0.4275.
+        let ratio = f[1] as f64 / base[1] as f64;
+        assert!((ratio - 0.4275).abs() < 1e-3, "{ratio}");
+    }
+
+    #[test]
+    fn unknown_rope_type_is_refused() {
+        let j = serde_json::json!({"rope_scaling": {"rope_type": "yarn", "factor": 2.0}});
+        let e = inv_freq(&Config::new(&j, "LlamaForCausalLM"), 8, 128).unwrap_err();
+        assert!(e.to_string().contains("\"yarn\" is not supported"), "{e}");
+    }
+}
