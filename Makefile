@@ -11,6 +11,9 @@ CASES   ?= .cache/onnx-node
 CONF_JSON := .cache/conformance.json
 SMELT   := $(CARGO) run --quiet --release -p smelt --
 
+# The onnx version pinned for the venv; the cases record theirs in VERSION.
+ONNX_PIN := $(shell sed -n 's/^onnx==//p' scripts/requirements.txt)
+
 FIXTURES := resnet_mini resnet_mini_shape transformer_block
 
 .PHONY: all demo check-examples test conformance lint fixtures resnet50 time-resnet50 venv cases help
@@ -60,6 +63,8 @@ check-examples: $(VENV_OK)
 	done
 
 test: $(VENV_OK) $(CASES)
+	@grep -qx "onnx $(ONNX_PIN)" $(CASES)/VERSION 2>/dev/null || \
+	  echo "warning: $(CASES) was not generated with onnx $(ONNX_PIN); rm -rf it to regenerate"
 	SMELT_CONFORMANCE_DIR=$(abspath $(CASES)) SMELT_PYTHON=$(abspath $(PY)) $(CARGO) test --workspace
 
 # smelt may exit non-zero when cases fail; the table is still wanted then, as

@@ -59,11 +59,13 @@ dtypes! {
     I16 = "i16", 16, Signed;
     I8 = "i8", 8, Signed;
     I4 = "i4", 4, Signed;
+    I2 = "i2", 2, Signed;
     U64 = "u64", 64, Unsigned;
     U32 = "u32", 32, Unsigned;
     U16 = "u16", 16, Unsigned;
     U8 = "u8", 8, Unsigned;
     U4 = "u4", 4, Unsigned;
+    U2 = "u2", 2, Unsigned;
     Bool = "bool", 8, Bool;
     String = "string", 0, String;
     MxFp8E4M3 = "mxfp8e4m3", 8, Block;
@@ -89,11 +91,12 @@ impl DType {
     }
 
     /// Bytes needed to store `n` elements in the packed layout that ONNX
-    /// raw_data uses (sub-byte types packed low nibble first). `None` for
+    /// raw_data uses (sub-byte types packed from the low bits up). `None` for
     /// strings, which have no fixed width, and on overflow.
     pub fn storage_bytes(self, n: usize) -> Option<usize> {
         match self.bits() {
             0 => None,
+            2 => Some(n.div_ceil(4)),
             4 => Some(n.div_ceil(2)),
             6 => n.checked_mul(6).map(|b| b.div_ceil(8)),
             b => n.checked_mul(b as usize / 8),
@@ -137,6 +140,7 @@ mod tests {
     #[test]
     fn packed_sizes() {
         assert_eq!(DType::I4.storage_bytes(3), Some(2));
+        assert_eq!(DType::U2.storage_bytes(5), Some(2));
         assert_eq!(DType::F32.storage_bytes(3), Some(12));
         assert_eq!(DType::String.storage_bytes(3), None);
         assert_eq!(DType::F64.storage_bytes(usize::MAX), None);

@@ -314,9 +314,11 @@ fn typed_bytes(t: &TensorProto, dtype: DType, n: usize) -> Result<Vec<u8>, Tenso
                 .iter()
                 .for_each(|x| out.extend(&x.to_le_bytes()[..w]));
         }
-        DType::I4 | DType::U4 | DType::F4E2M1 => {
-            // Two 4-bit values per int32 element, low nibble first.
-            count("int32_data", t.int32_data.len(), n.div_ceil(2))?;
+        DType::I4 | DType::U4 | DType::F4E2M1 | DType::I2 | DType::U2 => {
+            // One packed byte per int32 element: two 4-bit or four 2-bit
+            // values, from the low bits up.
+            let per = 8 / dtype.bits() as usize;
+            count("int32_data", t.int32_data.len(), n.div_ceil(per))?;
             t.int32_data.iter().for_each(|&x| out.push(x as u8));
         }
         _ => {

@@ -67,6 +67,7 @@ pub fn wrap_signed(d: DType, x: i64) -> i64 {
         DType::I16 => x as i16 as i64,
         DType::I8 => x as i8 as i64,
         DType::I4 => (x << 60) >> 60,
+        DType::I2 => (x << 62) >> 62,
         _ => x,
     }
 }
@@ -77,6 +78,7 @@ pub fn wrap_unsigned(d: DType, x: u64) -> u64 {
         DType::U16 => x as u16 as u64,
         DType::U8 => x as u8 as u64,
         DType::U4 => x & 0xF,
+        DType::U2 => x & 0x3,
         _ => x,
     }
 }
@@ -215,7 +217,9 @@ impl Tensor {
         };
         let d = t.dtype;
         let le = |w: usize| raw.chunks_exact(w);
-        let nib = |i: usize| (raw[i / 2] >> ((i % 2) * 4)) & 0xF;
+        // Sub-byte element i of width `b` bits, packed from the low bits up.
+        let sub = |i: usize, b: usize| (raw[i * b / 8] >> ((i * b) % 8)) & ((1u8 << b) - 1);
+        let nib = |i: usize| sub(i, 4);
         Ok(match d {
             DType::F64 => Tensor::from_f64(
                 d,
@@ -282,6 +286,7 @@ impl Tensor {
             ),
             DType::I8 => Tensor::from_i64(d, shape, raw.iter().map(|&c| c as i8 as i64).collect()),
             DType::I4 => Tensor::from_i64(d, shape, (0..n).map(|i| nib(i) as i64).collect()),
+            DType::I2 => Tensor::from_i64(d, shape, (0..n).map(|i| sub(i, 2) as i64).collect()),
             DType::U64 => Tensor::from_u64(
                 d,
                 shape,
@@ -305,6 +310,7 @@ impl Tensor {
             ),
             DType::U8 => Tensor::from_u64(d, shape, raw.iter().map(|&c| c as u64).collect()),
             DType::U4 => Tensor::from_u64(d, shape, (0..n).map(|i| nib(i) as u64).collect()),
+            DType::U2 => Tensor::from_u64(d, shape, (0..n).map(|i| sub(i, 2) as u64).collect()),
             DType::Bool => Tensor::from_bool(shape, raw.iter().map(|&c| c != 0).collect()),
             _ => return Err(TensorError::Unrepresentable(d)),
         })
@@ -343,11 +349,13 @@ impl Tensor {
                 .iter()
                 .for_each(|&x| out.push(minifloat::encode(d, x, false))),
             (Storage::I(v), DType::I4) => pack_nibbles(&mut out, v.iter().map(|&x| x as u8 & 0xF)),
+            (Storage::I(v), DType::I2) => pack_bits(&mut out, 2, v.iter().map(|&x| x as u8)),
             (Storage::I(v), _) => {
                 let w = d.bits() as usize / 8;
                 v.iter().for_each(|x| out.extend(&x.to_le_bytes()[..w]))
             }
             (Storage::U(v), DType::U4) => pack_nibbles(&mut out, v.iter().map(|&x| x as u8 & 0xF)),
+            (Storage::U(v), DType::U2) => pack_bits(&mut out, 2, v.iter().map(|&x| x as u8)),
             (Storage::U(v), _) => {
                 let w = d.bits() as usize / 8;
                 v.iter().for_each(|x| out.extend(&x.to_le_bytes()[..w]))
@@ -364,9 +372,21 @@ impl Tensor {
 }
 
 fn pack_nibbles(out: &mut Vec<u8>, it: impl Iterator<Item = u8>) {
+    pack_bits(out, 4, it)
+}
+
+/// Packs `bits`-wide values (2 or 4) from the low bits of each byte up, the
+/// ONNX raw_data layout for sub-byte types.
+fn pack_bits(out: &mut Vec<u8>, bits: usize, it: impl Iterator<Item = u8>) {
+    let per = 8 / bits;
+    let mask = (1u8 << bits) - 1;
     let v: Vec<u8> = it.collect();
-    for pair in v.chunks(2) {
-        out.push(pair[0] & 0xF | pair.get(1).map_or(0, |h| (h & 0xF) << 4));
+    for group in v.chunks(per) {
+        let mut byte = 0u8;
+        for (k, &x) in group.iter().enumerate() {
+            byte |= (x & mask) << (k * bits);
+        }
+        out.push(byte);
     }
 }
 
@@ -391,6 +411,8 @@ mod tests {
             Tensor::from_f64(DType::F8E4M3FN, vec![3], vec![1.0, -448.0, 0.0]),
             Tensor::from_f64(DType::F4E2M1, vec![3], vec![0.5, -6.0, 2.0]),
             Tensor::from_i64(DType::I4, vec![3], vec![-8, 7, -1]),
+            Tensor::from_i64(DType::I2, vec![5], vec![-2, 1, -1, 0, 1]),
+            Tensor::from_u64(DType::U2, vec![3], vec![3, 0, 2]),
             Tensor::from_i64(DType::I32, vec![2], vec![-5, i32::MAX as i64]),
             Tensor::from_u64(DType::U64, vec![1], vec![u64::MAX]),
             Tensor::from_bool(vec![2], vec![true, false]),

@@ -29,6 +29,8 @@ pub const ONNX_DTYPES: &[(i64, DType)] = &[
     (22, DType::I4),
     (23, DType::F4E2M1),
     (24, DType::F8E8M0),
+    (25, DType::U2),
+    (26, DType::I2),
 ];
 
 pub fn dtype_from_onnx(code: i64) -> Option<DType> {

@@ -111,11 +111,12 @@ fn to_float(x: f64, to: DType, sat: bool, mode: &str) -> OpResult<f64> {
 /// Float to a signed integer dtype: truncation toward zero and wrap-around
 /// to the width, as numpy's C casts do for values that fit in the
 /// intermediate integer; NaN/inf and values beyond it give the x86
-/// "integer indefinite" value (0 for 4-bit types, as ml_dtypes does).
+/// "integer indefinite" value. Sub-byte types (ml_dtypes) wrap and map
+/// NaN/inf to 0.
 fn float_to_int(x: f64, to: DType) -> i64 {
     match to.bits() {
-        4 if !x.is_finite() => 0,
-        4 => (x.trunc() as i64) & 0xF,
+        b @ 1..=4 if x.is_finite() => (x.trunc() as i64) & ((1 << b) - 1),
+        1..=4 => 0,
         64 => {
             if x.is_finite() && x.abs() < 9.223_372_036_854_775e18 {
                 x as i64
@@ -194,6 +195,7 @@ pub fn cast_tensor(x: &Tensor, to: DType, sat: bool, mode: &str) -> OpResult<Ten
         DClass::Float => {
             let vals: Vec<f64> = match &x.data {
                 Storage::S(v) => v.iter().map(|s| parse_float(s)).collect::<OpResult<_>>()?,
+                // Only strings lack an f64 view, and they are handled above.
                 _ => x.to_f64_vec().unwrap_or_default(),
             };
             let out = vals

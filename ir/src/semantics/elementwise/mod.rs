@@ -30,17 +30,18 @@ pub fn lookup(op: Op) -> Option<OpImpl> {
         Pow => (infer_pow, binary::k_pow),
         PRelu => (infer_pow, binary::k_prelu),
         Equal | Less | LessOrEqual | Greater | GreaterOrEqual => (infer_compare, binary::k_compare),
-        And | Or | Xor => (infer_compare, binary::k_logic),
+        And | Or | Xor => (infer_logic, binary::k_logic),
         Max | Min | Sum | Mean => (infer_variadic, binary::k_variadic),
         Where => (infer_where, binary::k_where),
         Relu | Sigmoid | Tanh | Exp | Log | Sqrt | Neg | Abs | Reciprocal | Floor | Ceil | Sin
         | Cos | Tan | Asin | Acos | Atan | Sinh | Cosh | Asinh | Acosh | Atanh | Erf | Sign
         | Round | LeakyRelu | Elu | Selu | Celu | ThresholdedRelu | HardSigmoid | HardSwish
-        | Softplus | Softsign | Gelu | Mish | Swish | Shrink | Not | BitwiseNot => {
+        | Softplus | Softsign | Gelu | Mish | Swish | Shrink | BitwiseNot => {
             (infer_same, unary::k_unary)
         }
+        Not => (infer_not, unary::k_unary),
         IsNaN | IsInf => (infer_bool_same, unary::k_isnan_isinf),
-        Clip => (infer_same, unary::k_clip),
+        Clip => (infer_clip, unary::k_clip),
         Identity => (infer_same, k_identity),
         Cast => (cast::infer_cast, cast::k_cast),
         CastLike => (cast::infer_castlike, cast::k_castlike),
@@ -56,6 +57,23 @@ pub fn lookup(op: Op) -> Option<OpImpl> {
 /// Output has the type of input 0.
 pub fn infer_same(_: &Ctx, ins: &[Option<TypeInput>]) -> OpResult<Vec<TensorType>> {
     Ok(vec![input(ins, 0)?.ty.clone()])
+}
+
+fn infer_not(_: &Ctx, ins: &[Option<TypeInput>]) -> OpResult<Vec<TensorType>> {
+    let x = input(ins, 0)?.ty;
+    if x.dtype != DType::Bool {
+        op_bail!("Not needs a bool operand, found {}", x.dtype);
+    }
+    Ok(vec![x.clone()])
+}
+
+/// Clip: the type of x; the optional bounds must share its dtype.
+fn infer_clip(ctx: &Ctx, ins: &[Option<TypeInput>]) -> OpResult<Vec<TensorType>> {
+    let x = input(ins, 0)?.ty;
+    for b in ins.iter().skip(1).flatten() {
+        same_dtype(ctx, x.dtype, b.ty.dtype)?;
+    }
+    Ok(vec![x.clone()])
 }
 
 fn infer_bool_same(_: &Ctx, ins: &[Option<TypeInput>]) -> OpResult<Vec<TensorType>> {
@@ -103,6 +121,14 @@ fn infer_compare(ctx: &Ctx, ins: &[Option<TypeInput>]) -> OpResult<Vec<TensorTyp
         DType::Bool,
         broadcast_shapes(&a.shape, &b.shape)?,
     )])
+}
+
+fn infer_logic(ctx: &Ctx, ins: &[Option<TypeInput>]) -> OpResult<Vec<TensorType>> {
+    let a = input(ins, 0)?.ty;
+    if a.dtype != DType::Bool {
+        op_bail!("{} needs bool operands, found {}", ctx.node.op, a.dtype);
+    }
+    infer_compare(ctx, ins)
 }
 
 fn infer_variadic(ctx: &Ctx, ins: &[Option<TypeInput>]) -> OpResult<Vec<TensorType>> {

@@ -6,7 +6,7 @@ use crate::interp::minifloat;
 use crate::interp::tensor::{Storage, round_float};
 use crate::semantics::util::norm_axis;
 use crate::semantics::{Ctx, OpResult, TypeInput, input, operand};
-use crate::{DType, Shape, TensorType, op_bail};
+use crate::{DClass, DType, Shape, TensorType, op_bail};
 
 fn opt_input<'x, 'a>(ins: &'x [Option<TypeInput<'a>>], i: usize) -> Option<&'x TypeInput<'a>> {
     ins.get(i).and_then(Option::as_ref)
@@ -106,17 +106,25 @@ fn param_index(ctx: &Ctx, x: &[usize], p: &Tensor) -> OpResult<Vec<usize>> {
         .collect())
 }
 
-/// The integer range of a quantized integer dtype.
+fn zero_points(z: &Tensor) -> OpResult<Vec<f64>> {
+    match z.to_f64_vec() {
+        Some(v) => Ok(v),
+        None => op_bail!("zero point must be numeric, found {}", z.dtype),
+    }
+}
+
+/// The clamp range of an integer quantization target: the full range of
+/// any integer dtype of at most 16 bits (uint8, int4, ...).
 fn int_range(d: DType) -> Option<(f64, f64)> {
-    Some(match d {
-        DType::U8 => (0.0, 255.0),
-        DType::I8 => (-128.0, 127.0),
-        DType::U16 => (0.0, 65535.0),
-        DType::I16 => (-32768.0, 32767.0),
-        DType::U4 => (0.0, 15.0),
-        DType::I4 => (-8.0, 7.0),
-        _ => return None,
-    })
+    let b = d.bits() as i32;
+    if b > 16 {
+        return None;
+    }
+    match d.class() {
+        DClass::Signed => Some((-(2f64.powi(b - 1)), 2f64.powi(b - 1) - 1.0)),
+        DClass::Unsigned => Some((0.0, 2f64.powi(b) - 1.0)),
+        _ => None,
+    }
 }
 
 /// The dtype numpy evaluates `x / scale` in.
@@ -139,10 +147,7 @@ pub(super) fn k_quantize(ctx: &Ctx, ins: &[Option<&Tensor>]) -> OpResult<Vec<Ten
     };
     let si = param_index(ctx, &x.shape, s)?;
     let (zv, zi) = match zp {
-        Some(z) => (
-            z.to_f64_vec().unwrap_or_default(),
-            param_index(ctx, &x.shape, z)?,
-        ),
+        Some(z) => (zero_points(z)?, param_index(ctx, &x.shape, z)?),
         None => (vec![0.0], vec![0; xv.len()]),
     };
     let pd = match ctx.int("precision", 0)? {
@@ -212,10 +217,7 @@ pub(super) fn k_dequantize(ctx: &Ctx, ins: &[Option<&Tensor>]) -> OpResult<Vec<T
                     x.dtype
                 );
             }
-            (
-                z.to_f64_vec().unwrap_or_default(),
-                param_index(ctx, &x.shape, z)?,
-            )
+            (zero_points(z)?, param_index(ctx, &x.shape, z)?)
         }
         None => (vec![0.0], vec![0; xv.len()]),
     };

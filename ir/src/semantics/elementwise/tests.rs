@@ -537,3 +537,61 @@ fn type_rules() {
     let out = (lookup(Op::Cast).unwrap().infer)(&Ctx::new(&n), &ins[..1]).unwrap();
     assert_eq!(out[0].dtype, DType::F16);
 }
+
+#[test]
+fn logic_type_rule_wants_bool() {
+    let f = TensorType::of_static(DType::F32, &[2]);
+    let b = TensorType::of_static(DType::Bool, &[2, 1]);
+    let n = node(Op::And, &[]);
+    let infer = lookup(Op::And).unwrap().infer;
+    let bad = [
+        Some(TypeInput {
+            ty: &f,
+            value: None,
+        }),
+        Some(TypeInput {
+            ty: &f,
+            value: None,
+        }),
+    ];
+    assert!(infer(&Ctx::new(&n), &bad).is_err());
+    let good = [
+        Some(TypeInput {
+            ty: &b,
+            value: None,
+        }),
+        Some(TypeInput {
+            ty: &b,
+            value: None,
+        }),
+    ];
+    assert_eq!(
+        infer(&Ctx::new(&n), &good).unwrap()[0],
+        TensorType::of_static(DType::Bool, &[2, 1])
+    );
+}
+
+#[test]
+fn bad_inputs_are_errors() {
+    let n = node(Op::QuantizeLinear, &[]);
+    let k = lookup(Op::QuantizeLinear).unwrap().kernel;
+    let x = f32t(&[2], &[1.0, 2.0]);
+    let s = f32t(&[], &[1.0]);
+    let z = Tensor {
+        dtype: DType::String,
+        shape: vec![],
+        data: Storage::S(vec!["0".into()]),
+    };
+    assert!(k(&Ctx::new(&n), &[Some(&x), Some(&s), Some(&z)]).is_err());
+    // Per-axis scale whose length does not match the axis.
+    let s3 = f32t(&[3], &[1.0, 1.0, 1.0]);
+    let x2 = f32t(&[2, 2], &[1.0, 2.0, 3.0, 4.0]);
+    assert!(k(&Ctx::new(&n), &[Some(&x2), Some(&s3), None]).is_err());
+    let n = node(Op::Div, &[]);
+    let k = lookup(Op::Div).unwrap().kernel;
+    let a = it(DType::I32, &[1], &[1]);
+    let b = it(DType::I32, &[1], &[0]);
+    assert!(k(&Ctx::new(&n), &[Some(&a), Some(&b)]).is_err());
+    let c = f32t(&[1], &[0.0]);
+    assert!(k(&Ctx::new(&n), &[Some(&a), Some(&c)]).is_err());
+}
