@@ -167,6 +167,18 @@ fn bert_refuses_generate() {
 }
 
 #[test]
+fn bad_token_ids_are_refused() {
+    let dir = fixture("gpt2");
+    let d = dir.to_str().unwrap();
+    for (ids, want) in [("1,-1", "token id -1 is negative"), ("1,500", "index 500")] {
+        let out = smelt(&["run", d, "--tokens", ids, "--generate", "2"]);
+        assert!(!out.status.success());
+        let e = String::from_utf8_lossy(&out.stderr);
+        assert!(e.contains(want) && !e.contains("panicked"), "{e}");
+    }
+}
+
+#[test]
 fn run_tokens_writes_logits() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = fixture("gpt2");

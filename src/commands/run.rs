@@ -171,6 +171,11 @@ pub fn main(a: Args) -> Result<ExitCode> {
             a.model.display()
         );
     }
+    // Gather would wrap a negative id around the vocabulary; a tokenizer
+    // never produces one.
+    if let Some(t) = a.tokens.iter().find(|&&t| t < 0) {
+        bail!("--tokens: token id {t} is negative");
+    }
     if !a.tokens.is_empty() && !a.inputs.is_empty() {
         bail!("give either --tokens or --input, not both");
     }
