@@ -1,14 +1,25 @@
-//! Loading MODEL arguments: ONNX files or IR text files, told apart by
-//! content rather than by extension, so renamed files still work.
+//! Loading MODEL arguments: ONNX files, IR text files (told apart by
+//! content rather than by extension, so renamed files still work), or a
+//! Hugging Face style checkpoint folder (config.json + *.safetensors).
 
 use anyhow::{Context, Result, bail};
+use smelt_frontend::checkpoint::{self, Checkpoint};
 use smelt_ir::Graph;
 use std::path::Path;
 
 /// The first non-blank text of an IR file.
 const TEXT_MAGIC: &str = "graph ";
 
+/// A checkpoint folder: its graphs, or an error naming the folder.
+pub fn load_checkpoint(dir: &Path) -> Result<Checkpoint> {
+    checkpoint::import_dir(dir).map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))
+}
+
+/// The model's graph; for a checkpoint folder, its prefill graph.
 pub fn load(path: &Path) -> Result<Graph> {
+    if path.is_dir() {
+        return Ok(load_checkpoint(path)?.prefill);
+    }
     let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
     if bytes.is_empty() {
         bail!("{}: file is empty", path.display());
@@ -23,4 +34,32 @@ pub fn load(path: &Path) -> Result<Graph> {
             .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()));
     }
     smelt_frontend::import_file(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+}
+
+/// The IR text of a model. A checkpoint prints its prefill graph, then
+/// (decoders) its decode graph after a blank line and a comment; the
+/// symbolic dims' bounds come first as a comment, since the text form has
+/// no syntax for them.
+pub fn text(path: &Path) -> Result<String> {
+    if !path.is_dir() {
+        return Ok(smelt_ir::text::print(&load(path)?));
+    }
+    let c = load_checkpoint(path)?;
+    let bounds: Vec<String> = c
+        .dim_bounds
+        .iter()
+        .map(|(k, v)| format!("{k} <= {v}"))
+        .collect();
+    let mut s = format!(
+        "# {} ({}): dim bounds {}\n",
+        c.arch_name,
+        c.arch,
+        bounds.join(", ")
+    );
+    s.push_str(&smelt_ir::text::print(&c.prefill));
+    if let Some(d) = &c.decode {
+        s.push_str("\n# decode: one new token per step, KV caches in and out\n");
+        s.push_str(&smelt_ir::text::print(d));
+    }
+    Ok(s)
 }

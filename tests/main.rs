@@ -2,6 +2,7 @@
 //! `smelt` binary and the public crate APIs with real model files.
 
 mod bad_input;
+mod checkpoint;
 mod common;
 mod conformance;
 mod filetests;

@@ -1,5 +1,6 @@
 //! Importers into the tensor IR.
 
+pub mod checkpoint;
 pub mod onnx;
 pub mod tensor_io;
 

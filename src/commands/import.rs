@@ -7,7 +7,7 @@ use std::process::ExitCode;
 /// Import a model and print (or write) its IR text form.
 #[derive(clap::Args)]
 pub struct Args {
-    /// ONNX model or IR text file.
+    /// ONNX model, IR text file, or checkpoint folder (config.json + *.safetensors).
     model: PathBuf,
     /// Write the text form here instead of standard output.
     #[arg(short, long, value_name = "FILE")]
@@ -15,8 +15,7 @@ pub struct Args {
 }
 
 pub fn main(a: Args) -> Result<ExitCode> {
-    let g = crate::model::load(&a.model)?;
-    let text = smelt_ir::text::print(&g);
+    let text = crate::model::text(&a.model)?;
     match a.output {
         Some(p) => {
             std::fs::write(&p, text).with_context(|| format!("{}: cannot write", p.display()))?

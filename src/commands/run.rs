@@ -1,15 +1,17 @@
 //! `smelt run`: execute a model on a target and write its outputs.
 
 use anyhow::{Context, Result, bail};
-use smelt_ir::Graph;
-use smelt_ir::interp::Tensor;
+use smelt_frontend::checkpoint::Arch;
+use smelt_ir::interp::{Storage, Tensor};
+use smelt_ir::{DType, Graph};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 /// Run a model and write each output as output_<i>.pb (ONNX TensorProto).
 #[derive(clap::Args)]
 pub struct Args {
-    /// ONNX model or IR text file.
+    /// ONNX model, IR text file, or checkpoint folder (config.json + *.safetensors).
     model: PathBuf,
     /// Where to run it.
     #[arg(long, default_value = "interp")]
@@ -21,6 +23,13 @@ pub struct Args {
     /// Folder for the outputs (created if needed).
     #[arg(long, default_value = "out")]
     output_dir: PathBuf,
+    /// Token ids for a checkpoint folder's `input_ids` (batch 1), e.g. 1,5,9.
+    #[arg(long, value_delimiter = ',', value_name = "IDS")]
+    tokens: Vec<i64>,
+    /// Generate N tokens greedily (prefill, then N-1 decode steps with the
+    /// KV cache) and print their ids instead of writing outputs.
+    #[arg(long, value_name = "N", requires = "tokens")]
+    generate: Option<usize>,
 }
 
 /// Orders the given inputs as the graph expects them.
@@ -70,10 +79,118 @@ pub fn bind_inputs(g: &Graph, specs: &[String]) -> Result<Vec<Tensor>> {
     Ok(slots.into_iter().map(|s| s.expect("checked")).collect())
 }
 
+/// `[1, n]` token ids.
+fn ids_tensor(ids: &[i64]) -> Tensor {
+    Tensor::from_i64(DType::I64, vec![1, ids.len()], ids.to_vec())
+}
+
+/// The id with the largest logit in the last position of `logits`
+/// `[1, seq, vocab]`; ties go to the lowest id.
+fn argmax_last(logits: &Tensor) -> Result<i64> {
+    let (Some(&vocab), Storage::F(v)) = (logits.shape.last(), &logits.data) else {
+        bail!("logits are not a float tensor");
+    };
+    if vocab == 0 || v.len() < vocab {
+        bail!("logits {:?} are empty", logits.shape);
+    }
+    let last = &v[v.len() - vocab..];
+    let mut best = 0;
+    for (i, &x) in last.iter().enumerate() {
+        if x > last[best] {
+            best = i;
+        }
+    }
+    Ok(best as i64)
+}
+
+fn run_named(g: &Graph, inputs: Vec<Tensor>, what: &str) -> Result<HashMap<String, Tensor>> {
+    let outs = smelt_ir::interp::run(g, inputs).map_err(|e| anyhow::anyhow!("{what}: {e}"))?;
+    Ok(g.outputs
+        .iter()
+        .map(|&id| g.value(id).name.clone())
+        .zip(outs)
+        .collect())
+}
+
+/// Greedy decoding: prefill on the prompt, then one decode step per further
+/// token, each fed the caches the previous step returned.
+fn generate(dir: &Path, tokens: &[i64], n: usize) -> Result<Vec<i64>> {
+    let c = crate::model::load_checkpoint(dir)?;
+    let Some(decode) = &c.decode else {
+        bail!(
+            "{}: {} is an encoder; --generate needs a decoder",
+            dir.display(),
+            if c.arch == Arch::Bert {
+                "BERT"
+            } else {
+                "the model"
+            }
+        );
+    };
+    if n == 0 {
+        return Ok(vec![]);
+    }
+    let what = format!("{} (prefill)", dir.display());
+    let mut outs = run_named(&c.prefill, vec![ids_tensor(tokens)], &what)?;
+    let mut generated = Vec::with_capacity(n);
+    for step in 0..n {
+        let logits = outs
+            .get("logits")
+            .context("the graph has no logits output")?;
+        let next = argmax_last(logits)?;
+        generated.push(next);
+        if step + 1 == n {
+            break;
+        }
+        let mut inputs = Vec::with_capacity(decode.inputs.len());
+        for &id in &decode.inputs {
+            let name = &decode.value(id).name;
+            if name == "input_ids" {
+                inputs.push(ids_tensor(&[next]));
+            } else if let Some(rest) = name.strip_prefix("past.") {
+                let key = format!("present.{rest}");
+                inputs.push(
+                    outs.remove(&key)
+                        .with_context(|| format!("no {key} output"))?,
+                );
+            } else {
+                bail!("decode graph input \"{name}\" is not one smelt knows how to feed");
+            }
+        }
+        let what = format!("{} (decode step {})", dir.display(), step + 1);
+        outs = run_named(decode, inputs, &what)?;
+    }
+    Ok(generated)
+}
+
 pub fn main(a: Args) -> Result<ExitCode> {
     super::check_target(&a.target)?;
+    if !a.tokens.is_empty() && !a.model.is_dir() {
+        bail!(
+            "{}: --tokens needs a checkpoint folder (config.json + *.safetensors)",
+            a.model.display()
+        );
+    }
+    // Gather would wrap a negative id around the vocabulary; a tokenizer
+    // never produces one.
+    if let Some(t) = a.tokens.iter().find(|&&t| t < 0) {
+        bail!("--tokens: token id {t} is negative");
+    }
+    if !a.tokens.is_empty() && !a.inputs.is_empty() {
+        bail!("give either --tokens or --input, not both");
+    }
+    if let Some(n) = a.generate {
+        let ids = generate(&a.model, &a.tokens, n)?;
+        let line: Vec<String> = ids.iter().map(|i| i.to_string()).collect();
+        println!("{}", line.join(" "));
+        return Ok(ExitCode::SUCCESS);
+    }
     let g = crate::model::load(&a.model)?;
-    let inputs = bind_inputs(&g, &a.inputs)?;
+    let inputs = if a.tokens.is_empty() {
+        bind_inputs(&g, &a.inputs)?
+    } else {
+        vec![ids_tensor(&a.tokens)]
+    };
     let outputs = smelt_ir::interp::run(&g, inputs)
         .map_err(|e| anyhow::anyhow!("{}: {e}", a.model.display()))?;
     std::fs::create_dir_all(&a.output_dir)

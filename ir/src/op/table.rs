@@ -228,4 +228,5 @@ define_ops! {
     FusedMatMul = ("smelt", 1, [("activation", AttrDefault::Str(""))]),
     FusedConv = ("smelt", 1, [("activation", AttrDefault::Str(""))]),
     FusedElementwise = ("smelt", 1, []),
+    KvCacheAppend = ("smelt", 1, [("axis", AttrDefault::Int(2)), ("max_len", AttrDefault::Int(0))]),
 }

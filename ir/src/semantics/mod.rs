@@ -11,6 +11,7 @@ use crate::{Attr, DType, Dim, Node, Op, Shape, TensorType};
 
 pub mod elementwise;
 pub mod fused;
+pub mod kv;
 pub mod nn;
 pub mod reduce;
 pub mod shape_ops;
@@ -63,6 +64,7 @@ const FAMILIES: &[fn(Op) -> Option<OpImpl>] = &[
     nn::lookup,
     reduce::lookup,
     fused::lookup,
+    kv::lookup,
 ];
 
 /// The semantics of `op`, if smelt implements it.
