@@ -10,6 +10,7 @@ use crate::interp::Tensor;
 use crate::{Attr, DType, Dim, Node, Op, Shape, TensorType};
 
 pub mod elementwise;
+pub mod misc;
 pub mod nn;
 pub mod reduce;
 pub mod shape_ops;
@@ -61,6 +62,7 @@ const FAMILIES: &[fn(Op) -> Option<OpImpl>] = &[
     shape_ops::lookup,
     nn::lookup,
     reduce::lookup,
+    misc::lookup,
 ];
 
 /// The semantics of `op`, if smelt implements it.

@@ -9,10 +9,12 @@ use crate::{DClass, DType, Dim, Op, op_bail};
 
 mod attention;
 mod conv;
+mod detection;
 mod einsum;
 mod matmul;
 mod norm;
 mod pool;
+mod rnn;
 mod softmax;
 mod window;
 
@@ -24,6 +26,8 @@ pub fn lookup(op: Op) -> Option<OpImpl> {
         .or_else(|| softmax::lookup(op))
         .or_else(|| attention::lookup(op))
         .or_else(|| einsum::lookup(op))
+        .or_else(|| rnn::lookup(op))
+        .or_else(|| detection::lookup(op))
 }
 
 /// Float dtypes the NN kernels accept (the FP8/FP4 types are storage
