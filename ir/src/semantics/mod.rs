@@ -14,6 +14,8 @@ pub mod misc;
 pub mod nn;
 pub mod reduce;
 pub mod shape_ops;
+pub mod strings;
+pub mod training;
 pub mod util;
 
 /// Everything a type rule or kernel may look at besides its operands.
@@ -63,6 +65,8 @@ const FAMILIES: &[fn(Op) -> Option<OpImpl>] = &[
     nn::lookup,
     reduce::lookup,
     misc::lookup,
+    strings::lookup,
+    training::lookup,
 ];
 
 /// The semantics of `op`, if smelt implements it.
