@@ -1,5 +1,5 @@
 //! Small ops that fit no other family: SwiGLU, TensorScatter (KV-cache
-//! writes), and the ai.onnx.ml table ops Binarizer, ArrayFeatureExtractor
+//! writes), CausalConvWithState (streaming depthwise conv), and the ai.onnx.ml table ops Binarizer, ArrayFeatureExtractor
 //! and LabelEncoder.
 
 use super::{Ctx, InferFn, KernelFn, OpImpl, OpResult, TypeInput, input, operand};
@@ -12,6 +12,7 @@ pub fn lookup(op: Op) -> Option<OpImpl> {
         Op::SwiGLU => (infer_first, k_swiglu),
         Op::TensorScatter => (infer_first, k_tensor_scatter),
         Op::Binarizer => (infer_first, k_binarizer),
+        Op::CausalConvWithState => (infer_causal_conv, k_causal_conv),
         Op::ArrayFeatureExtractor => (infer_afe, k_afe),
         Op::LabelEncoder => (infer_label_encoder, k_label_encoder),
         _ => return None,
@@ -141,6 +142,91 @@ fn concat(a: &Tensor, b: &Tensor) -> OpResult<Tensor> {
         _ => op_bail!("mixed storage for {} and {}", a.dtype, b.dtype),
     };
     Ok(a.with_data(vec![a.numel() + b.numel()], data))
+}
+
+fn infer_causal_conv(_: &Ctx, ins: &[Option<TypeInput>]) -> OpResult<Vec<TensorType>> {
+    let x = input(ins, 0)?.ty;
+    let w = input(ins, 1)?.ty;
+    let k1 = match w.shape.dims().and_then(|d| d.get(2)) {
+        Some(Dim::Static(k)) if *k >= 1 => Dim::Static(k - 1),
+        _ => Dim::Unknown,
+    };
+    let state = match x.shape.dims() {
+        Some(d) if d.len() == 3 => Shape(Some(vec![d[0].clone(), d[1].clone(), k1])),
+        _ => Shape(Some(vec![Dim::Unknown, Dim::Unknown, k1])),
+    };
+    Ok(vec![x.clone(), TensorType::new(x.dtype, state)])
+}
+
+/// Depthwise causal conv over [past_state ++ input] along time, with an
+/// optional SiLU; the present state is the last k-1 steps of that
+/// concatenation. The conv result is rounded to the dtype before the
+/// activation, as in the reference.
+fn k_causal_conv(ctx: &Ctx, ins: &[Option<&Tensor>]) -> OpResult<Vec<Tensor>> {
+    let x = operand(ins, 0)?;
+    let w = operand(ins, 1)?;
+    if x.rank() != 3 || w.rank() != 3 {
+        op_bail!("CausalConvWithState needs input [B, C, L] and weight [C, 1, k]");
+    }
+    let (b, c, l) = (x.shape[0], x.shape[1], x.shape[2]);
+    let k = w.shape[2];
+    if w.shape[0] != c || w.shape[1] != 1 || k == 0 {
+        op_bail!("weight shape {:?} does not fit {c} channels", w.shape);
+    }
+    let silu = match ctx.string("activation", "none")?.as_str() {
+        "none" => false,
+        "silu" | "swish" => true,
+        a => op_bail!("unknown activation `{a}`"),
+    };
+    let xv = floats(x, "input")?;
+    let wv = floats(w, "weight")?;
+    let bias = match ins.get(2).copied().flatten() {
+        Some(t) if t.numel() == c => floats(t, "bias")?.to_vec(),
+        Some(t) => op_bail!("bias has {} entries for {c} channels", t.numel()),
+        None => vec![0.0; c],
+    };
+    let past = match ins.get(3).copied().flatten() {
+        Some(t) if t.shape == [b, c, k - 1] => floats(t, "past_state")?.to_vec(),
+        Some(t) => op_bail!(
+            "past_state shape {:?} should be {:?}",
+            t.shape,
+            [b, c, k - 1]
+        ),
+        None => vec![0.0; b * c * (k - 1)],
+    };
+    let pl = l + k - 1;
+    let d = x.dtype;
+    let mut out = Vec::with_capacity(b * c * l);
+    let mut state = Vec::with_capacity(b * c * (k - 1));
+    for bi in 0..b {
+        for ch in 0..c {
+            let row = bi * c + ch;
+            let padded: Vec<f64> = past[row * (k - 1)..(row + 1) * (k - 1)]
+                .iter()
+                .chain(&xv[row * l..(row + 1) * l])
+                .copied()
+                .collect();
+            for t in 0..l {
+                let mut s = bias[ch];
+                for j in 0..k {
+                    s += wv[ch * k + j] * padded[t + j];
+                }
+                let s = round_float(d, s);
+                out.push(if silu {
+                    // The reference applies the sigmoid in f32.
+                    let v = s as f32;
+                    (v * (1.0 / (1.0 + (-v).exp()))) as f64
+                } else {
+                    s
+                });
+            }
+            state.extend_from_slice(&padded[pl - (k - 1)..]);
+        }
+    }
+    Ok(vec![
+        Tensor::from_f64(d, vec![b, c, l], out),
+        Tensor::from_f64(d, vec![b, c, k - 1], state),
+    ])
 }
 
 fn k_binarizer(ctx: &Ctx, ins: &[Option<&Tensor>]) -> OpResult<Vec<Tensor>> {
@@ -390,6 +476,23 @@ mod tests {
         )
         .unwrap();
         assert_close(&y[0], &[0., 0., 1.]);
+    }
+
+    #[test]
+    fn causal_conv_by_hand() {
+        // k=2, w=[1, 2], past=[3], input=[1, 4]: padded [3, 1, 4],
+        // out = [3 + 2, 1 + 8] = [5, 9], state = [4].
+        let x = f32t(&[1, 1, 2], &[1., 4.]);
+        let w = f32t(&[1, 1, 2], &[1., 2.]);
+        let p = f32t(&[1, 1, 1], &[3.]);
+        let y = run(
+            Op::CausalConvWithState,
+            &[],
+            &[Some(&x), Some(&w), None, Some(&p)],
+        )
+        .unwrap();
+        assert_close(&y[0], &[5., 9.]);
+        assert_close(&y[1], &[4.]);
     }
 
     #[test]
