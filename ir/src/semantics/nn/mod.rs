@@ -11,6 +11,7 @@ mod attention;
 mod conv;
 mod detection;
 mod einsum;
+mod linear_attention;
 mod matmul;
 mod norm;
 mod pool;
@@ -28,6 +29,7 @@ pub fn lookup(op: Op) -> Option<OpImpl> {
         .or_else(|| einsum::lookup(op))
         .or_else(|| rnn::lookup(op))
         .or_else(|| detection::lookup(op))
+        .or_else(|| linear_attention::lookup(op))
 }
 
 /// Float dtypes the NN kernels accept (the FP8/FP4 types are storage
