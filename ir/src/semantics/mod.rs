@@ -12,9 +12,12 @@ use crate::{Attr, DType, Dim, Node, Op, Shape, TensorType};
 pub mod elementwise;
 pub mod fused;
 pub mod kv;
+pub mod misc;
 pub mod nn;
 pub mod reduce;
 pub mod shape_ops;
+pub mod strings;
+pub mod training;
 pub mod util;
 
 /// Everything a type rule or kernel may look at besides its operands.
@@ -65,6 +68,9 @@ const FAMILIES: &[fn(Op) -> Option<OpImpl>] = &[
     reduce::lookup,
     fused::lookup,
     kv::lookup,
+    misc::lookup,
+    strings::lookup,
+    training::lookup,
 ];
 
 /// The semantics of `op`, if smelt implements it.

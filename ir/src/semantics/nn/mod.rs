@@ -9,10 +9,13 @@ use crate::{DClass, DType, Dim, Op, op_bail};
 
 mod attention;
 mod conv;
+mod detection;
 mod einsum;
+mod linear_attention;
 mod matmul;
 mod norm;
 mod pool;
+mod rnn;
 mod softmax;
 mod window;
 
@@ -24,6 +27,9 @@ pub fn lookup(op: Op) -> Option<OpImpl> {
         .or_else(|| softmax::lookup(op))
         .or_else(|| attention::lookup(op))
         .or_else(|| einsum::lookup(op))
+        .or_else(|| rnn::lookup(op))
+        .or_else(|| detection::lookup(op))
+        .or_else(|| linear_attention::lookup(op))
 }
 
 /// Float dtypes the NN kernels accept (the FP8/FP4 types are storage

@@ -5,6 +5,7 @@
 
 mod basic;
 mod gather;
+mod grid_sample;
 mod layout;
 mod resize;
 mod sort;
@@ -21,7 +22,8 @@ pub fn lookup(op: Op) -> Option<OpImpl> {
         .or_else(|| gather::lookup(op))
         .or_else(|| sort::lookup(op))
         .or_else(|| resize::lookup(op))
-        .or_else(|| spatial::lookup(op))?;
+        .or_else(|| spatial::lookup(op))
+        .or_else(|| grid_sample::lookup(op))?;
     Some(OpImpl { infer, kernel })
 }
 
