@@ -24,9 +24,13 @@ pub fn load(path: &Path) -> Result<Graph> {
     if bytes.is_empty() {
         bail!("{}: file is empty", path.display());
     }
-    let looks_textual = std::str::from_utf8(&bytes)
-        .map(|s| s.trim_start().starts_with(TEXT_MAGIC))
-        .unwrap_or(false);
+    // IR text may open with `#` comment lines (filetest headers, notes).
+    let looks_textual = std::str::from_utf8(&bytes).is_ok_and(|s| {
+        s.lines()
+            .map(str::trim_start)
+            .find(|l| !l.is_empty() && !l.starts_with('#'))
+            .is_some_and(|l| l.starts_with(TEXT_MAGIC))
+    });
     if looks_textual {
         let src = String::from_utf8(bytes).expect("checked above");
         let base = path.parent().unwrap_or(Path::new("."));
