@@ -41,25 +41,14 @@ pub fn load(path: &Path) -> Result<Graph> {
 }
 
 /// The IR text of a model. A checkpoint prints its prefill graph, then
-/// (decoders) its decode graph after a blank line and a comment; the
-/// symbolic dims' bounds come first as a comment, since the text form has
-/// no syntax for them.
+/// (decoders) its decode graph after a blank line and a comment; each graph
+/// carries the bounds of its symbolic dims in its header.
 pub fn text(path: &Path) -> Result<String> {
     if !path.is_dir() {
         return Ok(smelt_ir::text::print(&load(path)?));
     }
     let c = load_checkpoint(path)?;
-    let bounds: Vec<String> = c
-        .dim_bounds
-        .iter()
-        .map(|(k, v)| format!("{k} <= {v}"))
-        .collect();
-    let mut s = format!(
-        "# {} ({}): dim bounds {}\n",
-        c.arch_name,
-        c.arch,
-        bounds.join(", ")
-    );
+    let mut s = format!("# {} ({})\n", c.arch_name, c.arch);
     s.push_str(&smelt_ir::text::print(&c.prefill));
     if let Some(d) = &c.decode {
         s.push_str("\n# decode: one new token per step, KV caches in and out\n");
