@@ -5,6 +5,7 @@
 
 pub mod algebra;
 pub mod fusion;
+pub mod norm;
 
 use crate::analysis::{TEGraph, TensorAnalysis};
 use crate::lang::{AttrKey, TNode};
@@ -116,7 +117,12 @@ impl Applier<TNode, TensorAnalysis> for Build {
 pub fn family(name: &str) -> Option<Vec<Rule>> {
     match name {
         "algebra" | "canon" => Some(algebra::rules()),
-        "fusion" | "fuse" => Some(fusion::rules()),
+        "fusion" | "fuse" => {
+            let mut r = norm::rules();
+            r.extend(fusion::rules());
+            Some(r)
+        }
+        "norm" => Some(norm::rules()),
         _ => None,
     }
 }
