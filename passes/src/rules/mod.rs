@@ -5,6 +5,7 @@
 
 pub mod algebra;
 pub mod fusion;
+pub mod layout;
 
 use crate::analysis::{TEGraph, TensorAnalysis};
 use crate::lang::{AttrKey, TNode};
@@ -117,6 +118,9 @@ pub fn family(name: &str) -> Option<Vec<Rule>> {
     match name {
         "algebra" | "canon" => Some(algebra::rules()),
         "fusion" | "fuse" => Some(fusion::rules()),
+        // Every layout rule; the pass manager uses `layout::rules_for`,
+        // which keeps only what the target prefers.
+        "layout" => Some(layout::rules()),
         _ => None,
     }
 }
