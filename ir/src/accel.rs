@@ -248,7 +248,7 @@ mod tests {
     use super::*;
 
     const TINY: &str = include_str!("../../targets/tiny-npu.toml");
-    const MAIA: &str = include_str!("../../targets/maia100-hw.toml");
+    const MAIA: &str = include_str!("../../targets/maia100.toml");
 
     fn err(text: &str) -> String {
         Accelerator::from_toml(text).unwrap_err().to_string()

@@ -19,6 +19,11 @@ pub struct Target {
     pub launch_cost: f64,
     /// FLOP/s by dtype name (`f32`, `bf16`, ...); `default` covers the rest.
     pub peak_flops: BTreeMap<String, f64>,
+    /// The hardware of a Maia-style accelerator (`[accelerator]`), read and
+    /// validated by `crate::accel::Accelerator::from_toml`; the cost model
+    /// does not look inside it.
+    #[serde(default)]
+    pub accelerator: Option<toml::Table>,
     /// Activation layout the target's convolution kernels run fastest in:
     /// "nchw" (channels first, ONNX's) or "nhwc" (channels last). The
     /// layout rules rewrite Conv to channels-last only where this is "nhwc".
