@@ -5,6 +5,7 @@
 
 pub mod algebra;
 pub mod fusion;
+pub mod tensat;
 
 use crate::analysis::{TEGraph, TensorAnalysis};
 use crate::lang::{AttrKey, TNode};
@@ -117,6 +118,7 @@ pub fn family(name: &str) -> Option<Vec<Rule>> {
     match name {
         "algebra" | "canon" => Some(algebra::rules()),
         "fusion" | "fuse" => Some(fusion::rules()),
+        "tensat" => Some(tensat::rules()),
         _ => None,
     }
 }
