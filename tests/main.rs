@@ -7,4 +7,5 @@ mod common;
 mod conformance;
 mod filetests;
 mod fixtures;
+mod optimizer_models;
 mod roundtrip;
