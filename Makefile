@@ -16,7 +16,7 @@ ONNX_PIN := $(shell sed -n 's/^onnx==//p' scripts/requirements.txt)
 
 FIXTURES := resnet_mini resnet_mini_shape transformer_block
 
-.PHONY: all demo check-examples test conformance lint fixtures resnet50 time-resnet50 venv cases help
+.PHONY: bench-1b all demo check-examples test conformance lint fixtures resnet50 time-resnet50 venv cases help
 
 all: test
 
@@ -93,3 +93,13 @@ time-resnet50: .cache/resnet50/expected_0.pb
 	$(SMELT) run .cache/resnet50/model.onnx --input .cache/resnet50/input_0.pb --output-dir out/resnet50 || exit 1; \
 	echo "smelt run (interp) on ResNet-50: $$(( ($$(date +%s%N) - t0) / 1000000 )) ms"
 	$(PY) scripts/compare_tensors.py out/resnet50/output_0.pb .cache/resnet50/expected_0.pb --rtol 1e-3 --atol 1e-3
+
+# The 1B-parameter import/compile check of BENCHMARKS.md.
+.cache/llama-1b/config.json: examples/checkpoints/make_1b.py | $(VENV_OK)
+	$(PY) examples/checkpoints/make_1b.py .cache/llama-1b
+
+bench-1b: .cache/llama-1b/config.json
+	$(CARGO) build --release -p smelt
+	mkdir -p out
+	/usr/bin/time -v ./target/release/smelt import .cache/llama-1b -o /dev/null 2>&1 | grep -E "Elapsed|Maximum resident"
+	/usr/bin/time -v ./target/release/smelt compile .cache/llama-1b --target cpu -o out/llama-1b.smelt 2>&1 | grep -E "Elapsed|Maximum resident"

@@ -27,6 +27,8 @@ enum Command {
     Conformance(commands::conformance::Args),
     Compile(commands::compile::Args),
     Explain(commands::explain::Args),
+    Disasm(commands::disasm::Args),
+    Simulate(commands::simulate::Args),
 }
 
 fn main() -> ExitCode {
@@ -37,6 +39,8 @@ fn main() -> ExitCode {
         Command::Conformance(a) => commands::conformance::main(a),
         Command::Compile(a) => commands::compile::main(a),
         Command::Explain(a) => commands::explain::main(a),
+        Command::Disasm(a) => commands::disasm::main(a),
+        Command::Simulate(a) => commands::simulate::main(a),
     };
     match result {
         Ok(code) => code,

@@ -24,9 +24,13 @@ pub fn load(path: &Path) -> Result<Graph> {
     if bytes.is_empty() {
         bail!("{}: file is empty", path.display());
     }
-    let looks_textual = std::str::from_utf8(&bytes)
-        .map(|s| s.trim_start().starts_with(TEXT_MAGIC))
-        .unwrap_or(false);
+    // IR text may open with `#` comment lines (filetest headers, notes).
+    let looks_textual = std::str::from_utf8(&bytes).is_ok_and(|s| {
+        s.lines()
+            .map(str::trim_start)
+            .find(|l| !l.is_empty() && !l.starts_with('#'))
+            .is_some_and(|l| l.starts_with(TEXT_MAGIC))
+    });
     if looks_textual {
         let src = String::from_utf8(bytes).expect("checked above");
         let base = path.parent().unwrap_or(Path::new("."));
@@ -37,25 +41,14 @@ pub fn load(path: &Path) -> Result<Graph> {
 }
 
 /// The IR text of a model. A checkpoint prints its prefill graph, then
-/// (decoders) its decode graph after a blank line and a comment; the
-/// symbolic dims' bounds come first as a comment, since the text form has
-/// no syntax for them.
+/// (decoders) its decode graph after a blank line and a comment; each graph
+/// carries the bounds of its symbolic dims in its header.
 pub fn text(path: &Path) -> Result<String> {
     if !path.is_dir() {
         return Ok(smelt_ir::text::print(&load(path)?));
     }
     let c = load_checkpoint(path)?;
-    let bounds: Vec<String> = c
-        .dim_bounds
-        .iter()
-        .map(|(k, v)| format!("{k} <= {v}"))
-        .collect();
-    let mut s = format!(
-        "# {} ({}): dim bounds {}\n",
-        c.arch_name,
-        c.arch,
-        bounds.join(", ")
-    );
+    let mut s = format!("# {} ({})\n", c.arch_name, c.arch);
     s.push_str(&smelt_ir::text::print(&c.prefill));
     if let Some(d) = &c.decode {
         s.push_str("\n# decode: one new token per step, KV caches in and out\n");

@@ -363,11 +363,12 @@ fn tiny_checkpoint_imports_and_bounds_the_cache() {
         "{}",
         String::from_utf8_lossy(&ok.stderr)
     );
-    // A second decode step would need a fifth position.
+    // A second decode step would need a fifth position: the decode graph's
+    // `past` bound (max positions - 1 = 3) refuses the grown cache.
     let e = smelt(&["run", p, "--tokens", "1,2,3", "--generate", "3"]);
     assert!(!e.status.success());
     let e = String::from_utf8_lossy(&e.stderr);
-    assert!(e.contains("more than max_len 4"), "{e}");
+    assert!(e.contains("dimension past is 4, above its bound 3"), "{e}");
 }
 
 #[test]

@@ -7,5 +7,6 @@ mod common;
 mod conformance;
 mod filetests;
 mod fixtures;
+mod models;
 mod optimizer_models;
 mod roundtrip;

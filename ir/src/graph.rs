@@ -56,6 +56,10 @@ pub struct Graph {
     pub outputs: Vec<ValueId>,
     /// Values whose contents are known: weights, initializers, folded constants.
     pub consts: BTreeMap<ValueId, TensorData>,
+    /// Inclusive upper bounds of symbolic dimensions (a decoder's batch and
+    /// sequence length, say): what backends size buffers by. The interpreter
+    /// refuses inputs beyond them.
+    pub dim_bounds: BTreeMap<String, u64>,
 }
 
 impl Graph {

@@ -2,6 +2,7 @@
 //! held by reference, the verifier, the text form and the reference
 //! interpreter. Everything else in smelt speaks this IR.
 
+pub mod accel;
 pub mod attr;
 pub mod data;
 pub mod dtype;

@@ -22,6 +22,8 @@ pub struct Imported {
     /// Original value names and node names, by the class first holding them.
     pub value_names: Vec<(Id, String)>,
     pub node_names: Vec<(Id, String)>,
+    /// Bounds of symbolic dims, carried over unchanged.
+    pub dim_bounds: std::collections::BTreeMap<String, u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -134,6 +136,7 @@ pub fn to_egraph(g: &Graph) -> Result<(TEGraph, Imported), ConvertError> {
             outputs,
             value_names,
             node_names,
+            dim_bounds: g.dim_bounds.clone(),
         },
     ))
 }
@@ -145,6 +148,7 @@ pub fn from_egraph(
     choose: impl Fn(Id) -> Option<TNode>,
 ) -> Result<Graph, ConvertError> {
     let mut g = Graph::new(imp.name.clone());
+    g.dim_bounds = imp.dim_bounds.clone();
     let mut used: HashSet<String> = HashSet::new();
     let mut preferred: HashMap<Id, &str> = HashMap::new();
     for (id, n) in &imp.value_names {

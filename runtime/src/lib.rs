@@ -1,1 +1,3 @@
 //! Loads compiled artifacts and executes them. Depends on the artifact format only, never on the IR, so that it links no compiler.
+
+pub mod maia;

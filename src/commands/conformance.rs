@@ -165,7 +165,7 @@ fn compare(want: &Tensor, got: &Tensor, rtol: f64, atol: f64) -> Result<(), Stri
 fn read_pb(p: &Path) -> Result<Tensor, String> {
     smelt_frontend::tensor_io::read_tensor(p)
         .map(|(_, t)| t)
-        .map_err(|e| format!("{}: {e}", p.display()))
+        .map_err(|e| e.to_string())
 }
 
 fn run_case(case: &Path) -> (Status, String) {

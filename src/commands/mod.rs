@@ -1,8 +1,10 @@
 pub mod compile;
 pub mod conformance;
+pub mod disasm;
 pub mod explain;
 pub mod import;
 pub mod run;
+pub mod simulate;
 
 /// Targets that can execute a graph today.
 pub const RUN_TARGETS: &[&str] = &["interp"];

@@ -61,7 +61,7 @@ pub fn bind_inputs(g: &Graph, specs: &[String]) -> Result<Vec<Tensor>> {
             bail!("input \"{}\" is given twice", names[slot]);
         }
         let (_, t) = smelt_frontend::tensor_io::read_tensor(Path::new(file))
-            .map_err(|e| anyhow::anyhow!("{file}: {e}"))?;
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
         slots[slot] = Some(t);
     }
     let missing: Vec<String> = slots

@@ -152,7 +152,7 @@ pub fn import_dir(dir: &Path) -> Result<Checkpoint, CheckpointError> {
     let (arch, arch_name) = Arch::detect(&config)?;
     let weights = safetensors::load_dir(dir)?;
     let cfg = Config::new(&config, &arch_name);
-    let built = match arch {
+    let mut built = match arch {
         Arch::Llama | Arch::Mistral | Arch::Qwen2 => decoder::build(arch, &cfg, &weights)?,
         Arch::Gpt2 => gpt2::build(&cfg, &weights)?,
         Arch::Bert => bert::build(&cfg, &weights)?,
@@ -166,6 +166,24 @@ pub fn import_dir(dir: &Path) -> Result<Checkpoint, CheckpointError> {
     dim_bounds.insert("seq".to_string(), built.max_len);
     if built.decode.is_some() {
         dim_bounds.insert("past".to_string(), built.max_len.saturating_sub(1));
+    }
+    // Each graph carries the bounds of the symbols it uses.
+    for g in std::iter::once(&mut built.prefill).chain(built.decode.as_mut()) {
+        let used: std::collections::BTreeSet<String> = g
+            .values
+            .iter()
+            .filter_map(|v| v.ty.shape.dims())
+            .flatten()
+            .filter_map(|d| match d {
+                smelt_ir::Dim::Sym(s) => Some(s.clone()),
+                _ => None,
+            })
+            .collect();
+        g.dim_bounds = dim_bounds
+            .iter()
+            .filter(|(k, _)| used.contains(*k))
+            .map(|(k, v)| (k.clone(), *v))
+            .collect();
     }
     Ok(Checkpoint {
         arch,

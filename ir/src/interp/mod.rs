@@ -20,6 +20,13 @@ pub enum InterpError {
         expected: String,
         got: String,
     },
+    #[error("input \"{name}\": dimension {dim} is {got}, above its bound {bound}")]
+    AboveBound {
+        name: String,
+        dim: String,
+        got: usize,
+        bound: u64,
+    },
     #[error("input \"{name}\": dimension {dim} is {got} here but {prev} elsewhere")]
     SymbolMismatch {
         name: String,
@@ -88,6 +95,21 @@ pub fn run(g: &Graph, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, InterpError> {
     for (&id, t) in g.inputs.iter().zip(inputs) {
         let v = g.value(id);
         check_type(&v.name, &v.ty, &t, &mut syms)?;
+        if let Some(dims) = v.ty.shape.dims() {
+            for (d, &n) in dims.iter().zip(&t.shape) {
+                if let Dim::Sym(s) = d
+                    && let Some(&bound) = g.dim_bounds.get(s)
+                    && n as u64 > bound
+                {
+                    return Err(InterpError::AboveBound {
+                        name: v.name.clone(),
+                        dim: s.clone(),
+                        got: n,
+                        bound,
+                    });
+                }
+            }
+        }
         env[id.index()] = Some(t);
     }
     for (&id, data) in &g.consts {

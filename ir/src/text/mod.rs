@@ -16,7 +16,8 @@
 //! runs to the end of the line):
 //!
 //! ```text
-//! graph    ::= "graph" STRING "(" [input {"," input}] ")" "{" {stmt} return "}"
+//! graph    ::= "graph" STRING "(" [input {"," input}] ")" [bounds] "{" {stmt} return "}"
+//! bounds   ::= "bounds" "(" (IDENT | STRING) "=" INT {"," ...} ")"   # symbolic dim <= INT
 //! input    ::= VALUE ":" type
 //! return   ::= "return" [VALUE {"," VALUE}]
 //! stmt     ::= VALUE ":" type "=" "const" payload

@@ -213,6 +213,27 @@ impl Parser<'_> {
             p.g.inputs.push(id);
             Ok(())
         })?;
+        if self.is_ident("bounds") {
+            self.bump();
+            self.expect_punct('(')?;
+            self.comma_list(')', |p| {
+                let at = p.here();
+                let name = match p.bump() {
+                    Tok::Ident(s) | Tok::Str(s) => s,
+                    t => {
+                        return Err(
+                            at.err(format!("expected a dimension name, found {}", t.describe()))
+                        );
+                    }
+                };
+                p.expect_punct('=')?;
+                let b = p.expect_uint("a dimension bound")?;
+                if p.g.dim_bounds.insert(name.clone(), b).is_some() {
+                    return Err(at.err(format!("dimension `{name}` is bounded twice")));
+                }
+                Ok(())
+            })?;
+        }
         self.expect_punct('{')?;
         while !self.is_ident("return") {
             if *self.peek() == Tok::Eof {

@@ -23,7 +23,18 @@ pub fn print_with(g: &Graph, opts: &PrintOptions) -> String {
         }
         typed_value(&mut out, g, id);
     }
-    out.push_str(") {\n");
+    out.push(')');
+    if !g.dim_bounds.is_empty() {
+        out.push_str(" bounds(");
+        for (i, (name, b)) in g.dim_bounds.iter().enumerate() {
+            if i > 0 {
+                out.push_str(", ");
+            }
+            let _ = write!(out, "{}={b}", ident_or_quote(name));
+        }
+        out.push(')');
+    }
+    out.push_str(" {\n");
     for (&id, data) in &g.consts {
         out.push_str("  ");
         out.push_str(&name_of(g, id));

@@ -562,3 +562,26 @@ fn truncated_and_mutated_text_never_panics() {
         let _ = parse(&String::from_utf8_lossy(&bytes));
     }
 }
+
+#[test]
+fn dim_bounds_round_trip_and_bound_the_interpreter() {
+    let mut g = small();
+    g.dim_bounds.insert("N".into(), 4);
+    g.dim_bounds.insert("odd name".into(), 7);
+    let text = print(&g);
+    assert!(
+        text.starts_with(r#"graph "main"(%x: f32[N,2]) bounds(N=4, "odd name"=7) {"#),
+        "{text}"
+    );
+    let back = assert_round_trip(&g);
+    assert_eq!(back.dim_bounds, g.dim_bounds);
+    let run = |n: usize| {
+        let x = crate::interp::Tensor::from_f64(DType::F32, vec![n, 2], vec![1.0; n * 2]);
+        crate::interp::run(&back, vec![x])
+    };
+    assert!(run(4).is_ok());
+    let err = run(5).unwrap_err().to_string();
+    assert!(err.contains("above its bound 4"), "{err}");
+    let e = parse_err("graph \"g\"(%x: f32[N]) bounds(N=1, N=2) {\n  return %x\n}\n");
+    assert!(e.to_string().contains("bounded twice"), "{e}");
+}

@@ -277,6 +277,7 @@ pub fn rules() -> Vec<Rule> {
             Build { op: Op::Gelu, attrs: gelu_attrs, inputs: vec![v("?x")] }
         } if gelu_constants),
     ];
+    r.extend(attention_rules());
     for &op in ACTIVATIONS {
         r.extend(activation_rules(op));
     }
@@ -295,4 +296,172 @@ fn mk(
 ) -> Rule {
     let p: egg::Pattern<TNode> = pat.parse().expect("rule patterns are literals");
     egg::Rewrite::new(name, p, applier).expect("rule variables are bound by the pattern")
+}
+
+/// Scaled dot-product attention written out: `MatMul(Softmax(QKᵀ·scale
+/// [+ mask]), V)` with 4-D `[B, H, S, D]` operands becomes the ONNX
+/// `Attention` op. Kᵀ is usually a Transpose of the heads reshape; K is
+/// then the same Transpose with the last two output axes swapped, which
+/// `transpose-transpose` would otherwise have to discover.
+pub struct Attn {
+    /// The scale is a divisor (`Div` by √d) rather than a factor.
+    pub divide: bool,
+    pub mask: bool,
+}
+
+fn perm_of(a: &Attrs) -> Option<Vec<i64>> {
+    match a.get("perm")? {
+        Attr::Ints(p) => Some(p.clone()),
+        _ => None,
+    }
+}
+
+fn rank4_float(t: Option<&smelt_ir::TensorType>) -> Option<Vec<usize>> {
+    let t = t?;
+    let d = t.shape.as_static()?;
+    (d.len() == 4
+        && matches!(
+            t.dtype,
+            smelt_ir::DType::F32
+                | smelt_ir::DType::F16
+                | smelt_ir::DType::BF16
+                | smelt_ir::DType::F64
+        ))
+    .then_some(d)
+}
+
+/// Shapes, dtypes and the softmax axis fit `Attention`.
+fn attention_fits(eg: &TEGraph, s: &Subst, mask: bool) -> Option<f64> {
+    let q = rank4_float(super::ty_of(eg, s, "?q"))?;
+    let kt = rank4_float(super::ty_of(eg, s, "?kt"))?;
+    let v = rank4_float(super::ty_of(eg, s, "?v"))?;
+    let dt = super::ty_of(eg, s, "?q")?.dtype;
+    if super::ty_of(eg, s, "?kt")?.dtype != dt || super::ty_of(eg, s, "?v")?.dtype != dt {
+        return None;
+    }
+    // Q [B,H,S,D] · Kᵀ [B,H,D,T] · V [B,H,T,Dv], heads and batch equal
+    // (no broadcasting, which Attention does not do).
+    if q[0] != kt[0]
+        || q[0] != v[0]
+        || q[1] != kt[1]
+        || q[1] != v[1]
+        || q[3] != kt[2]
+        || kt[3] != v[2]
+    {
+        return None;
+    }
+    let axis = match attrs_of(eg, s, "?sm")?.get("axis") {
+        None => -1,
+        Some(Attr::Int(a)) => *a,
+        Some(_) => return None,
+    };
+    if axis != -1 && axis != 3 {
+        return None;
+    }
+    if mask {
+        let m = super::ty_of(eg, s, "?mask")?;
+        let md = m.shape.as_static()?;
+        // Attention pads a short last mask dim with -inf instead of
+        // broadcasting it, so only a full-length last dim is the same as Add.
+        if m.dtype != dt || md.is_empty() || md.len() > 4 || md.last() != Some(&kt[3]) {
+            return None;
+        }
+        let want = [q[0], q[1], q[2], kt[3]];
+        let off = 4 - md.len();
+        if md
+            .iter()
+            .enumerate()
+            .any(|(i, &k)| k != 1 && k != want[i + off])
+        {
+            return None;
+        }
+    }
+    let sv = value_of(eg, s, "?s")?.to_f64_vec()?;
+    match sv.as_slice() {
+        [x] if x.is_finite() && *x != 0.0 => Some(*x),
+        _ => None,
+    }
+}
+
+impl Applier<TNode, crate::analysis::TensorAnalysis> for Attn {
+    fn apply_one(
+        &self,
+        eg: &mut TEGraph,
+        eclass: Id,
+        s: &Subst,
+        _ast: Option<&PatternAst<TNode>>,
+        rule: Symbol,
+    ) -> Vec<Id> {
+        let Some(sv) = attention_fits(eg, s, self.mask) else {
+            return vec![];
+        };
+        if eg[eclass].nodes.iter().any(|n| {
+            matches!(
+                n,
+                TNode::Op {
+                    op: Op::Attention,
+                    ..
+                }
+            )
+        }) {
+            return vec![];
+        }
+        let scale = if self.divide { 1.0 / sv } else { sv };
+        let kt = s[var("?kt")];
+        // K from the transpose that made Kᵀ, with its last two axes swapped.
+        let from_transpose = eg[kt].nodes.iter().find_map(|n| match n {
+            TNode::Op {
+                op: Op::Transpose,
+                nout: 1,
+                args,
+            } if args.len() == 2 => {
+                let p = perm_of(eg[args[0]].data.attrs.as_ref()?.attrs())?;
+                (p.len() == 4).then(|| (args[1], vec![p[0], p[1], p[3], p[2]]))
+            }
+            _ => None,
+        });
+        let (src, perm) = from_transpose.unwrap_or((kt, vec![0, 1, 3, 2]));
+        let mut pa = Attrs::new();
+        pa.insert("perm".into(), Attr::Ints(perm));
+        let pa = eg.add(TNode::Attrs(AttrKey::new(pa)));
+        let k = eg.add(TNode::op(Op::Transpose, pa, &[src]));
+        let mut a = Attrs::new();
+        a.insert("scale".into(), Attr::Float(scale as f32));
+        let a = eg.add(TNode::Attrs(AttrKey::new(a)));
+        let mut ins = vec![s[var("?q")], k, s[var("?v")]];
+        if self.mask {
+            ins.push(s[var("?mask")]);
+        }
+        let id = eg.add(TNode::op(Op::Attention, a, &ins));
+        let ok = match (eg[id].data.ty(), eg[eclass].data.ty()) {
+            (Some(n), Some(o)) => n.dtype == o.dtype && smelt_ir::infer::merge(o, n).is_ok(),
+            _ => false,
+        };
+        if ok && eg.union_trusted(eclass, id, rule) {
+            vec![eclass]
+        } else {
+            vec![]
+        }
+    }
+}
+
+fn attention_rules() -> Vec<Rule> {
+    let mut out = Vec::new();
+    for (sn, sop, divide) in [("div", "Div", true), ("mul", "Mul", false)] {
+        let scores = format!("({sop} ?ad (MatMul ?m1 ?q ?kt) ?s)");
+        out.push(mk(
+            format!("attention-{sn}-mask"),
+            &format!("(MatMul ?m2 (Softmax ?sm (Add ?aa {scores} ?mask)) ?v)"),
+            Attn { divide, mask: true },
+        ));
+        out.push(mk(
+            format!("attention-{sn}"),
+            &format!("(MatMul ?m2 (Softmax ?sm {scores}) ?v)"),
+            Attn {
+                divide,
+                mask: false,
+            },
+        ));
+    }
+    out
 }

@@ -5,6 +5,7 @@
 
 pub mod algebra;
 pub mod fusion;
+pub mod norm;
 pub mod tensat;
 
 use crate::analysis::{TEGraph, TensorAnalysis};
@@ -117,7 +118,12 @@ impl Applier<TNode, TensorAnalysis> for Build {
 pub fn family(name: &str) -> Option<Vec<Rule>> {
     match name {
         "algebra" | "canon" => Some(algebra::rules()),
-        "fusion" | "fuse" => Some(fusion::rules()),
+        "fusion" | "fuse" => {
+            let mut r = norm::rules();
+            r.extend(fusion::rules());
+            Some(r)
+        }
+        "norm" => Some(norm::rules()),
         "tensat" => Some(tensat::rules()),
         _ => None,
     }

@@ -2,7 +2,7 @@
 //! and MaxUnpool.
 
 use super::window::{Geometry, box_indices};
-use super::{check_float, fdata, ty_dims};
+use super::{check_float, fdata, num_data, ty_dims};
 use crate::interp::Tensor;
 use crate::semantics::{Ctx, InferFn, KernelFn, OpImpl, OpResult, TypeInput, input, operand};
 use crate::{DType, Dim, Op, Shape, TensorType, op_bail};
@@ -41,8 +41,16 @@ fn infer_pool(ctx: &Ctx, ins: &[Option<TypeInput>]) -> OpResult<Vec<TensorType>>
 fn k_pool(ctx: &Ctx, ins: &[Option<&Tensor>]) -> OpResult<Vec<Tensor>> {
     let op = ctx.node.op;
     let x = operand(ins, 0)?;
-    check_float("pool input", x.dtype)?;
-    let v = fdata(x, "pool input")?;
+    // MaxPool is also defined for 8-bit integers (it only compares).
+    let int8 = op == Op::MaxPool && matches!(x.dtype, DType::I8 | DType::U8);
+    let widened;
+    let v: &[f64] = if int8 {
+        widened = num_data(x, "pool input")?;
+        &widened
+    } else {
+        check_float("pool input", x.dtype)?;
+        fdata(x, "pool input")?
+    };
     if x.rank() < 3 {
         op_bail!("{op} needs rank >= 3, found {:?}", x.shape);
     }
@@ -122,7 +130,19 @@ fn k_pool(ctx: &Ctx, ins: &[Option<&Tensor>]) -> OpResult<Vec<Tensor>> {
     }
     let mut shape = x.shape[..2].to_vec();
     shape.extend(outs);
-    let mut res = vec![Tensor::from_f64(x.dtype, shape.clone(), y)];
+    let mut res = vec![match x.dtype {
+        DType::I8 if int8 => Tensor::from_i64(
+            x.dtype,
+            shape.clone(),
+            y.iter().map(|&v| v as i64).collect(),
+        ),
+        DType::U8 if int8 => Tensor::from_u64(
+            x.dtype,
+            shape.clone(),
+            y.iter().map(|&v| v as u64).collect(),
+        ),
+        _ => Tensor::from_f64(x.dtype, shape.clone(), y),
+    }];
     if op == Op::MaxPool {
         res.push(Tensor::from_i64(DType::I64, shape, idx));
     }
@@ -204,29 +224,42 @@ fn k_unpool(ctx: &Ctx, ins: &[Option<&Tensor>]) -> OpResult<Vec<Tensor>> {
     if x.rank() < 3 || idx.len() != v.len() {
         op_bail!("MaxUnpool needs rank >= 3 and one index per element");
     }
-    let shape: Vec<usize> = match ins.get(2).copied().flatten() {
-        Some(s) => s
-            .to_i64_vec()
-            .unwrap_or_default()
-            .iter()
-            .map(|&d| d.max(0) as usize)
-            .collect(),
-        None => {
-            let geo = Geometry::read(ctx, x.rank() - 2, None)?;
-            let mut s = x.shape[..2].to_vec();
-            for (i, &d) in x.shape[2..].iter().enumerate() {
-                s.push(unpool_dim(&geo, i, d).max(0) as usize);
-            }
-            s
-        }
-    };
-    let n: usize = shape.iter().product();
-    let mut out = vec![0.0; n];
+    // Indices address the shape the pooling geometry implies; a larger
+    // `output_shape` holds that block at its origin, zeros elsewhere.
+    let geo = Geometry::read(ctx, x.rank() - 2, None)?;
+    let mut inferred = x.shape[..2].to_vec();
+    for (i, &d) in x.shape[2..].iter().enumerate() {
+        inferred.push(unpool_dim(&geo, i, d).max(0) as usize);
+    }
+    let n: usize = inferred.iter().product();
+    let mut block = vec![0.0; n];
     for (&i, &val) in idx.iter().zip(v) {
         if i < 0 || i as usize >= n {
-            op_bail!("MaxUnpool index {i} is out of range for output {shape:?}");
+            op_bail!("MaxUnpool index {i} is out of range for output {inferred:?}");
         }
-        out[i as usize] = val;
+        block[i as usize] = val;
+    }
+    let Some(shape_in) = ins.get(2).copied().flatten() else {
+        return Ok(vec![Tensor::from_f64(x.dtype, inferred, block)]);
+    };
+    let shape: Vec<usize> = shape_in
+        .to_i64_vec()
+        .unwrap_or_default()
+        .iter()
+        .map(|&d| d.max(0) as usize)
+        .collect();
+    if shape.len() != inferred.len() || shape.iter().zip(&inferred).any(|(o, b)| o < b) {
+        op_bail!("MaxUnpool output_shape {shape:?} is smaller than the unpooled {inferred:?}");
+    }
+    let ostr = crate::interp::tensor::strides(&shape);
+    let istr = crate::interp::tensor::strides(&inferred);
+    let mut out = vec![0.0; shape.iter().product()];
+    for (flat, &val) in block.iter().enumerate() {
+        let mut o = 0;
+        for (d, (&is, &os)) in istr.iter().zip(&ostr).enumerate() {
+            o += (flat / is) % inferred[d] * os;
+        }
+        out[o] = val;
     }
     Ok(vec![Tensor::from_f64(x.dtype, shape, out)])
 }

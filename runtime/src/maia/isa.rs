@@ -1,0 +1,284 @@
+//! smelt's own command stream for Maia-style chips (no vendor ISA). A
+//! program is one list of commands; each names the queue that executes it.
+//! Queues run their commands in order and in parallel with each other;
+//! semaphores and barriers order work across queues. docs/command-stream.md
+//! documents every opcode and the byte encoding written by `encode`.
+
+use super::dtype::Dt;
+use std::fmt;
+
+/// Which engine a queue feeds. Tile engines are indexed by tile, the
+/// cluster DMA by cluster.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Engine {
+    Ctrl = 0,
+    Tensor = 1,
+    Vector = 2,
+    Dma = 3,
+    ClusterDma = 4,
+}
+
+impl Engine {
+    pub const ALL: [Engine; 5] = [
+        Engine::Ctrl,
+        Engine::Tensor,
+        Engine::Vector,
+        Engine::Dma,
+        Engine::ClusterDma,
+    ];
+    pub fn name(self) -> &'static str {
+        match self {
+            Engine::Ctrl => "ctrl",
+            Engine::Tensor => "tensor",
+            Engine::Vector => "vector",
+            Engine::Dma => "dma",
+            Engine::ClusterDma => "cdma",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Queue {
+    pub engine: Engine,
+    /// Tile index, or cluster index for `ClusterDma`.
+    pub unit: u16,
+    /// Engine instance within the unit (DMA channels); 0 otherwise.
+    pub lane: u8,
+}
+
+impl fmt::Display for Queue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.engine {
+            Engine::Dma => write!(f, "t{}.dma{}", self.unit, self.lane),
+            Engine::ClusterDma => write!(f, "c{}.dma{}", self.unit, self.lane),
+            e => write!(f, "t{}.{}", self.unit, e.name()),
+        }
+    }
+}
+
+/// A memory level and its instance.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Space {
+    Hbm,
+    L2(u16),
+    Sram(u16),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Loc {
+    pub space: Space,
+    pub offset: u64,
+}
+
+impl fmt::Display for Loc {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.space {
+            Space::Hbm => write!(f, "hbm[{:#x}]", self.offset),
+            Space::L2(c) => write!(f, "l2.{c}[{:#x}]", self.offset),
+            Space::Sram(t) => write!(f, "sram.{t}[{:#x}]", self.offset),
+        }
+    }
+}
+
+/// Elementwise vector operations. Binary ones take `b`; unary ones ignore it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VOp {
+    Add = 0,
+    Sub = 1,
+    Mul = 2,
+    Div = 3,
+    Max = 4,
+    Min = 5,
+    Copy = 16,
+    Neg = 17,
+    Exp = 18,
+    Recip = 19,
+    Sqrt = 20,
+    Rsqrt = 21,
+    Tanh = 22,
+    Relu = 23,
+}
+
+impl VOp {
+    pub const ALL: [VOp; 14] = [
+        VOp::Add,
+        VOp::Sub,
+        VOp::Mul,
+        VOp::Div,
+        VOp::Max,
+        VOp::Min,
+        VOp::Copy,
+        VOp::Neg,
+        VOp::Exp,
+        VOp::Recip,
+        VOp::Sqrt,
+        VOp::Rsqrt,
+        VOp::Tanh,
+        VOp::Relu,
+    ];
+    pub fn name(self) -> &'static str {
+        match self {
+            VOp::Add => "add",
+            VOp::Sub => "sub",
+            VOp::Mul => "mul",
+            VOp::Div => "div",
+            VOp::Max => "max",
+            VOp::Min => "min",
+            VOp::Copy => "copy",
+            VOp::Neg => "neg",
+            VOp::Exp => "exp",
+            VOp::Recip => "recip",
+            VOp::Sqrt => "sqrt",
+            VOp::Rsqrt => "rsqrt",
+            VOp::Tanh => "tanh",
+            VOp::Relu => "relu",
+        }
+    }
+    pub fn binary(self) -> bool {
+        (self as u8) < 16
+    }
+    /// Ops the vector unit runs at `transcendental_cycles` per element group.
+    pub fn transcendental(self) -> bool {
+        matches!(
+            self,
+            VOp::Div | VOp::Exp | VOp::Recip | VOp::Sqrt | VOp::Rsqrt | VOp::Tanh
+        )
+    }
+    pub fn from_code(c: u8) -> Option<VOp> {
+        VOp::ALL.into_iter().find(|o| *o as u8 == c)
+    }
+}
+
+/// The second operand of a vector op.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum VSrc {
+    None,
+    /// rows×cols at this SRAM offset.
+    Full(u32),
+    /// One value per row (rows elements): softmax's x - max, x / sum.
+    Row(u32),
+    /// One value per column (cols elements): a norm's gamma/beta, a bias.
+    Col(u32),
+    Imm(f32),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ROp {
+    Sum = 0,
+    Max = 1,
+}
+
+impl ROp {
+    pub fn name(self) -> &'static str {
+        match self {
+            ROp::Sum => "sum",
+            ROp::Max => "max",
+        }
+    }
+}
+
+/// A semaphore: tile and index within the tile.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Sem {
+    pub tile: u16,
+    pub idx: u16,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Op {
+    /// 2-D strided copy of `rows`×`cols` elements, converting `src_dt` to
+    /// `dst_dt` on the way. Strides are in elements of their side's dtype.
+    Dma {
+        src: Loc,
+        dst: Loc,
+        src_dt: Dt,
+        dst_dt: Dt,
+        rows: u32,
+        cols: u32,
+        src_stride: u32,
+        dst_stride: u32,
+    },
+    /// C (m×n, f32) = [C +] A (m×k) · Bᵀ where B is stored n×k, both in `dt`,
+    /// so the reduction axis is contiguous for both (MX blocks run along k).
+    Matmul {
+        dt: Dt,
+        m: u32,
+        n: u32,
+        k: u32,
+        a: u32,
+        b: u32,
+        c: u32,
+        acc: bool,
+    },
+    /// dst = op(a, b) over rows×cols elements of `dt` in the queue's tile SRAM.
+    Vector {
+        op: VOp,
+        dt: Dt,
+        rows: u32,
+        cols: u32,
+        dst: u32,
+        a: u32,
+        b: VSrc,
+    },
+    /// dst[r] = reduce(src[r, 0..cols]).
+    Reduce {
+        op: ROp,
+        dt: Dt,
+        rows: u32,
+        cols: u32,
+        dst: u32,
+        src: u32,
+    },
+    /// Converts n elements within tile SRAM.
+    Convert {
+        src_dt: Dt,
+        dst_dt: Dt,
+        n: u32,
+        dst: u32,
+        src: u32,
+    },
+    /// Adds n to a semaphore once every earlier command of the queue is done.
+    Signal { sem: Sem, n: u32 },
+    /// Blocks the queue until the semaphore is >= n, then subtracts n.
+    Wait { sem: Sem, n: u32 },
+    /// Blocks until `count` queues have reached barrier `id`.
+    Barrier { id: u16, count: u16 },
+    /// In-place sum of n elements at HBM `addr` across all devices.
+    AllReduce { dt: Dt, n: u32, addr: u64 },
+    /// Concatenates each device's n elements at `src` into `dst` (device order).
+    AllGather { dt: Dt, n: u32, src: u64, dst: u64 },
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Command {
+    pub queue: Queue,
+    pub op: Op,
+}
+
+impl Op {
+    pub fn opcode(&self) -> u8 {
+        match self {
+            Op::Dma { .. } => 0x01,
+            Op::Matmul { .. } => 0x10,
+            Op::Vector { op, .. } => 0x20 + *op as u8,
+            Op::Reduce { op, .. } => 0x40 + *op as u8,
+            Op::Convert { .. } => 0x48,
+            Op::Signal { .. } => 0x50,
+            Op::Wait { .. } => 0x51,
+            Op::Barrier { .. } => 0x52,
+            Op::AllReduce { .. } => 0x60,
+            Op::AllGather { .. } => 0x61,
+        }
+    }
+
+    /// The engine kinds that may execute this op.
+    pub fn runs_on(&self, e: Engine) -> bool {
+        match self {
+            Op::Dma { .. } => matches!(e, Engine::Dma | Engine::ClusterDma),
+            Op::Matmul { .. } => e == Engine::Tensor,
+            Op::Vector { .. } | Op::Reduce { .. } | Op::Convert { .. } => e == Engine::Vector,
+            Op::Signal { .. } | Op::Wait { .. } | Op::Barrier { .. } => true,
+            Op::AllReduce { .. } | Op::AllGather { .. } => e == Engine::Ctrl,
+        }
+    }
+}

@@ -1,0 +1,337 @@
+//! The Maia-style command stream end to end: the example programs under
+//! examples/maia/ against numpy, the text and binary round trips, the
+//! decoder's rejections and the simulator's error reports.
+
+use smelt_runtime::maia::sim::{Options, Sim};
+use smelt_runtime::maia::*;
+use std::path::PathBuf;
+
+fn example(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/maia")
+        .join(name)
+}
+
+fn read(name: &str) -> String {
+    std::fs::read_to_string(example(name)).unwrap()
+}
+
+fn expected(key: &str) -> Vec<f64> {
+    let v: serde_json::Value = serde_json::from_str(&read("expected.json")).unwrap();
+    v[key]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect()
+}
+
+/// Same formula as examples/maia/expected.py.
+fn pattern(n: usize, m: usize, off: f32, div: f32) -> Vec<f32> {
+    (0..n).map(|i| (((i * 7) % m) as f32 - off) / div).collect()
+}
+
+#[test]
+fn matmul_example_matches_numpy() {
+    let a = asm::assemble(&read("matmul.s")).unwrap();
+    let mut sim = Sim::new(&a, Options::default());
+    sim.write_region(0, "a", &pattern(32 * 64, 13, 6.0, 8.0))
+        .unwrap();
+    let b: Vec<f32> = (0..32 * 64)
+        .map(|i| (((i * 5) % 11) as f32 - 5.0) / 4.0)
+        .collect();
+    sim.write_region(0, "b", &b).unwrap();
+    let r = sim.run().unwrap();
+    let c = sim.read_region(0, "c").unwrap();
+    // Inputs are small dyadic rationals, so f32 sums are exact.
+    for (got, want) in c.iter().zip(expected("matmul_c")) {
+        assert_eq!(*got as f64, want);
+    }
+    assert_eq!(r.flops, 2.0 * 32.0 * 32.0 * 64.0);
+    assert!(
+        r.cycles > 0.0 && r.roofline_fraction > 0.0 && r.roofline_fraction <= 1.0,
+        "{r:?}"
+    );
+    // Loads: A and B, 4096 bytes each, from HBM; C back: 4096 bytes.
+    assert_eq!(r.bytes.hbm_read, 8192);
+    assert_eq!(r.bytes.hbm_write, 4096);
+}
+
+#[test]
+fn softmax_example_matches_numpy() {
+    let a = asm::assemble(&read("softmax.s")).unwrap();
+    let mut sim = Sim::new(&a, Options::default());
+    sim.write_region(0, "x", &pattern(8 * 64, 13, 6.0, 4.0))
+        .unwrap();
+    sim.run().unwrap();
+    let y = sim.read_region(0, "y").unwrap();
+    for (got, want) in y.iter().zip(expected("softmax_y")) {
+        assert!(
+            (*got as f64 - want).abs() <= 1e-6 * want.abs() + 1e-9,
+            "{got} vs {want}"
+        );
+    }
+}
+
+#[test]
+fn committed_smx_files_match_their_text() {
+    for name in ["matmul", "softmax"] {
+        let bytes = asm::assemble(&read(&format!("{name}.s")))
+            .unwrap()
+            .to_bytes();
+        let path = example(&format!("{name}.smx"));
+        if std::env::var_os("SMELT_BLESS").is_some() {
+            std::fs::write(&path, &bytes).unwrap();
+        }
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            bytes,
+            "{name}.smx is stale: SMELT_BLESS=1 cargo test -p smelt-runtime"
+        );
+    }
+}
+
+#[test]
+fn text_and_binary_round_trip() {
+    for name in ["matmul.s", "softmax.s"] {
+        let a = asm::assemble(&read(name)).unwrap();
+        let text = asm::disasm(&a);
+        let b = asm::assemble(&text).unwrap();
+        assert_eq!(a, b);
+        assert_eq!(asm::disasm(&b), text);
+        assert_eq!(Artifact::from_bytes(&a.to_bytes()).unwrap(), a);
+    }
+    // Every opcode and operand kind survives both forms.
+    let hw = HwConfig::tiny();
+    let json = serde_json::to_string(&hw).unwrap();
+    let text = format!(
+        ".smx version=1 devices=2\n.hw {json}\n.region name=w kind=weight offset=0x0 bytes=8 dtype=f32 shape=2\n.data w 0000803f00000040\n\
+         .region name=g kind=activation offset=0x8 bytes=16 dtype=f32 shape=4\n\
+         c1.dma0 dma src=hbm[0x0] dst=l2.1[0x10] sdt=f32 ddt=bf16 rows=1 cols=2 sstride=2 dstride=2\n\
+         t3.dma1 dma src=l2.1[0x10] dst=sram.3[0x0] sdt=bf16 ddt=f32 rows=1 cols=2 sstride=2 dstride=2\n\
+         t3.tensor matmul dt=mxfp8e4m3 m=1 n=1 k=32 a=0x0 b=0x40 c=0x80 acc=1\n\
+         t3.vector mul dt=f32 rows=1 cols=2 dst=0x0 a=0x0 b=imm:0.1\n\
+         t3.vector add dt=f32 rows=1 cols=2 dst=0x0 a=0x0 b=col:0x8\n\
+         t3.vector max dt=bf16 rows=1 cols=2 dst=0x0 a=0x0 b=full:0x8\n\
+         t3.vector rsqrt dt=f32 rows=1 cols=2 dst=0x0 a=0x0\n\
+         t3.vector reduce.sum dt=f32 rows=1 cols=2 dst=0x0 src=0x0\n\
+         t3.vector cvt sdt=f32 ddt=mxfp4 n=32 dst=0x100 src=0x0\n\
+         t3.ctrl signal sem=3.15 n=2\nt3.ctrl wait sem=3.15 n=2\nt0.ctrl barrier id=7 count=1\n\
+         t0.ctrl allreduce dt=f32 n=2 addr=0x0\nt0.ctrl allgather dt=f32 n=2 src=0x0 dst=0x8\n"
+    );
+    let a = asm::assemble(&text).unwrap();
+    assert_eq!(a.commands.len(), 14);
+    assert_eq!(asm::assemble(&asm::disasm(&a)).unwrap(), a);
+    assert_eq!(Artifact::from_bytes(&a.to_bytes()).unwrap(), a);
+    // Two devices: the all-reduce sums w = [1, 2] over both, the all-gather
+    // concatenates them: [2, 4, 2, 4].
+    let mut sim = Sim::new(&a, Options::default());
+    sim.run().unwrap();
+    assert_eq!(sim.read_region(1, "w").unwrap(), vec![2.0, 4.0]);
+    assert_eq!(sim.read_region(0, "g").unwrap(), vec![2.0, 4.0, 2.0, 4.0]);
+}
+
+fn tiny_program(body: &str) -> String {
+    let json = serde_json::to_string(&HwConfig::tiny()).unwrap();
+    format!(
+        ".smx version=1 devices=1\n.hw {json}\n.region name=x kind=input offset=0x0 bytes=4096 dtype=f32 shape=1024\n{body}"
+    )
+}
+
+#[test]
+fn decoder_rejects_damaged_files() {
+    let a = asm::assemble(&read("matmul.s")).unwrap();
+    let good = a.to_bytes();
+    // Truncated file.
+    let e = Artifact::from_bytes(&good[..good.len() - 5]).unwrap_err();
+    assert!(matches!(e, Error::TruncatedFile(_)), "{e}");
+    // Bad checksum: one flipped bit in the last section.
+    let mut bad = good.clone();
+    let n = bad.len();
+    bad[n - 1] ^= 1;
+    let e = Artifact::from_bytes(&bad).unwrap_err().to_string();
+    assert!(e.starts_with("checksum mismatch"), "{e}");
+    // Bad magic.
+    assert_eq!(
+        Artifact::from_bytes(b"ELF\0xxxxxxxxxxxxxx").unwrap_err(),
+        Error::BadMagic
+    );
+    // Truncated stream: the last command cut by 3 bytes.
+    let code = encode::encode(&a.commands);
+    let e = encode::decode(&code[..code.len() - 3]).unwrap_err();
+    assert_eq!(
+        e,
+        Error::Truncated {
+            index: 12,
+            offset: code.len() - 45,
+            need: 3
+        }
+    );
+    // Unknown opcode in command #1 (each dma is 45 bytes: 5 header + 2x11 loc + 2 dtypes + 16).
+    let mut c = code.clone();
+    c[45] = 0x7f;
+    let e = encode::decode(&c).unwrap_err();
+    assert_eq!(e.to_string(), "command #1: unknown opcode 0x7f");
+}
+
+#[test]
+fn out_of_range_addresses_rejected_with_index() {
+    // SRAM is 262144 bytes on tiny-npu.
+    let e = asm::assemble(&tiny_program(
+        "t0.dma0 dma src=hbm[0x0] dst=sram.0[0x0] sdt=f32 ddt=f32 rows=1 cols=4 sstride=4 dstride=4\n\
+         t0.dma0 dma src=hbm[0x0] dst=sram.0[0x3fff8] sdt=f32 ddt=f32 rows=1 cols=4 sstride=4 dstride=4\n",
+    ))
+    .unwrap_err()
+    .to_string();
+    assert_eq!(
+        e,
+        "command #1: address out of range: [0x3fff8, 0x40008) is outside SRAM of tile 0 (262144 bytes)"
+    );
+    // HBM beyond the memory layout (4096 bytes declared).
+    let e = asm::assemble(&tiny_program("t0.dma0 dma src=hbm[0xff0] dst=sram.0[0x0] sdt=f32 ddt=f32 rows=1 cols=8 sstride=8 dstride=8\n"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("command #0: address out of range") && e.contains("HBM"),
+        "{e}"
+    );
+    // A tile the chip does not have (tiny-npu has 4).
+    let e = asm::assemble(&tiny_program("t9.tensor wait sem=0.0 n=1\n"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("queue t9.tensor does not exist"), "{e}");
+    // The binary decoder applies the same check: build it unchecked, encode, decode.
+    let ok = asm::assemble(&tiny_program("t0.dma0 dma src=hbm[0x0] dst=sram.0[0x0] sdt=f32 ddt=f32 rows=1 cols=4 sstride=4 dstride=4\n")).unwrap();
+    let mut bad = ok.clone();
+    if let Op::Dma { dst, .. } = &mut bad.commands[0].op {
+        dst.offset = 0x40000;
+    }
+    let e = Artifact::from_bytes(&bad.to_bytes())
+        .unwrap_err()
+        .to_string();
+    assert!(e.starts_with("command #0: address out of range"), "{e}");
+    // And the simulator, for an artifact that skipped validation.
+    let e = Sim::new(&bad, Options::default())
+        .run()
+        .unwrap_err()
+        .to_string();
+    assert!(e.starts_with("command #0: address out of range"), "{e}");
+}
+
+#[test]
+fn simulator_reports_deadlock_and_unsupported_dtype() {
+    let a = asm::assemble(&tiny_program(
+        "t0.ctrl signal sem=0.0 n=1\nt0.tensor wait sem=0.0 n=1\nt0.vector wait sem=0.3 n=1\nt0.vector signal sem=0.4 n=1\n",
+    ))
+    .unwrap();
+    let e = Sim::new(&a, Options::default())
+        .run()
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        e,
+        "deadlock: command #2 (wait sem=0.3 n=1 on t0.vector) waits forever; nothing left will signal it"
+    );
+    // tiny-npu's tensor unit has no f8e5m2 rate.
+    let a = asm::assemble(&tiny_program(
+        "t0.tensor matmul dt=f8e5m2 m=16 n=16 k=16 a=0x0 b=0x100 c=0x200 acc=0\n",
+    ))
+    .unwrap();
+    let e = Sim::new(&a, Options::default())
+        .run()
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("command #0: unsupported dtype: the tensor unit does not accept f8e5m2"),
+        "{e}"
+    );
+    let a = asm::assemble(&tiny_program(
+        "t0.vector exp dt=f16 rows=1 cols=16 dst=0x0 a=0x0\n",
+    ))
+    .unwrap();
+    let e = Sim::new(&a, Options::default())
+        .run()
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("command #0: unsupported dtype: the vector unit does not compute in f16"),
+        "{e}"
+    );
+}
+
+#[test]
+fn timing_follows_the_hardware_description() {
+    // tiny-npu: 1 GHz; bf16 4e11 FLOP/s = 400 FLOP/cycle; issue 2 cycles.
+    // 32x32x32 matmul = 65536 FLOP -> 163.84 cycles.
+    let a = asm::assemble(&tiny_program(
+        "t0.tensor matmul dt=bf16 m=32 n=32 k=32 a=0x0 b=0x800 c=0x1000 acc=0\n",
+    ))
+    .unwrap();
+    let r = Sim::new(&a, Options::default()).run().unwrap();
+    assert!((r.cycles - (2.0 + 163.84)).abs() < 1e-9, "{}", r.cycles);
+    // A 17x16x16 matmul pads m to 32: same cycles as 32x16x16 (16384 FLOP
+    // / 400 = 40.96), not 8704 / 400 = 21.76.
+    let a = asm::assemble(&tiny_program(
+        "t0.tensor matmul dt=bf16 m=17 n=16 k=16 a=0x0 b=0x800 c=0x1000 acc=0\n",
+    ))
+    .unwrap();
+    let r = Sim::new(
+        &a,
+        Options {
+            timing_only: true,
+            trace: false,
+        },
+    )
+    .run()
+    .unwrap();
+    assert!((r.cycles - (2.0 + 40.96)).abs() < 1e-9, "{}", r.cycles);
+    // DMA of 4096 bytes: the tile engine (32 B/cycle) is slower than HBM
+    // (100 B/cycle): 128 cycles. Two channels at once share HBM: 8192 bytes
+    // at 100 B/cycle = 81.92 cycles < 128, so both still take 128.
+    let one = "t0.dma0 dma src=hbm[0x0] dst=sram.0[0x0] sdt=f32 ddt=f32 rows=1 cols=1024 sstride=1024 dstride=1024\n";
+    let r = Sim::new(
+        &asm::assemble(&tiny_program(one)).unwrap(),
+        Options::default(),
+    )
+    .run()
+    .unwrap();
+    assert!((r.cycles - 130.0).abs() < 1e-9, "{}", r.cycles);
+    // Four channels on two tiles: 16384 bytes of HBM at 100 B/cycle = 163.84
+    // cycles > 128, so HBM bounds the last transfer.
+    let four: String = ["t0.dma0", "t0.dma1", "t1.dma0", "t1.dma1"]
+        .iter()
+        .map(|q| format!("{q} dma src=hbm[0x0] dst=sram.{}[0x0] sdt=f32 ddt=f32 rows=1 cols=1024 sstride=1024 dstride=1024\n", &q[1..2]))
+        .collect();
+    let r = Sim::new(
+        &asm::assemble(&tiny_program(&four)).unwrap(),
+        Options::default(),
+    )
+    .run()
+    .unwrap();
+    assert!((r.cycles - (2.0 + 163.84)).abs() < 1e-9, "{}", r.cycles);
+}
+
+#[test]
+fn chrome_trace_has_one_event_per_command() {
+    let a = asm::assemble(&read("softmax.s")).unwrap();
+    let mut sim = Sim::new(
+        &a,
+        Options {
+            timing_only: true,
+            trace: true,
+        },
+    );
+    sim.run().unwrap();
+    let t: serde_json::Value = serde_json::from_str(&sim.chrome_trace()).unwrap();
+    let x: Vec<_> = t["traceEvents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["ph"] == "X")
+        .collect();
+    assert_eq!(x.len(), a.commands.len());
+    assert!(
+        x.iter()
+            .all(|e| e["dur"].as_f64().unwrap() >= 0.0 && e["pid"].is_u64() && e["tid"].is_u64())
+    );
+}
