@@ -16,7 +16,7 @@ use smelt_ir::target::Target;
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-pub const PASSES: &[&str] = &["canon", "tensat", "fuse"];
+pub const PASSES: &[&str] = &["canon", "fuse", "tensat"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum PassError {

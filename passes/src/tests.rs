@@ -64,6 +64,6 @@ fn unknown_pass_is_an_error() {
     assert!(parse_passes("canon,bogus").is_err());
     assert_eq!(
         parse_passes("default").unwrap(),
-        vec!["canon", "tensat", "fuse"]
+        vec!["canon", "fuse", "tensat"]
     );
 }

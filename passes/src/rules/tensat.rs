@@ -5,6 +5,11 @@
 //! BatchNormalization towards the ops that produce its inputs, Split/Concat
 //! cancellation, MatMul distributivity and the transpose of a MatMul.
 //!
+//! Producers are plain `Conv`/`MatMul` and, since the pass runs after
+//! `fuse` in the default pipeline (so the cost model sees fused epilogues
+//! when it weighs a merge), `FusedConv`/`FusedMatMul` without a residual:
+//! their bias and activation are per output channel, so they split too.
+//!
 //! The parallel-merge rules have a variable number of operands, which
 //! egg patterns cannot express, so they match every class holding one op
 //! (`OpSearch`) and read the nodes themselves. New weights are computed as
@@ -25,8 +30,8 @@ use smelt_ir::{Attr, Attrs, Bytes, Dim, Op, Payload, TensorData};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-/// Matches every class that holds an `op` node of any arity.
-pub struct OpSearch(pub Op);
+/// Matches every class that holds a node of one of the ops, of any arity.
+pub struct OpSearch(pub &'static [Op]);
 
 impl Searcher<TNode, TensorAnalysis> for OpSearch {
     fn search_eclass_with_limit(
@@ -39,7 +44,7 @@ impl Searcher<TNode, TensorAnalysis> for OpSearch {
             && eg[eclass]
                 .nodes
                 .iter()
-                .any(|n| matches!(n, TNode::Op { op, .. } if *op == self.0));
+                .any(|n| matches!(n, TNode::Op { op, .. } if self.0.contains(op)));
         hit.then(|| SearchMatches {
             eclass,
             substs: vec![Subst::default()],
@@ -270,12 +275,19 @@ struct Producer {
     x: Id,
     w: Id,
     b: Option<Id>,
+    op: Op,
 }
 
 /// Plain-op producers held by `class`: `Conv(x, w[, b])` or `MatMul(x, w)`
 /// with a 2-D `w`.
 fn producers(eg: &TEGraph, class: Id, op: Op) -> Vec<Producer> {
     let class = eg.find(class);
+    let fused = if op == Op::Conv {
+        Op::FusedConv
+    } else {
+        Op::FusedMatMul
+    };
+    let absent = |i: &Id| super::is_absent(eg, *i);
     let mut v = Vec::new();
     for n in &eg[class].nodes {
         let TNode::Op {
@@ -286,27 +298,25 @@ fn producers(eg: &TEGraph, class: Id, op: Op) -> Vec<Producer> {
         else {
             continue;
         };
-        if *o != op {
-            continue;
-        }
+        // Fused producers without a residual: their epilogue (bias, an
+        // element-wise activation) is per output channel, so it splits.
         let (attrs, x, w, b) = match args.as_slice() {
-            [a, x, w] => (*a, *x, *w, None),
-            [a, x, w, b] if op == Op::Conv => {
-                let b = if super::is_absent(eg, *b) {
-                    None
-                } else {
-                    Some(eg.find(*b))
-                };
-                (*a, *x, *w, b)
-            }
+            [a, x, w] if *o == op => (*a, *x, *w, None),
+            [a, x, w, b] if *o == op && op == Op::Conv => (*a, *x, *w, Some(*b)),
+            [a, x, w, b, r] if *o == fused && absent(r) => (*a, *x, *w, Some(*b)),
             _ => continue,
         };
+        let b = b.filter(|b| !absent(b)).map(|b| eg.find(b));
         let Some(wd) = dims(eg, w) else { continue };
         let ok = match op {
             Op::Conv => {
                 wd.len() >= 3 && attr_key(eg, attrs).is_some_and(|k| plain_conv_attrs(k.attrs()))
             }
-            _ => wd.len() == 2 && dims(eg, x).is_some_and(|d| !d.is_empty()),
+            _ => {
+                wd.len() == 2
+                    && dims(eg, x).is_some_and(|d| !d.is_empty())
+                    && b.is_none_or(|b| dims(eg, b).as_deref() == Some(&wd[1..]))
+            }
         };
         if ok {
             v.push(Producer {
@@ -315,17 +325,31 @@ fn producers(eg: &TEGraph, class: Id, op: Op) -> Vec<Producer> {
                 x: eg.find(x),
                 w: eg.find(w),
                 b,
+                op: *o,
             });
         }
     }
     v
 }
 
+/// The inputs of `op` on `x`, `w` and an optional bias.
+fn producer_args(eg: &mut TEGraph, op: Op, x: Id, w: Id, b: Option<Id>) -> Vec<Id> {
+    let mut ins = vec![x, w];
+    if matches!(op, Op::FusedConv | Op::FusedMatMul) {
+        let absent = eg.add(TNode::Absent);
+        ins.push(b.unwrap_or(absent));
+        ins.push(absent);
+    } else {
+        ins.extend(b);
+    }
+    ins
+}
+
 /// Weight dims that must agree for two producers to merge (all but the
 /// output-channel dim), plus dtype and whether there is a bias.
 fn merge_key(eg: &TEGraph, op: Op, p: &Producer) -> Option<(Id, Id, Vec<usize>, String, bool)> {
     let wd = dims(eg, p.w)?;
-    let dt = eg[p.w].data.ty()?.dtype.to_string();
+    let dt = format!("{}:{}", p.op, eg[p.w].data.ty()?.dtype);
     let rest = if op == Op::Conv {
         wd[1..].to_vec()
     } else {
@@ -432,15 +456,16 @@ fn merge_group(
     let Some(w) = concat_ids(eg, cache, &ws, w_axis) else {
         return vec![];
     };
-    let mut ins = vec![g[0].x, w];
+    let mut b = None;
     if g[0].b.is_some() {
         let bs: Vec<Id> = g.iter().filter_map(|p| p.b).collect();
-        let Some(b) = concat_ids(eg, cache, &bs, 0) else {
+        let Some(id) = concat_ids(eg, cache, &bs, 0) else {
             return vec![];
         };
-        ins.push(b);
+        b = Some(id);
     }
-    let merged = eg.add(TNode::op(op, g[0].attrs, &ins));
+    let ins = producer_args(eg, g[0].op, g[0].x, w, b);
+    let merged = eg.add(TNode::op(g[0].op, g[0].attrs, &ins));
     let Some(out_rank) = eg[merged].data.ty().and_then(|t| t.shape.rank()) else {
         return vec![];
     };
@@ -577,9 +602,8 @@ fn enlarged(eg: &mut TEGraph, cache: &ConstCache, p: &Producer) -> Option<Id> {
         Attr::Ints(target.iter().map(|t| *t as i64).collect()),
     );
     let a = add_attrs(eg, a);
-    let mut ins = vec![p.x, w];
-    ins.extend(p.b);
-    Some(eg.add(TNode::op(Op::Conv, a, &ins)))
+    let ins = producer_args(eg, p.op, p.x, w, p.b);
+    Some(eg.add(TNode::op(p.op, a, &ins)))
 }
 
 /// Rules on a `Concat` node: `concat-convs` / `concat-matmuls` (siblings
@@ -721,15 +745,16 @@ fn concat_producers(
             let Some(w) = concat_ids(eg, cache, &ws, w_axis) else {
                 continue;
             };
-            let mut args = vec![f.x, w];
+            let mut b = None;
             if f.b.is_some() {
                 let bs: Vec<Id> = g.iter().filter_map(|p| p.b).collect();
-                let Some(b) = concat_ids(eg, cache, &bs, 0) else {
+                let Some(id) = concat_ids(eg, cache, &bs, 0) else {
                     continue;
                 };
-                args.push(b);
+                b = Some(id);
             }
-            out.push(eg.add(TNode::op(op, f.attrs, &args)));
+            let args = producer_args(eg, f.op, f.x, w, b);
+            out.push(eg.add(TNode::op(f.op, f.attrs, &args)));
         }
     }
     out
@@ -935,17 +960,20 @@ pub fn matrix_transpose(eg: &mut TEGraph, _: Id, s: &Subst) -> bool {
 
 fn op_rule(
     name: &str,
-    op: Op,
+    op: &'static [Op],
     applier: impl Applier<TNode, TensorAnalysis> + Send + Sync + 'static,
 ) -> Rule {
     egg::Rewrite::new(name, OpSearch(op), applier).expect("op searchers bind no variables")
 }
 
+const CONVS: &[Op] = &[Op::Conv, Op::FusedConv];
+const MATMULS: &[Op] = &[Op::MatMul, Op::FusedMatMul];
+
 pub fn rules() -> Vec<Rule> {
     vec![
         op_rule(
             "merge-parallel-convs",
-            Op::Conv,
+            CONVS,
             MergeParallel {
                 op: Op::Conv,
                 cache: ConstCache::default(),
@@ -953,16 +981,16 @@ pub fn rules() -> Vec<Rule> {
         ),
         op_rule(
             "merge-parallel-matmuls",
-            Op::MatMul,
+            MATMULS,
             MergeParallel {
                 op: Op::MatMul,
                 cache: ConstCache::default(),
             },
         ),
-        op_rule("conv-enlarge-kernel", Op::Conv, EnlargeKernel::default()),
+        op_rule("conv-enlarge-kernel", CONVS, EnlargeKernel::default()),
         op_rule(
             "concat-convs",
-            Op::Concat,
+            &[Op::Concat],
             ConcatRule {
                 kind: ConcatKind::Producers(Op::Conv),
                 cache: ConstCache::default(),
@@ -970,7 +998,7 @@ pub fn rules() -> Vec<Rule> {
         ),
         op_rule(
             "concat-matmuls",
-            Op::Concat,
+            &[Op::Concat],
             ConcatRule {
                 kind: ConcatKind::Producers(Op::MatMul),
                 cache: ConstCache::default(),
@@ -978,7 +1006,7 @@ pub fn rules() -> Vec<Rule> {
         ),
         op_rule(
             "concat-unary",
-            Op::Concat,
+            &[Op::Concat],
             ConcatRule {
                 kind: ConcatKind::Unary,
                 cache: ConstCache::default(),
@@ -986,7 +1014,7 @@ pub fn rules() -> Vec<Rule> {
         ),
         op_rule(
             "concat-batchnorm",
-            Op::Concat,
+            &[Op::Concat],
             ConcatRule {
                 kind: ConcatKind::BatchNorm,
                 cache: ConstCache::default(),
@@ -994,13 +1022,13 @@ pub fn rules() -> Vec<Rule> {
         ),
         op_rule(
             "concat-split",
-            Op::Concat,
+            &[Op::Concat],
             ConcatRule {
                 kind: ConcatKind::Split,
                 cache: ConstCache::default(),
             },
         ),
-        op_rule("split-concat", Op::Split, SplitConcat),
+        op_rule("split-concat", &[Op::Split], SplitConcat),
         rw!("matmul-distribute-left"; "(Add ?p (MatMul ?m ?a ?b) (MatMul ?n ?a ?c))"
             => "(MatMul ?m ?a (Add ?p ?b ?c))" if same_type("?b", "?c")),
         rw!("matmul-distribute-right"; "(Add ?p (MatMul ?m ?a ?c) (MatMul ?n ?b ?c))"

@@ -1,0 +1,59 @@
+#!/usr/bin/env python3
+"""Runs `smelt explain MODEL --target T --json` on the benchmark graphs and
+prints the BENCHMARKS.md "Optimizer" table: optimize time, e-graph size,
+iterations and stop reason per pass, cost before/after.
+
+Usage: python scripts/bench_optimizer.py [--smelt PATH] [--models DIR]
+                                         [--targets cpu,maia100] [NAME ...]
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+
+MODELS = ["bert_base", "resnet50", "inception", "nasnet"]
+
+
+def explain(smelt, model, target):
+    out = subprocess.run(
+        [smelt, "explain", model, "--target", target, "--json"],
+        check=True, capture_output=True, text=True,
+    ).stdout
+    return json.loads(out)
+
+
+def row(name, target, r):
+    passes = r["passes"]
+    sizes = " / ".join(f'{p["stage"]["final_nodes"]}/{p["stage"]["final_classes"]}' for p in passes)
+    stops = " / ".join(f'{len(p["stage"]["iterations"])} {p["stage"]["stop_reason"]}' for p in passes)
+    sat = sum(p["stage"]["seconds"] for p in passes)
+    before, after = r["cost_before"], r["cost_after"]
+    red = 100.0 * (before - after) / before if before else 0.0
+    return (f'| {name} | {target} | {r["seconds"]:.3f} | {sat:.3f} | {sizes} | {stops} '
+            f'| {before * 1e3:.3f} | {after * 1e3:.3f} | {red:.1f}% |')
+
+
+def main():
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--smelt", default=os.path.join(here, "target", "release", "smelt"))
+    p.add_argument("--models", default=os.path.join(here, ".cache", "models"))
+    p.add_argument("--targets", default="cpu,maia100")
+    p.add_argument("names", nargs="*", default=MODELS)
+    a = p.parse_args()
+    if not os.path.exists(a.smelt):
+        sys.exit(f"no smelt binary at {a.smelt}: build it (cargo build --release -p smelt) or pass --smelt")
+    print("| model | target | optimize s | saturation s | e-graph nodes/classes (canon / tensat / fuse) "
+          "| iterations, stop (canon / tensat / fuse) | cost before ms | cost after ms | reduction |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for name in a.names:
+        model = os.path.join(a.models, name, "model.onnx")
+        if not os.path.exists(model):
+            sys.exit(f"no {model}: run `python examples/models/make_all.py` or pass --models")
+        for t in a.targets.split(","):
+            print(row(name, t, explain(a.smelt, model, t)), flush=True)
+
+
+if __name__ == "__main__":
+    main()
