@@ -44,15 +44,20 @@ def main():
     a = p.parse_args()
     if not os.path.exists(a.smelt):
         sys.exit(f"no smelt binary at {a.smelt}: build it (cargo build --release -p smelt) or pass --smelt")
-    print("| model | target | optimize s | saturation s | e-graph nodes/classes (canon / tensat / fuse) "
-          "| iterations, stop (canon / tensat / fuse) | cost before ms | cost after ms | reduction |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    header = False
     for name in a.names:
         model = os.path.join(a.models, name, "model.onnx")
         if not os.path.exists(model):
             sys.exit(f"no {model}: run `python examples/models/make_all.py` or pass --models")
         for t in a.targets.split(","):
-            print(row(name, t, explain(a.smelt, model, t)), flush=True)
+            r = explain(a.smelt, model, t)
+            if not header:
+                order = " / ".join(p["pass"] for p in r["passes"])
+                print(f"| model | target | optimize s | saturation s | e-graph nodes/classes ({order}) "
+                      f"| iterations, stop ({order}) | cost before ms | cost after ms | reduction |")
+                print("|---|---|---|---|---|---|---|---|---|")
+                header = True
+            print(row(name, t, r), flush=True)
 
 
 if __name__ == "__main__":
