@@ -25,9 +25,11 @@ def explain(smelt, model, target):
 
 def row(name, target, r):
     passes = r["passes"]
-    sizes = " / ".join(f'{p["stage"]["final_nodes"]}/{p["stage"]["final_classes"]}' for p in passes)
-    stops = " / ".join(f'{len(p["stage"]["iterations"])} {p["stage"]["stop_reason"]}' for p in passes)
-    sat = sum(p["stage"]["seconds"] for p in passes)
+    # The last stage of a pass holds the largest e-graph (stages only add).
+    sizes = " / ".join(f'{p["stages"][-1]["final_nodes"]}/{p["stages"][-1]["final_classes"]}' for p in passes)
+    stops = " / ".join(
+        "+".join(f'{len(s["iterations"])} {s["stop_reason"]}' for s in p["stages"]) for p in passes)
+    sat = sum(s["seconds"] for p in passes for s in p["stages"])
     before, after = r["cost_before"], r["cost_after"]
     red = 100.0 * (before - after) / before if before else 0.0
     return (f'| {name} | {target} | {r["seconds"]:.3f} | {sat:.3f} | {sizes} | {stops} '

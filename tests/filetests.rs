@@ -39,8 +39,10 @@ fn optimize(path: &Path) -> (Graph, Graph, String) {
     let passes = header(&text, "passes").unwrap_or("default");
     let target = Target::builtin(header(&text, "target").unwrap_or("cpu")).unwrap();
     let g = smelt_ir::text::parse(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let extract = header(&text, "extract").unwrap_or("greedy");
     let opts = smelt_passes::Options {
         passes: smelt_passes::parse_passes(passes).unwrap(),
+        extract: extract.parse().unwrap(),
         ..Default::default()
     };
     let (out, report) = smelt_passes::optimize(&g, &target, &opts)
@@ -56,6 +58,19 @@ fn optimize(path: &Path) -> (Graph, Graph, String) {
         s.push_str(&format!(" {r}={n}"));
     }
     s.push('\n');
+    // With ILP, which extraction won and both costs are part of the result.
+    if extract != "greedy" {
+        for p in &report.passes {
+            let x = &p.extraction;
+            s.push_str(&format!(
+                "# extraction ({}): used {:?}, greedy cost {:.4e}, ilp cost {}\n",
+                p.pass,
+                x.used,
+                x.greedy_cost,
+                x.ilp_cost.map_or("none".into(), |c| format!("{c:.4e}"))
+            ));
+        }
+    }
     s.push_str(&smelt_ir::text::print(&out));
     (g, out, s)
 }

@@ -80,10 +80,13 @@ fn bert_base_is_fused_per_layer() {
         out.nodes.len()
     );
     for p in &report.passes {
-        println!(
-            "  pass {}: {:.3} s, stop: {}, e-graph {} nodes / {} classes",
-            p.pass, p.seconds, p.stage.stop_reason, p.stage.final_nodes, p.stage.final_classes
-        );
+        println!("  pass {}: {:.3} s", p.pass, p.seconds);
+        for st in &p.stages {
+            println!(
+                "    stage {}: stop: {}, e-graph {} nodes / {} classes",
+                st.name, st.stop_reason, st.final_nodes, st.final_classes
+            );
+        }
     }
     println!("op histogram before: {:?}", histogram(&g));
     println!("op histogram after:  {:?}", histogram(&out));

@@ -19,6 +19,19 @@ pub struct Target {
     pub launch_cost: f64,
     /// FLOP/s by dtype name (`f32`, `bf16`, ...); `default` covers the rest.
     pub peak_flops: BTreeMap<String, f64>,
+    /// Activation layout the target's convolution kernels run fastest in:
+    /// "nchw" (channels first, ONNX's) or "nhwc" (channels last). The
+    /// layout rules rewrite Conv to channels-last only where this is "nhwc".
+    #[serde(default = "default_layout")]
+    pub preferred_layout: String,
+    /// Whether matmul kernels want the weight stored transposed ([N, K],
+    /// K contiguous); the layout rules then pre-transpose constant weights.
+    #[serde(default)]
+    pub prefers_transposed_weights: bool,
+}
+
+fn default_layout() -> String {
+    "nchw".into()
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -56,6 +69,12 @@ impl Target {
         if let Some((k, _)) = t.peak_flops.iter().find(|(_, v)| !positive(**v)) {
             return Err(TargetError::Parse(format!(
                 "{}: peak_flops.{k} must be a positive number",
+                t.name
+            )));
+        }
+        if !matches!(t.preferred_layout.as_str(), "nchw" | "nhwc") {
+            return Err(TargetError::Parse(format!(
+                "{}: preferred_layout must be \"nchw\" or \"nhwc\"",
                 t.name
             )));
         }
@@ -130,6 +149,23 @@ mod tests {
         assert_eq!(t.kernel_time(100.0, DType::F32, 100.0), 11.0);
         // Memory bound: 1000 B at 100 B/s = 10 s beats 100 FLOP at 1000 FLOP/s.
         assert_eq!(t.kernel_time(100.0, DType::F16, 1000.0), 11.0);
+    }
+
+    #[test]
+    fn layout_preferences() {
+        assert_eq!(Target::builtin("cpu").unwrap().preferred_layout, "nchw");
+        assert_eq!(Target::builtin("sm_90a").unwrap().preferred_layout, "nhwc");
+        assert!(
+            Target::builtin("maia100")
+                .unwrap()
+                .prefers_transposed_weights
+        );
+        assert!(!Target::builtin("cpu").unwrap().prefers_transposed_weights);
+        let e = Target::from_toml(
+            "name='t'\nmemory_bandwidth=1.0\nlaunch_cost=1.0\npreferred_layout='nwhc'\n[peak_flops]\ndefault=1.0\n",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("preferred_layout"), "{e}");
     }
 
     #[test]

@@ -14,6 +14,7 @@
 pub mod analysis;
 pub mod convert;
 pub mod cost;
+pub mod extract;
 pub mod lang;
 pub mod manager;
 pub mod rules;

@@ -1,26 +1,35 @@
-//! The pass manager: a pass list from a string (`canon,fuse`; `default` is
-//! `canon,fuse`), each pass a saturation stage over one rule family,
-//! followed by extraction with the target's cost model. It times every
-//! pass, verifies the graph after each one, and can print the IR after a
-//! named pass.
+//! The pass manager: a pass list from a string (`canon,fuse,layout`;
+//! `default` is the standard pipeline), each pass run as staged saturation
+//! followed by extraction with the target's cost model. Stages: the cheap
+//! canonical rules first, to saturation under a small budget, then the
+//! pass's own (exploratory) rules with the canonical ones under the main
+//! budget. A stage that hits a limit leaves the e-graph as it is, which
+//! still holds the input program, so extraction always has a result. It
+//! times every pass, verifies the graph after each one, and can print the
+//! IR after a named pass.
 
 use crate::analysis::TEGraph;
-use crate::convert::{self, ConvertError, Imported};
+use crate::convert::{self, ConvertError};
 use crate::cost::RooflineCost;
+use crate::extract::{self, ExtractReport, Mode};
 use crate::rules;
 use crate::run::{Budget, StageReport, saturate};
-use egg::Extractor;
 use serde::Serialize;
 use smelt_ir::Graph;
 use smelt_ir::target::Target;
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-pub const PASSES: &[&str] = &["canon", "fuse", "tensat"];
+/// Every pass name.
+pub const PASSES: &[&str] = &["canon", "fuse", "layout", "tensat"];
+
+/// The standard pipeline (`default`). Layout is not in it yet: it rewrites
+/// plain `Conv`, which `fuse` has turned into `FusedConv` by then.
+pub const DEFAULT: &[&str] = &["canon", "fuse", "tensat"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum PassError {
-    #[error("unknown pass `{0}`; passes: canon, fuse, default, none")]
+    #[error("unknown pass `{0}`; passes: canon, fuse, layout, default, none")]
     Unknown(String),
     #[error("{0}")]
     Convert(#[from] ConvertError),
@@ -33,7 +42,7 @@ pub fn parse_passes(spec: &str) -> Result<Vec<String>, PassError> {
     let mut out = Vec::new();
     for p in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         match p {
-            "default" => out.extend(PASSES.iter().map(|s| s.to_string())),
+            "default" => out.extend(DEFAULT.iter().map(|s| s.to_string())),
             "none" => {}
             _ if PASSES.contains(&p) => out.push(p.to_string()),
             _ => return Err(PassError::Unknown(p.to_string())),
@@ -45,18 +54,35 @@ pub fn parse_passes(spec: &str) -> Result<Vec<String>, PassError> {
 #[derive(Debug, Clone)]
 pub struct Options {
     pub passes: Vec<String>,
+    /// Budget of each pass's exploratory stage.
     pub budget: Budget,
+    /// Budget of the canonical stage that runs first in every pass.
+    pub canon_budget: Budget,
+    pub extract: Mode,
     /// Print the IR text after this pass (to `printed`).
     pub print_after: Option<String>,
     /// Verify after every pass (always on in debug builds and tests).
     pub verify: bool,
 }
 
+/// The canonical stage's budget: a slice of the main one. Canonical rules
+/// only shrink or reorder the graph, so they saturate within a few
+/// iterations; the limits only guard against a rule set that loops.
+pub fn canon_budget(main: &Budget) -> Budget {
+    Budget {
+        iterations: main.iterations.min(10),
+        nodes: main.nodes.min(50_000),
+        seconds: main.seconds.min(0.5),
+    }
+}
+
 impl Default for Options {
     fn default() -> Self {
         Options {
-            passes: PASSES.iter().map(|s| s.to_string()).collect(),
+            passes: DEFAULT.iter().map(|s| s.to_string()).collect(),
             budget: Budget::default(),
+            canon_budget: canon_budget(&Budget::default()),
+            extract: Mode::Greedy,
             print_after: None,
             verify: true,
         }
@@ -76,7 +102,10 @@ pub struct FusionGroup {
 pub struct PassReport {
     pub pass: String,
     pub seconds: f64,
-    pub stage: StageReport,
+    /// The saturation stages in order (canonical first), each with its
+    /// stop reason.
+    pub stages: Vec<StageReport>,
+    pub extraction: ExtractReport,
     pub cost_before: f64,
     pub cost_after: f64,
     pub nodes_before: usize,
@@ -96,7 +125,8 @@ pub struct Report {
     pub printed: Option<String>,
 }
 
-/// Cost of a graph as it stands: the sum of its nodes' roofline times.
+/// Cost of a graph as it stands: the sum of its nodes' roofline times
+/// (each node once), with the target's layout preference applied.
 pub fn graph_cost(g: &Graph, target: &Target) -> f64 {
     let eg = TEGraph::default();
     let rc = RooflineCost { eg: &eg, target };
@@ -110,14 +140,33 @@ pub fn graph_cost(g: &Graph, target: &Target) -> f64 {
                 .flatten()
                 .map(|v| g.value(*v).ty.clone())
                 .collect();
+            let const_weight = n
+                .inputs
+                .get(1)
+                .copied()
+                .flatten()
+                .is_some_and(|w| g.consts.contains_key(&w));
             rc.op_time(n.op, Some(&n.attrs), &ins, &outs)
+                * extract::layout_factor(n.op, const_weight, &ins, target)
         })
         .sum()
 }
 
-fn extract(eg: &TEGraph, imp: &Imported, target: &Target) -> Result<Graph, ConvertError> {
-    let ex = Extractor::new(eg, RooflineCost { eg, target });
-    convert::from_egraph(eg, imp, |c| Some(ex.find_best_node(c).clone()))
+/// The rules of each stage of `pass` for `target`: the canonical stage,
+/// then the pass's own rules together with the canonical ones (their
+/// rewrites keep creating canonical redexes, e.g. transposes that cancel).
+fn stages(pass: &str, target: &Target) -> Option<Vec<(String, Vec<rules::Rule>)>> {
+    let canon = rules::family("canon")?;
+    if pass == "canon" {
+        return Some(vec![("canon".into(), canon)]);
+    }
+    let mut own = if pass == "layout" {
+        rules::layout::rules_for(target)
+    } else {
+        rules::family(pass)?
+    };
+    own.extend(rules::family("canon")?);
+    Some(vec![("canon".into(), canon), (pass.to_string(), own)])
 }
 
 /// Which fused ops the final graph has and what each replaced.
@@ -181,20 +230,32 @@ pub fn optimize(g: &Graph, target: &Target, opts: &Options) -> Result<(Graph, Re
     let mut printed = None;
     for pass in &opts.passes {
         let t0 = Instant::now();
-        let family = rules::family(pass).ok_or_else(|| PassError::Unknown(pass.clone()))?;
+        let stage_rules = stages(pass, target).ok_or_else(|| PassError::Unknown(pass.clone()))?;
         let before = graph_cost(&cur, target);
         let nodes_before = cur.nodes.len();
-        let (eg, imp) = convert::to_egraph(&cur)?;
-        let (eg, stage) = saturate(eg, pass, &family, &opts.budget);
-        let next = extract(&eg, &imp, target)?;
+        let (mut eg, imp) = convert::to_egraph(&cur)?;
+        let mut stage_reports = Vec::new();
+        for (i, (name, rs)) in stage_rules.iter().enumerate() {
+            let budget = if i == 0 && stage_rules.len() > 1 {
+                &opts.canon_budget
+            } else {
+                &opts.budget
+            };
+            let (next_eg, rep) = saturate(eg, name, rs, budget);
+            eg = next_eg;
+            stage_reports.push(rep);
+        }
+        let (next, extraction) = extract::extract(&eg, &imp, target, opts.extract)?;
         if opts.verify || cfg!(debug_assertions) {
             smelt_ir::verify(&next).map_err(|e| PassError::Verify {
                 pass: pass.clone(),
                 msg: e.to_string(),
             })?;
         }
-        for (r, n) in stage.rules_fired() {
-            *fired.entry(r).or_insert(0) += n;
+        for st in &stage_reports {
+            for (r, n) in st.rules_fired() {
+                *fired.entry(r).or_insert(0) += n;
+            }
         }
         let after = graph_cost(&next, target);
         // Extraction is greedy: never accept a graph the model says is slower.
@@ -207,7 +268,8 @@ pub fn optimize(g: &Graph, target: &Target, opts: &Options) -> Result<(Graph, Re
         reports.push(PassReport {
             pass: pass.clone(),
             seconds: t0.elapsed().as_secs_f64(),
-            stage,
+            stages: stage_reports,
+            extraction,
             cost_before: before,
             cost_after: graph_cost(&cur, target),
             nodes_before,

@@ -67,3 +67,59 @@ fn unknown_pass_is_an_error() {
         vec!["canon", "fuse", "tensat"]
     );
 }
+
+#[test]
+fn every_stage_is_reported_with_its_stop_reason() {
+    let text = "graph \"g\"(%x: f32[2,2], %w: f32[2,2]) {\n  %m: f32[2,2] = MatMul(%x, %w)\n  %y: f32[2,2] = Relu(%m)\n  return %y\n}\n";
+    let g = smelt_ir::text::parse(text).unwrap();
+    let mut opts = Options {
+        passes: parse_passes("canon,fuse").unwrap(),
+        ..Options::default()
+    };
+    // One iteration for the exploratory stage: it stops on the limit, and
+    // the graph found so far is still returned.
+    opts.budget.iterations = 1;
+    let (out, r) = optimize(&g, &Target::builtin("cpu").unwrap(), &opts).unwrap();
+    smelt_ir::verify(&out).unwrap();
+    let canon: Vec<_> = r.passes[0].stages.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(canon, ["canon"]);
+    let fuse: Vec<_> = r.passes[1].stages.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(fuse, ["canon", "fuse"]);
+    assert_eq!(r.passes[0].stages[0].stop_reason, "saturated");
+    assert_eq!(r.passes[1].stages[1].stop_reason, "iteration limit (1)");
+}
+
+#[cfg(feature = "ilp")]
+#[test]
+fn ilp_keeps_a_shared_matmul_once() {
+    use crate::extract::Mode;
+    // Symbolic batch (costed as 64 rows): the 2048x2048 MatMul dominates,
+    // so computing it once (ILP) beats fusing it into both users (greedy).
+    let text = "graph \"g\"(%x: f32[N,2048], %w: f32[2048,2048]) {\n  %m: f32[N,2048] = MatMul(%x, %w)\n  %a: f32[N,2048] = Relu(%m)\n  %b: f32[N,2048] = Sigmoid(%m)\n  %y: f32[N,2048] = Add(%a, %b)\n  return %y\n}\n";
+    let g = smelt_ir::text::parse(text).unwrap();
+    let count = |mode| {
+        let opts = Options {
+            passes: parse_passes("fuse").unwrap(),
+            extract: mode,
+            ..Options::default()
+        };
+        let (out, r) = optimize(&g, &Target::builtin("cpu").unwrap(), &opts).unwrap();
+        smelt_ir::verify(&out).unwrap();
+        let mm = out
+            .nodes
+            .iter()
+            .filter(|n| matches!(n.op, Op::MatMul | Op::FusedMatMul))
+            .count();
+        (mm, r)
+    };
+    // Greedy's graph (two fused MatMuls) costs more than the input, so the
+    // manager keeps the input; the report still shows what greedy cost.
+    let (greedy, rg) = count(Mode::Greedy);
+    let (ilp, r) = count(Mode::Ilp);
+    assert_eq!(greedy, 1);
+    assert!(rg.passes[0].extraction.greedy_cost > rg.passes[0].cost_before);
+    assert_eq!(ilp, 1);
+    let x = &r.passes[0].extraction;
+    assert_eq!(x.used, Mode::Ilp);
+    assert!(x.ilp_cost.unwrap() < x.greedy_cost);
+}

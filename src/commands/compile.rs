@@ -17,12 +17,63 @@ pub struct Args {
     /// Where to write the optimized IR text (standard output if absent).
     #[arg(short, long, value_name = "FILE")]
     output: Option<PathBuf>,
-    /// Comma-separated passes: canon, fuse, default (= canon,fuse), none.
+    /// Comma-separated passes: canon, fuse, layout, default (= canon,fuse), none.
     #[arg(long, default_value = "default")]
     passes: String,
     /// Print the IR text after this pass to standard error.
     #[arg(long, value_name = "PASS")]
     print_after: Option<String>,
+    #[command(flatten)]
+    pub opt: OptArgs,
+}
+
+/// Saturation budgets and extraction, shared by `compile` and `explain`.
+#[derive(clap::Args, Clone, Debug)]
+pub struct OptArgs {
+    /// Extraction: greedy, or ilp (CBC; also runs greedy and keeps the
+    /// cheaper graph).
+    #[arg(long, default_value = "greedy", value_name = "greedy|ilp")]
+    pub extract: smelt_passes::extract::Mode,
+    /// Iteration limit of each pass's exploratory stage.
+    #[arg(long, value_name = "N")]
+    pub iter_limit: Option<usize>,
+    /// E-node limit of each pass's exploratory stage.
+    #[arg(long, value_name = "N")]
+    pub node_limit: Option<usize>,
+    /// Wall-time limit in seconds of each pass's exploratory stage.
+    #[arg(long, value_name = "SECONDS")]
+    pub time_limit: Option<f64>,
+}
+
+impl OptArgs {
+    /// Options for `passes` with these budgets; the canonical stage gets a
+    /// slice of the main budget.
+    pub fn options(&self, passes: &str) -> Result<smelt_passes::Options> {
+        let mut o = smelt_passes::Options {
+            passes: smelt_passes::parse_passes(passes)?,
+            extract: self.extract,
+            ..Default::default()
+        };
+        if let Some(n) = self.iter_limit {
+            o.budget.iterations = n;
+        }
+        if let Some(n) = self.node_limit {
+            o.budget.nodes = n;
+        }
+        if let Some(s) = self.time_limit {
+            if !(s.is_finite() && s >= 0.0) {
+                anyhow::bail!("--time-limit must be a non-negative number of seconds");
+            }
+            o.budget.seconds = s;
+        }
+        o.canon_budget = smelt_passes::manager::canon_budget(&o.budget);
+        if o.extract == smelt_passes::extract::Mode::Ilp && !smelt_passes::extract::ILP_AVAILABLE {
+            anyhow::bail!(
+                "--extract ilp: this smelt was built without the `ilp` feature of smelt-passes (needs CBC: apt-get install coinor-libcbc-dev)"
+            );
+        }
+        Ok(o)
+    }
 }
 
 /// Like `model::load`, but also accepts IR text that starts with `#`
@@ -45,11 +96,8 @@ pub fn load(path: &Path) -> Result<smelt_ir::Graph> {
 pub fn main(a: Args) -> Result<ExitCode> {
     let g = load(&a.model)?;
     let target = Target::builtin(&a.target)?;
-    let opts = smelt_passes::Options {
-        passes: smelt_passes::parse_passes(&a.passes)?,
-        print_after: a.print_after.clone(),
-        ..Default::default()
-    };
+    let mut opts = a.opt.options(&a.passes)?;
+    opts.print_after = a.print_after.clone();
     let (out, report) = smelt_passes::optimize(&g, &target, &opts)?;
     if let Some(text) = &report.printed {
         eprint!("# after {}\n{text}", a.print_after.as_deref().unwrap_or(""));

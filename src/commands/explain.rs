@@ -21,15 +21,14 @@ pub struct Args {
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    opt: super::compile::OptArgs,
 }
 
 pub fn main(a: Args) -> Result<ExitCode> {
     let g = super::compile::load(&a.model)?;
     let target = Target::builtin(&a.target)?;
-    let opts = smelt_passes::Options {
-        passes: smelt_passes::parse_passes(&a.passes)?,
-        ..Default::default()
-    };
+    let opts = a.opt.options(&a.passes)?;
     let (_, r) = smelt_passes::optimize(&g, &target, &opts)?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&r)?);
@@ -45,20 +44,49 @@ pub fn main(a: Args) -> Result<ExitCode> {
     for p in &r.passes {
         writeln!(
             s,
-            "pass {}: {:.3} ms, stop: {}, nodes {} -> {}",
+            "pass {}: {:.3} ms, nodes {} -> {}",
             p.pass,
             p.seconds * 1e3,
-            p.stage.stop_reason,
             p.nodes_before,
             p.nodes_after
         )?;
-        for (i, it) in p.stage.iterations.iter().enumerate() {
+        for st in &p.stages {
             writeln!(
                 s,
-                "  iteration {i}: {} e-nodes, {} e-classes",
-                it.egraph_nodes, it.egraph_classes
+                "  stage {}: {:.3} ms, stop: {}",
+                st.name,
+                st.seconds * 1e3,
+                st.stop_reason
+            )?;
+            for (i, it) in st.iterations.iter().enumerate() {
+                writeln!(
+                    s,
+                    "    iteration {i}: {} e-nodes, {} e-classes",
+                    it.egraph_nodes, it.egraph_classes
+                )?;
+            }
+        }
+        let x = &p.extraction;
+        let used = match x.used {
+            smelt_passes::extract::Mode::Greedy => "greedy",
+            smelt_passes::extract::Mode::Ilp => "ilp",
+        };
+        write!(
+            s,
+            "  extraction: {used}, greedy cost {:.3e} s",
+            x.greedy_cost
+        )?;
+        if let Some(c) = x.ilp_cost {
+            write!(
+                s,
+                ", ilp cost {c:.3e} s ({:.3} ms)",
+                x.ilp_seconds.unwrap_or(0.0) * 1e3
             )?;
         }
+        if let Some(n) = &x.note {
+            write!(s, " ({n})")?;
+        }
+        writeln!(s)?;
     }
     writeln!(s, "rules fired:")?;
     for (rule, n) in &r.rules_fired {

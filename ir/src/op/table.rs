@@ -229,4 +229,6 @@ define_ops! {
     FusedConv = ("smelt", 1, [("activation", AttrDefault::Str(""))]),
     FusedElementwise = ("smelt", 1, []),
     KvCacheAppend = ("smelt", 1, [("axis", AttrDefault::Int(2)), ("max_len", AttrDefault::Int(0))]),
+    ConvNhwc = ("smelt", 1, [("auto_pad", AttrDefault::Str("NOTSET")), ("group", AttrDefault::Int(1))]),
+    MatMulNT = ("smelt", 1, []),
 }

@@ -12,6 +12,7 @@ use crate::{Attr, DType, Dim, Node, Op, Shape, TensorType};
 pub mod elementwise;
 pub mod fused;
 pub mod kv;
+pub mod layout;
 pub mod misc;
 pub mod nn;
 pub mod reduce;
@@ -67,6 +68,7 @@ const FAMILIES: &[fn(Op) -> Option<OpImpl>] = &[
     nn::lookup,
     reduce::lookup,
     fused::lookup,
+    layout::lookup,
     kv::lookup,
     misc::lookup,
     strings::lookup,

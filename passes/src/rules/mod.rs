@@ -5,6 +5,7 @@
 
 pub mod algebra;
 pub mod fusion;
+pub mod layout;
 pub mod norm;
 pub mod tensat;
 
@@ -124,6 +125,9 @@ pub fn family(name: &str) -> Option<Vec<Rule>> {
             Some(r)
         }
         "norm" => Some(norm::rules()),
+        // Every layout rule; the pass manager uses `layout::rules_for`,
+        // which keeps only what the target prefers.
+        "layout" => Some(layout::rules()),
         "tensat" => Some(tensat::rules()),
         _ => None,
     }
