@@ -8,4 +8,5 @@ mod conformance;
 mod filetests;
 mod fixtures;
 mod models;
+mod optimizer_models;
 mod roundtrip;

@@ -21,11 +21,11 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 /// Every pass name.
-pub const PASSES: &[&str] = &["canon", "fuse", "layout"];
+pub const PASSES: &[&str] = &["canon", "fuse", "layout", "tensat"];
 
 /// The standard pipeline (`default`). Layout is not in it yet: it rewrites
 /// plain `Conv`, which `fuse` has turned into `FusedConv` by then.
-pub const DEFAULT: &[&str] = &["canon", "fuse"];
+pub const DEFAULT: &[&str] = &["canon", "fuse", "tensat"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum PassError {

@@ -62,7 +62,10 @@ fn constants_fold() {
 #[test]
 fn unknown_pass_is_an_error() {
     assert!(parse_passes("canon,bogus").is_err());
-    assert_eq!(parse_passes("default").unwrap(), vec!["canon", "fuse"]);
+    assert_eq!(
+        parse_passes("default").unwrap(),
+        vec!["canon", "fuse", "tensat"]
+    );
 }
 
 #[test]

@@ -7,6 +7,7 @@ pub mod algebra;
 pub mod fusion;
 pub mod layout;
 pub mod norm;
+pub mod tensat;
 
 use crate::analysis::{TEGraph, TensorAnalysis};
 use crate::lang::{AttrKey, TNode};
@@ -127,6 +128,7 @@ pub fn family(name: &str) -> Option<Vec<Rule>> {
         // Every layout rule; the pass manager uses `layout::rules_for`,
         // which keeps only what the target prefers.
         "layout" => Some(layout::rules()),
+        "tensat" => Some(tensat::rules()),
         _ => None,
     }
 }
