@@ -2,9 +2,11 @@
 //! not a rule: the analysis folds any class whose operands are known small
 //! constants (see `analysis.rs`).
 
-use super::{Build, Rule, attrs_of, same_static_type, ty_of, v, value_of};
+use super::{Build, Rule, attrs_of, is_absent, same_static_type, ty_of, v, value_of, var};
 use crate::analysis::TEGraph;
-use egg::{Id, Subst, rewrite as rw};
+use crate::analysis::TensorAnalysis;
+use crate::lang::{AttrKey, TNode};
+use egg::{Applier, Id, PatternAst, Subst, Symbol, rewrite as rw};
 use smelt_ir::{Attr, Attrs, Op};
 
 type Guard = Box<dyn Fn(&mut TEGraph, Id, &Subst) -> bool + Send + Sync>;
@@ -86,6 +88,76 @@ fn keep_attrs(name: &'static str) -> impl Fn(&TEGraph, &Subst) -> Option<Attrs> 
     move |eg, s| attrs_of(eg, s, name).cloned()
 }
 
+/// Gemm's attributes as ONNX defaults them: `alpha = beta = 1`, no transposes.
+fn plain_gemm_attrs() -> Attrs {
+    let mut a = Attrs::new();
+    a.insert("alpha".into(), Attr::Float(1.0));
+    a.insert("beta".into(), Attr::Float(1.0));
+    a.insert("transA".into(), Attr::Int(0));
+    a.insert("transB".into(), Attr::Int(0));
+    a
+}
+
+/// The Gemm bound to `?g` computes plain `A·B + C` (absent attributes take
+/// their spec defaults, which are exactly that).
+pub fn plain_gemm(eg: &mut TEGraph, _: Id, s: &Subst) -> bool {
+    let Some(a) = attrs_of(eg, s, "?g") else {
+        return false;
+    };
+    let float = |k: &str| match a.get(k) {
+        None => Some(1.0),
+        Some(Attr::Float(f)) => Some(*f),
+        _ => None,
+    };
+    let int = |k: &str| match a.get(k) {
+        None => Some(0),
+        Some(Attr::Int(i)) => Some(*i),
+        _ => None,
+    };
+    float("alpha") == Some(1.0)
+        && float("beta") == Some(1.0)
+        && int("transA") == Some(0)
+        && int("transB") == Some(0)
+}
+
+/// `MatMul(a, b) + c` is a 2-D product (the only shape Gemm takes) plus a
+/// bias vector or scalar: the exporters' spelling of a Gemm. A 2-D `c` is
+/// left alone, where it would only trade one matmul form for another.
+pub fn matmul_2d_plus_bias(eg: &mut TEGraph, _: Id, s: &Subst) -> bool {
+    let rank = |v: &str| ty_of(eg, s, v).and_then(|t| t.shape.rank());
+    rank("?a") == Some(2) && rank("?b") == Some(2) && rank("?c").is_some_and(|r| r <= 1)
+}
+
+/// Gemm(A, B, C) = MatMul(A, B) + C: two nodes, so not a `Build`.
+struct GemmDecompose;
+
+impl Applier<TNode, TensorAnalysis> for GemmDecompose {
+    fn apply_one(
+        &self,
+        eg: &mut TEGraph,
+        eclass: Id,
+        subst: &Subst,
+        _ast: Option<&PatternAst<TNode>>,
+        rule: Symbol,
+    ) -> Vec<Id> {
+        let empty = eg.add(TNode::Attrs(AttrKey::new(Attrs::new())));
+        let (a, b, c) = (subst[var("?a")], subst[var("?b")], subst[var("?c")]);
+        let mut id = eg.add(TNode::op(Op::MatMul, empty, &[a, b]));
+        if !is_absent(eg, c) {
+            id = eg.add(TNode::op(Op::Add, empty, &[id, c]));
+        }
+        // Broadcasting C may not grow the product: only join equal types.
+        if !same_static_type(eg[id].data.ty(), eg[eclass].data.ty()) {
+            return vec![];
+        }
+        if eg.union_trusted(eclass, id, rule) {
+            vec![eclass]
+        } else {
+            vec![]
+        }
+    }
+}
+
 pub fn rules() -> Vec<Rule> {
     let reshape_attrs: fn(&TEGraph, &Subst) -> Option<Attrs> = |eg, s| keep_attrs("?b")(eg, s);
     vec![
@@ -115,5 +187,9 @@ pub fn rules() -> Vec<Rule> {
         rw!("relu-relu"; "(Relu ?a (Relu ?b ?x))" => "(Relu ?a ?x)"),
         rw!("abs-abs"; "(Abs ?a (Abs ?b ?x))" => "(Abs ?a ?x)"),
         rw!("abs-neg"; "(Abs ?a (Neg ?b ?x))" => "(Abs ?a ?x)"),
+        rw!("gemm-decompose"; "(Gemm ?g ?a ?b ?c)" => { GemmDecompose } if plain_gemm),
+        rw!("gemm-recompose"; "(Add ?x (MatMul ?m ?a ?b) ?c)" => {
+            Build { op: Op::Gemm, attrs: |_, _| Some(plain_gemm_attrs()), inputs: vec![v("?a"), v("?b"), v("?c")] }
+        } if matmul_2d_plus_bias),
     ]
 }
