@@ -50,3 +50,32 @@ fn interp_pass_count_stays_above_floor() {
         "conformance regressed: {passed}/{total} pass, floor is {floor}\n{last}"
     );
 }
+
+/// Optimizing first must not lose a case: `--passes default` passes at
+/// least as many cases as the floor the plain interpreter holds.
+#[test]
+fn optimized_graphs_pass_as_many_cases() {
+    let dir = conformance_dir();
+    let out = smelt(&[
+        "conformance",
+        dir.to_str().unwrap(),
+        "--target",
+        "interp",
+        "--passes",
+        "default",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let last = stdout.lines().last().unwrap_or_default();
+    let passed: u64 = last
+        .strip_prefix("conformance: ")
+        .and_then(|s| s.split('/').next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no summary line: {last}"));
+    let floor: u64 = std::fs::read_to_string(repo().join("tests/conformance-floor.txt"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(passed >= floor, "with --passes default: {last}; floor {floor}");
+}
