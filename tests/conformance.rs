@@ -64,7 +64,11 @@ fn optimized_graphs_pass_as_many_cases() {
         "--passes",
         "default",
     ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     let last = stdout.lines().last().unwrap_or_default();
     let passed: u64 = last
@@ -77,5 +81,8 @@ fn optimized_graphs_pass_as_many_cases() {
         .trim()
         .parse()
         .unwrap();
-    assert!(passed >= floor, "with --passes default: {last}; floor {floor}");
+    assert!(
+        passed >= floor,
+        "with --passes default: {last}; floor {floor}"
+    );
 }

@@ -169,9 +169,46 @@ fn stages(pass: &str, target: &Target) -> Option<Vec<(String, Vec<rules::Rule>)>
     Some(vec![("canon".into(), canon), (pass.to_string(), own)])
 }
 
-/// Which fused ops the final graph has and what each replaced.
-fn fusion_groups(g: &Graph) -> Vec<FusionGroup> {
+/// The decomposed ONNX form each recognized op replaces (its canonical
+/// spelling; the rules also accept the listed variants, see rules/norm.rs
+/// and rules/fusion.rs).
+fn recognized_from(op: smelt_ir::Op) -> Option<&'static [&'static str]> {
+    use smelt_ir::Op;
+    Some(match op {
+        Op::Attention => &["MatMul", "Div", "Add", "Softmax", "MatMul"],
+        Op::LayerNormalization => &[
+            "ReduceMean",
+            "Sub",
+            "Pow",
+            "ReduceMean",
+            "Add",
+            "Sqrt",
+            "Div",
+            "Mul",
+            "Add",
+        ],
+        Op::RMSNormalization => &["Pow", "ReduceMean", "Add", "Sqrt", "Div", "Mul"],
+        Op::Softmax => &["ReduceMax", "Sub", "Exp", "ReduceSum", "Div"],
+        Op::Gelu => &["Div", "Erf", "Add", "Mul", "Mul"],
+        _ => return None,
+    })
+}
+
+/// Which fused ops the final graph has and what each replaced: smelt's
+/// fused ops, and ONNX ops the rules recognized (ones the input graph did
+/// not already have under the same output name).
+fn fusion_groups(original: &Graph, g: &Graph) -> Vec<FusionGroup> {
     use smelt_ir::{Attr, Op};
+    let had: std::collections::HashSet<(Op, &str)> = original
+        .nodes
+        .iter()
+        .flat_map(|n| {
+            n.outputs
+                .iter()
+                .flatten()
+                .map(move |o| (n.op, original.value(*o).name.as_str()))
+        })
+        .collect();
     let mut v = Vec::new();
     for n in &g.nodes {
         let act = |n: &smelt_ir::Node| match n.attrs.get("activation") {
@@ -200,7 +237,18 @@ fn fusion_groups(g: &Graph) -> Vec<FusionGroup> {
                 Some(Attr::Strings(s)) => s.clone(),
                 _ => vec![],
             },
-            _ => continue,
+            op => match recognized_from(op) {
+                Some(parts)
+                    if !n
+                        .outputs
+                        .iter()
+                        .flatten()
+                        .any(|o| had.contains(&(op, g.value(*o).name.as_str()))) =>
+                {
+                    parts.iter().map(|s| s.to_string()).collect()
+                }
+                _ => continue,
+            },
         };
         let output = n
             .outputs
@@ -282,7 +330,7 @@ pub fn optimize(g: &Graph, target: &Target, opts: &Options) -> Result<(Graph, Re
         cost_after: graph_cost(&cur, target),
         passes: reports,
         rules_fired: fired,
-        fusion_groups: fusion_groups(&cur),
+        fusion_groups: fusion_groups(g, &cur),
         seconds: start.elapsed().as_secs_f64(),
         printed,
     };
