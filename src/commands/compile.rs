@@ -3,7 +3,7 @@
 
 use anyhow::{Context, Result};
 use smelt_ir::target::Target;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// Optimize a model for a target and write the optimized IR text.
@@ -76,25 +76,8 @@ impl OptArgs {
     }
 }
 
-/// Like `model::load`, but also accepts IR text that starts with `#`
-/// comment lines (the filetest header form).
-pub fn load(path: &Path) -> Result<smelt_ir::Graph> {
-    if let Ok(src) = std::fs::read_to_string(path) {
-        let body = src
-            .lines()
-            .map(str::trim_start)
-            .find(|l| !l.is_empty() && !l.starts_with('#'));
-        if src.trim_start().starts_with('#') && body.is_some_and(|l| l.starts_with("graph ")) {
-            let base = path.parent().unwrap_or(Path::new("."));
-            return smelt_ir::text::parse_with(&src, Some(base))
-                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()));
-        }
-    }
-    crate::model::load(path)
-}
-
 pub fn main(a: Args) -> Result<ExitCode> {
-    let g = load(&a.model)?;
+    let g = crate::model::load(&a.model)?;
     let target = Target::builtin(&a.target)?;
     let mut opts = a.opt.options(&a.passes)?;
     opts.print_after = a.print_after.clone();

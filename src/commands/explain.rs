@@ -26,7 +26,7 @@ pub struct Args {
 }
 
 pub fn main(a: Args) -> Result<ExitCode> {
-    let g = super::compile::load(&a.model)?;
+    let g = crate::model::load(&a.model)?;
     let target = Target::builtin(&a.target)?;
     let opts = a.opt.options(&a.passes)?;
     let (_, r) = smelt_passes::optimize(&g, &target, &opts)?;
