@@ -11,9 +11,11 @@ use std::process::ExitCode;
     name = "smelt",
     version,
     about = "smelt: an ML compiler and graph optimizer for custom accelerators",
-    long_about = "smelt imports a model (ONNX) into its tensor IR, and runs it on the reference \
-                  interpreter. Every command accepts an ONNX file or an IR text file (.smelt) as MODEL.",
-    after_help = "Examples:\n  smelt import model.onnx -o model.smelt\n  smelt run model.onnx --input x.npy --output-dir out/\n  smelt conformance .cache/onnx-node --json results.json"
+    long_about = "smelt imports a model into its tensor IR, optimizes it for a target with an \
+                  e-graph, and runs it on the reference interpreter. MODEL is an ONNX file, an IR \
+                  text file (.smelt) or a Hugging Face checkpoint folder (config.json + \
+                  *.safetensors).",
+    after_help = "Examples:\n  smelt import model.onnx -o model.smelt\n  smelt run model.onnx --input x.npy --output-dir out/\n  smelt run examples/checkpoints/llama --tokens 1,5,9 --generate 8\n  smelt explain model.onnx --target maia100\n  smelt compile model.onnx --target sm_90a -o model.opt.smelt\n  smelt conformance .cache/onnx-node --json results.json\n  smelt simulate examples/maia/matmul.smx --report --trace trace.json"
 )]
 struct Cli {
     #[command(subcommand)]
