@@ -16,7 +16,7 @@ ONNX_PIN := $(shell sed -n 's/^onnx==//p' scripts/requirements.txt)
 
 FIXTURES := resnet_mini resnet_mini_shape transformer_block
 
-.PHONY: bench-1b all demo check-examples test conformance lint fixtures resnet50 time-resnet50 venv cases help
+.PHONY: prereqs bench-1b all demo check-examples test conformance lint fixtures resnet50 time-resnet50 venv cases help
 
 all: test
 
@@ -32,9 +32,17 @@ help:
 
 venv: $(VENV_OK)
 
+# System packages (CBC for ILP extraction, python3-venv, a C toolchain),
+# checked once per clone and installed with apt only where missing.
+PREREQS_OK := .cache/.prereqs-ok
+prereqs: $(PREREQS_OK)
+$(PREREQS_OK): scripts/prereqs.sh
+	bash scripts/prereqs.sh
+	@mkdir -p $(dir $@) && touch $@
+
 # A half-made venv (e.g. python3-venv missing when it was created) has no pip:
 # start over instead of failing on it forever.
-$(VENV_OK): scripts/requirements.txt
+$(VENV_OK): scripts/requirements.txt | $(PREREQS_OK)
 	@if [ ! -x $(VENV)/bin/pip ]; then rm -rf $(VENV) && $(PYTHON3) -m venv $(VENV); fi
 	$(VENV)/bin/pip install -q --disable-pip-version-check -r scripts/requirements.txt
 	@touch $@
@@ -74,7 +82,7 @@ conformance: $(VENV_OK) $(CASES)
 	$(SMELT) conformance $(CASES) --target interp --json $(CONF_JSON) || test -s $(CONF_JSON)
 	$(PY) scripts/conformance_table.py $(CONF_JSON) -o CONFORMANCE.md
 
-lint:
+lint: $(PREREQS_OK)
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
