@@ -29,7 +29,9 @@ pub const DEFAULT: &[&str] = &["canon", "fuse", "tensat"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum PassError {
-    #[error("unknown pass `{0}`; passes: canon, fuse, layout, default, none")]
+    #[error(
+        "unknown pass `{0}`; passes: canon, fuse, layout, tensat, default (= canon,fuse,tensat), none"
+    )]
     Unknown(String),
     #[error("{0}")]
     Convert(#[from] ConvertError),

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 /// Optimize a model for a target and write the optimized IR text.
 #[derive(clap::Args)]
 pub struct Args {
-    /// ONNX model or IR text file.
+    /// ONNX model, IR text file or checkpoint folder (config.json + *.safetensors).
     model: PathBuf,
     /// Target whose cost model guides the optimizer: cpu, sm_90a, gfx942, maia100.
     #[arg(long, default_value = "cpu")]
@@ -17,7 +17,10 @@ pub struct Args {
     /// Where to write the optimized IR text (standard output if absent).
     #[arg(short, long, value_name = "FILE")]
     output: Option<PathBuf>,
-    /// Comma-separated passes: canon, fuse, layout, default (= canon,fuse), none.
+    /// Comma-separated passes: canon (algebra, constant folding), fuse
+    /// (norm/attention recognition, BN folding, epilogue fusion), tensat
+    /// (parallel-branch merges), layout (NHWC / transposed weights where the
+    /// target prefers them), default (= canon,fuse,tensat), none.
     #[arg(long, default_value = "default")]
     passes: String,
     /// Print the IR text after this pass to standard error.

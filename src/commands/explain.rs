@@ -10,7 +10,7 @@ use std::process::ExitCode;
 /// before/after and fusion groups of optimizing a model.
 #[derive(clap::Args)]
 pub struct Args {
-    /// ONNX model or IR text file.
+    /// ONNX model, IR text file or checkpoint folder (config.json + *.safetensors).
     model: PathBuf,
     /// Target whose cost model guides the optimizer.
     #[arg(long, default_value = "cpu")]
