@@ -13,9 +13,10 @@
 //! `activation` is the name of an attribute-free unary op (`Relu`,
 //! `Sigmoid`, `Tanh`, `Gelu`, ...) or "" for none.
 
+use super::compose::{run1, ty1};
 use super::{Ctx, OpImpl, OpResult, TypeInput, input, operand};
 use crate::interp::Tensor;
-use crate::{Attr, Attrs, Node, Op, TensorType, ValueId, op_bail};
+use crate::{Attr, Attrs, Op, TensorType, op_bail};
 
 pub fn lookup(op: Op) -> Option<OpImpl> {
     let (infer, kernel): (super::InferFn, super::KernelFn) = match op {
@@ -56,41 +57,6 @@ fn unary(name: &str) -> OpResult<Op> {
         Ok(op) if UNARY.contains(&op) => Ok(op),
         _ => op_bail!("`{name}` is not a fusable unary op"),
     }
-}
-
-fn stand_in(op: Op, attrs: Attrs, nin: usize) -> Node {
-    Node {
-        op,
-        name: String::new(),
-        inputs: vec![Some(ValueId(0)); nin],
-        outputs: vec![Some(ValueId(0))],
-        attrs,
-    }
-}
-
-fn sem(op: Op) -> OpResult<OpImpl> {
-    match super::lookup(op) {
-        Some(i) => Ok(i),
-        None => op_bail!("op {op} has no semantics"),
-    }
-}
-
-fn ty1(op: Op, attrs: Attrs, ins: &[Option<TypeInput>]) -> OpResult<TensorType> {
-    let node = stand_in(op, attrs, ins.len());
-    let mut v = (sem(op)?.infer)(&Ctx::new(&node), ins)?;
-    match v.pop() {
-        Some(t) if v.is_empty() => Ok(t),
-        _ => op_bail!("{op}: expected one output type"),
-    }
-}
-
-fn run1(op: Op, attrs: Attrs, ins: &[Option<&Tensor>]) -> OpResult<Tensor> {
-    let node = stand_in(op, attrs, ins.len());
-    let mut v = (sem(op)?.kernel)(&Ctx::new(&node), ins)?;
-    if v.is_empty() {
-        op_bail!("{op}: kernel returned no output");
-    }
-    Ok(v.swap_remove(0))
 }
 
 fn activation(ctx: &Ctx) -> OpResult<Option<Op>> {
@@ -280,7 +246,9 @@ fn k_chain(ctx: &Ctx, ins: &[Option<&Tensor>]) -> OpResult<Vec<Tensor>> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::compose::stand_in;
     use super::*;
+    use crate::Node;
 
     fn node(op: Op, attrs: Attrs, nin: usize) -> Node {
         stand_in(op, attrs, nin)

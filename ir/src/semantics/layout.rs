@@ -9,9 +9,10 @@
 //! - `MatMulNT(A, Bt)`: `A · Btᵀ` with Bt's last two axes swapped, i.e.
 //!   `MatMul(A, Transpose(Bt))`: the weight stored `[N, K]`.
 
+use super::compose::{run1, ty1};
 use super::{Ctx, OpImpl, OpResult, TypeInput, input, operand};
 use crate::interp::Tensor;
-use crate::{Attr, Attrs, Node, Op, TensorType, ValueId, op_bail};
+use crate::{Attr, Attrs, Op, TensorType, op_bail};
 
 pub fn lookup(op: Op) -> Option<OpImpl> {
     let (infer, kernel): (super::InferFn, super::KernelFn) = match op {
@@ -44,45 +45,10 @@ fn swap_last(r: usize) -> Vec<i64> {
     p
 }
 
-fn stand_in(op: Op, attrs: Attrs, nin: usize) -> Node {
-    Node {
-        op,
-        name: String::new(),
-        inputs: vec![Some(ValueId(0)); nin],
-        outputs: vec![Some(ValueId(0))],
-        attrs,
-    }
-}
-
 fn perm_attrs(p: Vec<i64>) -> Attrs {
     let mut a = Attrs::new();
     a.insert("perm".into(), Attr::Ints(p));
     a
-}
-
-fn sem(op: Op) -> OpResult<OpImpl> {
-    match super::lookup(op) {
-        Some(i) => Ok(i),
-        None => op_bail!("op {op} has no semantics"),
-    }
-}
-
-fn ty1(op: Op, attrs: Attrs, ins: &[Option<TypeInput>]) -> OpResult<TensorType> {
-    let node = stand_in(op, attrs, ins.len());
-    let mut v = (sem(op)?.infer)(&Ctx::new(&node), ins)?;
-    match v.pop() {
-        Some(t) if v.is_empty() => Ok(t),
-        _ => op_bail!("{op}: expected one output type"),
-    }
-}
-
-fn run1(op: Op, attrs: Attrs, ins: &[Option<&Tensor>]) -> OpResult<Tensor> {
-    let node = stand_in(op, attrs, ins.len());
-    let mut v = (sem(op)?.kernel)(&Ctx::new(&node), ins)?;
-    if v.is_empty() {
-        op_bail!("{op}: kernel returned no output");
-    }
-    Ok(v.swap_remove(0))
 }
 
 fn rank_of(ty: &TensorType, what: &str, min: usize) -> OpResult<usize> {

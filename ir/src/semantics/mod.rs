@@ -9,6 +9,7 @@
 use crate::interp::Tensor;
 use crate::{Attr, DType, Dim, Node, Op, Shape, TensorType};
 
+mod compose;
 pub mod elementwise;
 pub mod fused;
 pub mod kv;
