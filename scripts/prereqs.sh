@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building and testing smelt needs on a Debian 12 machine, and
-# only what is missing: make, a C toolchain, python3 with venv, and CBC (the
-# ILP extractor's solver, linked by smelt-passes' default `ilp` feature).
+# only what is missing: make, a C toolchain, python3 with venv, CBC (the
+# ILP extractor's solver, linked by smelt-passes' default `ilp` feature),
+# LLVM 22 (code generation) and the mold linker.
 # Used by .ci/run and by `make demo` / `make test`, so the README's two
 # commands work on a fresh machine. Needs root or sudo only when something
 # is missing.
@@ -46,6 +47,10 @@ prerequisites() {
     command -v python3 >/dev/null 2>&1 || missing+=(python3)
     # CBC for ILP extraction (smelt-passes' default `ilp` feature links it).
     [ -e /usr/include/coin/Cbc_C_Interface.h ] || missing+=(coinor-libcbc-dev coinor-libclp-dev)
+    # LLVM 22 (bookworm-security) for smelt-codegen (inkwell, statically
+    # linked) and mold to link the large binaries that result.
+    [ -x /usr/lib/llvm-22/bin/llvm-config ] || missing+=(llvm-22-dev libpolly-22-dev libzstd-dev clang-22 lld-22)
+    command -v mold >/dev/null 2>&1 || missing+=(mold)
     if [ ${#missing[@]} -gt 0 ]; then
         apt_install "${missing[@]}"
     fi
