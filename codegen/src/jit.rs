@@ -77,7 +77,10 @@ pub fn optimize_for_host(ctx: &Context, m: &Module, tm: &TargetMachine) -> Resul
     let features = TargetMachine::get_host_cpu_features().to_string();
     for f in m.get_functions() {
         if f.count_basic_blocks() > 0 {
-            f.add_attribute(AttributeLoc::Function, ctx.create_string_attribute("target-cpu", &cpu));
+            f.add_attribute(
+                AttributeLoc::Function,
+                ctx.create_string_attribute("target-cpu", &cpu),
+            );
             f.add_attribute(
                 AttributeLoc::Function,
                 ctx.create_string_attribute("target-features", &features),

@@ -13,7 +13,7 @@ use inkwell::intrinsics::Intrinsic;
 use inkwell::module::{Linkage, Module};
 use inkwell::types::{BasicMetadataTypeEnum, BasicType, BasicTypeEnum};
 use inkwell::values::{
-    BasicMetadataValueEnum, BasicValue, BasicValueEnum, FloatValue, FunctionValue, IntValue,
+    BasicMetadataValueEnum, BasicValueEnum, FloatValue, FunctionValue, IntValue,
     PointerValue,
 };
 use inkwell::{AddressSpace, FloatPredicate, IntPredicate};
@@ -32,7 +32,8 @@ pub fn module<'c>(ctx: &'c Context, name: &str, kernels: &[Scheduled]) -> R<Modu
     for k in kernels {
         emit(ctx, &m, k)?;
     }
-    m.verify().map_err(|e| Error::Llvm(format!("module {name}: {e}")))?;
+    m.verify()
+        .map_err(|e| Error::Llvm(format!("module {name}: {e}")))?;
     Ok(m)
 }
 
@@ -88,10 +89,19 @@ fn emit<'c>(ctx: &'c Context, m: &Module<'c>, sk: &Scheduled) -> R<()> {
         ctx.create_enum_attribute(id, 0)
     };
     for i in 0..k.params.len() {
-        body_fn.add_attribute(inkwell::attributes::AttributeLoc::Param(i as u32), attr("noalias"));
+        body_fn.add_attribute(
+            inkwell::attributes::AttributeLoc::Param(i as u32),
+            attr("noalias"),
+        );
     }
-    body_fn.add_attribute(inkwell::attributes::AttributeLoc::Function, attr("alwaysinline"));
-    body_fn.add_attribute(inkwell::attributes::AttributeLoc::Function, attr("nounwind"));
+    body_fn.add_attribute(
+        inkwell::attributes::AttributeLoc::Function,
+        attr("alwaysinline"),
+    );
+    body_fn.add_attribute(
+        inkwell::attributes::AttributeLoc::Function,
+        attr("nounwind"),
+    );
 
     let entry_fn = m.add_function(
         &k.name,
@@ -99,22 +109,40 @@ fn emit<'c>(ctx: &'c Context, m: &Module<'c>, sk: &Scheduled) -> R<()> {
             .fn_type(&[ptr.into(), i64t.into(), i64t.into()], false),
         None,
     );
-    entry_fn.add_attribute(inkwell::attributes::AttributeLoc::Function, attr("nounwind"));
+    entry_fn.add_attribute(
+        inkwell::attributes::AttributeLoc::Function,
+        attr("nounwind"),
+    );
     {
         let b = ctx.create_builder();
         let bb = ctx.append_basic_block(entry_fn, "entry");
         b.position_at_end(bb);
-        let args = entry_fn.get_nth_param(0).ok_or(Error::Internal("args"))?.into_pointer_value();
+        let args = entry_fn
+            .get_nth_param(0)
+            .ok_or(Error::Internal("args"))?
+            .into_pointer_value();
         let mut call_args: Vec<BasicMetadataValueEnum> = Vec::new();
         for i in 0..k.params.len() {
             // SAFETY of the GEP: the runtime passes one pointer per parameter.
-            let slot = unsafe { b.build_in_bounds_gep(ptr, args, &[i64t.const_int(i as u64, false)], "slot") }
-                .map_err(be)?;
+            let slot = unsafe {
+                b.build_in_bounds_gep(ptr, args, &[i64t.const_int(i as u64, false)], "slot")
+            }
+            .map_err(be)?;
             let p = b.build_load(ptr, slot, &k.params[i].name).map_err(be)?;
             call_args.push(p.into());
         }
-        call_args.push(entry_fn.get_nth_param(1).ok_or(Error::Internal("start"))?.into());
-        call_args.push(entry_fn.get_nth_param(2).ok_or(Error::Internal("end"))?.into());
+        call_args.push(
+            entry_fn
+                .get_nth_param(1)
+                .ok_or(Error::Internal("start"))?
+                .into(),
+        );
+        call_args.push(
+            entry_fn
+                .get_nth_param(2)
+                .ok_or(Error::Internal("end"))?
+                .into(),
+        );
         b.build_call(body_fn, &call_args, "").map_err(be)?;
         b.build_return(None).map_err(be)?;
     }
@@ -131,8 +159,14 @@ fn emit<'c>(ctx: &'c Context, m: &Module<'c>, sk: &Scheduled) -> R<()> {
         })
         .collect::<R<Vec<_>>>()?;
     let n = k.params.len() as u32;
-    let start = body_fn.get_nth_param(n).ok_or(Error::Internal("start"))?.into_int_value();
-    let end = body_fn.get_nth_param(n + 1).ok_or(Error::Internal("end"))?.into_int_value();
+    let start = body_fn
+        .get_nth_param(n)
+        .ok_or(Error::Internal("start"))?
+        .into_int_value();
+    let end = body_fn
+        .get_nth_param(n + 1)
+        .ok_or(Error::Internal("end"))?
+        .into_int_value();
     let mut e = Emitter {
         ctx,
         m,
@@ -147,7 +181,9 @@ fn emit<'c>(ctx: &'c Context, m: &Module<'c>, sk: &Scheduled) -> R<()> {
     // Accumulators live in entry-block allocas; mem2reg makes them registers.
     for (i, v) in k.vars.iter().enumerate() {
         if v.mutable {
-            let slot = e.b.build_alloca(value_type(ctx, v.ty), &v.name).map_err(be)?;
+            let slot =
+                e.b.build_alloca(value_type(ctx, v.ty), &v.name)
+                    .map_err(be)?;
             e.slots.insert(Var(i as u32), slot);
         }
     }
@@ -237,7 +273,9 @@ impl<'a, 'c> Emitter<'a, 'c> {
             .b
             .build_int_compare(IntPredicate::SLT, iv, hi, "cond")
             .map_err(be)?;
-        self.b.build_conditional_branch(c, bodyb, exit).map_err(be)?;
+        self.b
+            .build_conditional_branch(c, bodyb, exit)
+            .map_err(be)?;
         self.b.position_at_end(bodyb);
         self.vals.insert(var, iv.into());
         self.stmts(body)?;
@@ -284,7 +322,12 @@ impl<'a, 'c> Emitter<'a, 'c> {
         })
     }
 
-    fn intrinsic(&self, name: &str, tys: &[BasicTypeEnum<'c>], args: &[BasicValueEnum<'c>]) -> R<BasicValueEnum<'c>> {
+    fn intrinsic(
+        &self,
+        name: &str,
+        tys: &[BasicTypeEnum<'c>],
+        args: &[BasicValueEnum<'c>],
+    ) -> R<BasicValueEnum<'c>> {
         let i = Intrinsic::find(name).ok_or_else(|| Error::Llvm(format!("no intrinsic {name}")))?;
         let f = i
             .get_declaration(self.m, tys)
@@ -300,11 +343,16 @@ impl<'a, 'c> Emitter<'a, 'c> {
 
     /// A C math library function (`tanhf` for f32, `tanh` for f64).
     fn libm(&self, base: &str, t: Ty, args: &[BasicValueEnum<'c>]) -> R<BasicValueEnum<'c>> {
-        let name = if t == Ty::F32 { format!("{base}f") } else { base.to_string() };
+        let name = if t == Ty::F32 {
+            format!("{base}f")
+        } else {
+            base.to_string()
+        };
         let ft = value_type(self.ctx, t);
         let f = self.m.get_function(&name).unwrap_or_else(|| {
             let ps: Vec<BasicMetadataTypeEnum> = args.iter().map(|_| ft.into()).collect();
-            self.m.add_function(&name, ft.fn_type(&ps, false), Some(Linkage::External))
+            self.m
+                .add_function(&name, ft.fn_type(&ps, false), Some(Linkage::External))
         });
         let args: Vec<BasicMetadataValueEnum> = args.iter().map(|a| (*a).into()).collect();
         self.b
@@ -320,11 +368,23 @@ impl<'a, 'c> Emitter<'a, 'c> {
         Ok(match e {
             Expr::Int(n, t) => match value_type(ctx, *t) {
                 BasicTypeEnum::IntType(it) => it.const_int(*n as u64, t.is_signed()).into(),
-                _ => return Err(Error::Kernel(format!("{}: integer literal of type {}", self.k.name, t.name()))),
+                _ => {
+                    return Err(Error::Kernel(format!(
+                        "{}: integer literal of type {}",
+                        self.k.name,
+                        t.name()
+                    )));
+                }
             },
             Expr::Float(x, t) => match value_type(ctx, *t) {
                 BasicTypeEnum::FloatType(ft) => ft.const_float(*x).into(),
-                _ => return Err(Error::Kernel(format!("{}: float literal of type {}", self.k.name, t.name()))),
+                _ => {
+                    return Err(Error::Kernel(format!(
+                        "{}: float literal of type {}",
+                        self.k.name,
+                        t.name()
+                    )));
+                }
             },
             Expr::Var(v) => {
                 if let Some(slot) = self.slots.get(v) {
@@ -345,7 +405,10 @@ impl<'a, 'c> Emitter<'a, 'c> {
             Expr::Load(buf, index) => {
                 let p = self.elem_ptr(*buf, index)?;
                 let t = self.k.params[*buf].ty;
-                let x = self.b.build_load(storage_type(ctx, t), p, "ld").map_err(be)?;
+                let x = self
+                    .b
+                    .build_load(storage_type(ctx, t), p, "ld")
+                    .map_err(be)?;
                 match t {
                     Ty::Bool => self
                         .b
@@ -530,9 +593,11 @@ impl<'a, 'c> Emitter<'a, 'c> {
         Ok(match op {
             UnOp::Neg => self.b.build_int_neg(ix, "neg").map_err(be)?.into(),
             UnOp::Not => self.b.build_not(ix, "not").map_err(be)?.into(),
-            UnOp::Abs if t.is_signed() => {
-                self.intrinsic("llvm.abs", &[vt], &[x, self.ctx.bool_type().const_zero().into()])?
-            }
+            UnOp::Abs if t.is_signed() => self.intrinsic(
+                "llvm.abs",
+                &[vt],
+                &[x, self.ctx.bool_type().const_zero().into()],
+            )?,
             UnOp::Abs | UnOp::Floor | UnOp::Ceil | UnOp::Round | UnOp::Trunc => x,
             UnOp::IsNan => self.ctx.bool_type().const_zero().into(),
             _ => {
@@ -546,7 +611,13 @@ impl<'a, 'c> Emitter<'a, 'c> {
         })
     }
 
-    fn binary(&self, op: BinOp, t: Ty, x: BasicValueEnum<'c>, y: BasicValueEnum<'c>) -> R<BasicValueEnum<'c>> {
+    fn binary(
+        &self,
+        op: BinOp,
+        t: Ty,
+        x: BasicValueEnum<'c>,
+        y: BasicValueEnum<'c>,
+    ) -> R<BasicValueEnum<'c>> {
         let vt = value_type(self.ctx, t);
         let b = &self.b;
         if t.is_float() {
@@ -577,10 +648,15 @@ impl<'a, 'c> Emitter<'a, 'c> {
         // Division by zero traps on x86; ONNX leaves it undefined, smelt
         // gives 0 rather than a crash.
         let guarded = |f: &dyn Fn(IntValue<'c>) -> R<IntValue<'c>>| -> R<BasicValueEnum<'c>> {
-            let is0 = b.build_int_compare(IntPredicate::EQ, iy, zero, "z").map_err(be)?;
-            let safe = b.build_select(is0, it.const_int(1, false), iy, "d").map_err(be)?.into_int_value();
+            let is0 = b
+                .build_int_compare(IntPredicate::EQ, iy, zero, "z")
+                .map_err(be)?;
+            let safe = b
+                .build_select(is0, it.const_int(1, false), iy, "d")
+                .map_err(be)?
+                .into_int_value();
             let r = f(safe)?;
-            Ok(b.build_select(is0, zero, r, "q").map_err(be)?)
+            b.build_select(is0, zero, r, "q").map_err(be)
         };
         Ok(match op {
             BinOp::Add => b.build_int_add(ix, iy, "add").map_err(be)?.into(),
@@ -590,8 +666,12 @@ impl<'a, 'c> Emitter<'a, 'c> {
             BinOp::Div => guarded(&|d| b.build_int_unsigned_div(ix, d, "div").map_err(be))?,
             BinOp::Rem if s => guarded(&|d| b.build_int_signed_rem(ix, d, "rem").map_err(be))?,
             BinOp::Rem => guarded(&|d| b.build_int_unsigned_rem(ix, d, "rem").map_err(be))?,
-            BinOp::Min => self.intrinsic(if s { "llvm.smin" } else { "llvm.umin" }, &[vt], &[x, y])?,
-            BinOp::Max => self.intrinsic(if s { "llvm.smax" } else { "llvm.umax" }, &[vt], &[x, y])?,
+            BinOp::Min => {
+                self.intrinsic(if s { "llvm.smin" } else { "llvm.umin" }, &[vt], &[x, y])?
+            }
+            BinOp::Max => {
+                self.intrinsic(if s { "llvm.smax" } else { "llvm.umax" }, &[vt], &[x, y])?
+            }
             BinOp::And => b.build_and(ix, iy, "and").map_err(be)?.into(),
             BinOp::Or => b.build_or(ix, iy, "or").map_err(be)?.into(),
             BinOp::Xor => b.build_xor(ix, iy, "xor").map_err(be)?.into(),
@@ -599,7 +679,9 @@ impl<'a, 'c> Emitter<'a, 'c> {
                 // Shifting by the width or more is poison in LLVM; ONNX's
                 // BitShift then gives 0.
                 let bits = it.const_int(it.get_bit_width() as u64, false);
-                let big = b.build_int_compare(IntPredicate::UGE, iy, bits, "big").map_err(be)?;
+                let big = b
+                    .build_int_compare(IntPredicate::UGE, iy, bits, "big")
+                    .map_err(be)?;
                 let r = if op == BinOp::Shl {
                     b.build_left_shift(ix, iy, "shl").map_err(be)?
                 } else {
@@ -619,7 +701,11 @@ impl<'a, 'c> Emitter<'a, 'c> {
                 };
                 let (fx, fy) = (cv(ix)?, cv(iy)?);
                 let r = self.intrinsic("llvm.pow", &[f.into()], &[fx.into(), fy.into()])?;
-                let n = if s { "llvm.fptosi.sat" } else { "llvm.fptoui.sat" };
+                let n = if s {
+                    "llvm.fptosi.sat"
+                } else {
+                    "llvm.fptoui.sat"
+                };
                 self.intrinsic(n, &[vt, f.into()], &[r])?
             }
             BinOp::Atan2 => {
@@ -629,7 +715,3 @@ impl<'a, 'c> Emitter<'a, 'c> {
     }
 }
 
-#[allow(dead_code)]
-fn _assert_basic<'c>(v: BasicValueEnum<'c>) -> BasicValueEnum<'c> {
-    v.as_basic_value_enum()
-}

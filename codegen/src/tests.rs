@@ -20,7 +20,9 @@ fn f32s(v: &[f32]) -> Vec<u8> {
 }
 
 fn to_f32(b: &[u8]) -> Vec<f32> {
-    b.chunks(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+    b.chunks(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
 }
 
 #[test]
@@ -70,7 +72,11 @@ fn row_sum_and_int_division_by_zero() {
                 add(var(acc), load(x, add(mul(k.index(0), idx(4)), var(j)))),
             )],
         },
-        Stmt::Store { buf: s, index: k.index(0), value: var(acc) },
+        Stmt::Store {
+            buf: s,
+            index: k.index(0),
+            value: var(acc),
+        },
         Stmt::Store {
             buf: q,
             index: k.index(0),
@@ -82,7 +88,10 @@ fn row_sum_and_int_division_by_zero() {
     let mut bufs = vec![f32s(&xv), dv, vec![0; 12], vec![0; 12]];
     run(&k, &mut bufs);
     assert_eq!(to_f32(&bufs[2]), vec![6.0, 22.0, 38.0]);
-    let qv: Vec<i32> = bufs[3].chunks(4).map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+    let qv: Vec<i32> = bufs[3]
+        .chunks(4)
+        .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
     assert_eq!(qv, vec![0, 3, -2]);
 }
 
@@ -92,10 +101,20 @@ fn f16_storage_rounds_to_nearest_even() {
     let mut k = Kernel::new("h", vec![2]);
     let x = k.param("x", Ty::F32, 2, Access::Read);
     let y = k.param("y", Ty::F16, 2, Access::Write);
-    k.body.push(Stmt::Store { buf: y, index: k.index(0), value: load(x, k.index(0)) });
-    let mut bufs = vec![f32s(&[1.0 + 2f32.powi(-11), 1.0 + 3.0 * 2f32.powi(-11)]), vec![0; 4]];
+    k.body.push(Stmt::Store {
+        buf: y,
+        index: k.index(0),
+        value: load(x, k.index(0)),
+    });
+    let mut bufs = vec![
+        f32s(&[1.0 + 2f32.powi(-11), 1.0 + 3.0 * 2f32.powi(-11)]),
+        vec![0; 4],
+    ];
     run(&k, &mut bufs);
-    let h: Vec<u16> = bufs[1].chunks(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect();
+    let h: Vec<u16> = bufs[1]
+        .chunks(2)
+        .map(|c| u16::from_le_bytes([c[0], c[1]]))
+        .collect();
     // 0x3c00 = 1.0, 0x3c02 = 1 + 2^-9 (the even neighbour of 1 + 3*2^-11).
     assert_eq!(h, vec![0x3c00, 0x3c02]);
 }

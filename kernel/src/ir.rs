@@ -214,10 +214,7 @@ impl BinOp {
 
     /// Printed between its operands rather than as a call.
     pub fn infix(self) -> bool {
-        !matches!(
-            self,
-            BinOp::Min | BinOp::Max | BinOp::Pow | BinOp::Atan2
-        )
+        !matches!(self, BinOp::Min | BinOp::Max | BinOp::Pow | BinOp::Atan2)
     }
 }
 

@@ -9,7 +9,9 @@ use std::fmt::Write;
 /// The compute definition: parameters, domain and the body per point.
 pub fn kernel(k: &Kernel) -> String {
     let mut s = header(k);
-    let names: Vec<String> = (0..k.domain.len()).map(|d| k.vars[d].name.clone()).collect();
+    let names: Vec<String> = (0..k.domain.len())
+        .map(|d| k.vars[d].name.clone())
+        .collect();
     let dims: Vec<String> = k.domain.iter().map(u64::to_string).collect();
     let _ = writeln!(
         s,
@@ -142,12 +144,7 @@ pub fn expr(k: &Kernel, e: &Expr) -> String {
             }
         }
         Expr::Cmp(op, a, b) => format!("({} {} {})", expr(k, a), op.name(), expr(k, b)),
-        Expr::Select(c, a, b) => format!(
-            "select({}, {}, {})",
-            expr(k, c),
-            expr(k, a),
-            expr(k, b)
-        ),
+        Expr::Select(c, a, b) => format!("select({}, {}, {})", expr(k, c), expr(k, a), expr(k, b)),
         Expr::Cast(t, a) => format!("{}({})", t.name(), expr(k, a)),
     }
 }

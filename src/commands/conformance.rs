@@ -37,6 +37,39 @@ pub struct Args {
     passes: Option<String>,
 }
 
+/// The target chosen with `--target`, read by every worker thread.
+static TARGET: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Runs `g` on the chosen target. `Ok` also returns the ops that ran on the
+/// reference implementation instead of as compiled kernels.
+fn execute(
+    g: &smelt_ir::Graph,
+    inputs: Vec<Tensor>,
+) -> Result<(Vec<Tensor>, Vec<String>), (Status, String)> {
+    match TARGET.get().map(String::as_str).unwrap_or("interp") {
+        "cpu" => {
+            let (art, report) = smelt_backends::cpu::compile(g)
+                .map_err(|e| (Status::Error, format!("compile: {e}")))?;
+            let loaded = smelt_backends::cpu::Loaded::new(art)
+                .map_err(|e| (Status::Error, format!("load: {e}")))?;
+            let outs = loaded
+                .run(&inputs)
+                .map_err(|e| (Status::Error, e.to_string()))?;
+            Ok((
+                outs,
+                report.host_ops.into_iter().map(|(op, _)| op).collect(),
+            ))
+        }
+        _ => match smelt_ir::interp::run(g, inputs) {
+            Ok(o) => Ok((o, Vec::new())),
+            Err(e @ smelt_ir::interp::InterpError::Unsupported { .. }) => {
+                Err((Status::Unsupported, e.to_string()))
+            }
+            Err(e) => Err((Status::Error, e.to_string())),
+        },
+    }
+}
+
 /// The passes chosen with `--passes`, read by every worker thread.
 static PASSES: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
 
@@ -72,6 +105,9 @@ struct CaseResult {
     status: Status,
     ops: Vec<String>,
     message: String,
+    /// Ops that ran on the reference implementation (compiled targets).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    host_ops: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -168,7 +204,7 @@ fn read_pb(p: &Path) -> Result<Tensor, String> {
         .map_err(|e| e.to_string())
 }
 
-fn run_case(case: &Path) -> (Status, String) {
+fn run_case(case: &Path, host_ops: &mut Vec<String>) -> (Status, String) {
     let (rtol, atol) = tolerances(case);
     let g = match smelt_frontend::import_file(&case.join("model.onnx")) {
         Ok(g) => g,
@@ -202,12 +238,12 @@ fn run_case(case: &Path) -> (Status, String) {
                 Err(e) => return (Status::Unsupported, format!("input {i}: {e}")),
             }
         }
-        let outs = match smelt_ir::interp::run(&g, inputs) {
-            Ok(o) => o,
-            Err(e @ smelt_ir::interp::InterpError::Unsupported { .. }) => {
-                return (Status::Unsupported, e.to_string());
+        let outs = match execute(&g, inputs) {
+            Ok((o, host)) => {
+                host_ops.extend(host);
+                o
             }
-            Err(e) => return (Status::Error, e.to_string()),
+            Err(r) => return r,
         };
         for (i, got) in outs.iter().enumerate() {
             let want = match read_pb(&set.join(format!("output_{i}.pb"))) {
@@ -223,21 +259,26 @@ fn run_case(case: &Path) -> (Status, String) {
     (Status::Pass, String::new())
 }
 
-fn run_guarded(case: &Path) -> (Status, String) {
-    match std::panic::catch_unwind(|| run_case(case)) {
-        Ok(r) => r,
+fn run_guarded(case: &Path) -> (Status, String, Vec<String>) {
+    let mut host = Vec::new();
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_case(case, &mut host))) {
+        Ok((s, m)) => {
+            host.sort();
+            host.dedup();
+            (s, m, host)
+        }
         Err(p) => {
             let msg = p
                 .downcast_ref::<String>()
                 .cloned()
                 .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
                 .unwrap_or_default();
-            (Status::Error, format!("panic: {msg}"))
+            (Status::Error, format!("panic: {msg}"), Vec::new())
         }
     }
 }
 
-fn case_result(case: &Path, status: Status, message: String) -> CaseResult {
+fn case_result(case: &Path, status: Status, message: String, host_ops: Vec<String>) -> CaseResult {
     CaseResult {
         name: case
             .file_name()
@@ -246,6 +287,7 @@ fn case_result(case: &Path, status: Status, message: String) -> CaseResult {
         status,
         ops: op_types(&case.join("model.onnx")),
         message,
+        host_ops,
     }
 }
 
@@ -258,7 +300,7 @@ type Running = Arc<Mutex<Vec<Option<(usize, Instant)>>>>;
 fn run_all(cases: &[PathBuf], timeout: Duration) -> Vec<CaseResult> {
     let cases: Arc<Vec<PathBuf>> = Arc::new(cases.to_vec());
     let next = Arc::new(AtomicUsize::new(0));
-    let (tx, rx) = mpsc::channel::<(usize, usize, Status, String)>();
+    let (tx, rx) = mpsc::channel::<(usize, usize, Status, String, Vec<String>)>();
     let running: Running = Arc::new(Mutex::new(Vec::new()));
     let spawn = |slot: usize| {
         let (cases, next, tx, running) = (cases.clone(), next.clone(), tx.clone(), running.clone());
@@ -267,9 +309,9 @@ fn run_all(cases: &[PathBuf], timeout: Duration) -> Vec<CaseResult> {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(case) = cases.get(i) else { break };
                 running.lock().expect("lock")[slot] = Some((i, Instant::now()));
-                let (status, msg) = run_guarded(case);
+                let (status, msg, host) = run_guarded(case);
                 running.lock().expect("lock")[slot] = None;
-                if tx.send((slot, i, status, msg)).is_err() {
+                if tx.send((slot, i, status, msg, host)).is_err() {
                     break;
                 }
             }
@@ -287,9 +329,9 @@ fn run_all(cases: &[PathBuf], timeout: Duration) -> Vec<CaseResult> {
     let mut abandoned = vec![false; slots];
     while done < cases.len() {
         match rx.recv_timeout(Duration::from_millis(200)) {
-            Ok((slot, i, status, msg)) => {
+            Ok((slot, i, status, msg, host)) => {
                 if !abandoned[slot] && results[i].is_none() {
-                    results[i] = Some(case_result(&cases[i], status, msg));
+                    results[i] = Some(case_result(&cases[i], status, msg, host));
                     done += 1;
                 }
             }
@@ -311,7 +353,7 @@ fn run_all(cases: &[PathBuf], timeout: Duration) -> Vec<CaseResult> {
             abandoned[slot] = true;
             if results[i].is_none() {
                 let msg = format!("timed out after {} s", timeout.as_secs());
-                results[i] = Some(case_result(&cases[i], Status::Error, msg));
+                results[i] = Some(case_result(&cases[i], Status::Error, msg, Vec::new()));
                 done += 1;
             }
             running.lock().expect("lock").push(None);
@@ -323,12 +365,15 @@ fn run_all(cases: &[PathBuf], timeout: Duration) -> Vec<CaseResult> {
     results
         .into_iter()
         .zip(cases.iter())
-        .map(|(r, c)| r.unwrap_or_else(|| case_result(c, Status::Error, "did not run".into())))
+        .map(|(r, c)| {
+            r.unwrap_or_else(|| case_result(c, Status::Error, "did not run".into(), Vec::new()))
+        })
         .collect()
 }
 
 pub fn main(a: Args) -> Result<ExitCode> {
     super::check_target(&a.target)?;
+    let _ = TARGET.set(a.target.clone());
     if let Some(p) = &a.passes {
         let passes = smelt_passes::parse_passes(p)?;
         let _ = PASSES.set(passes);
@@ -368,6 +413,16 @@ pub fn main(a: Args) -> Result<ExitCode> {
         "conformance: {passed}/{total} cases pass ({:.1}%)",
         100.0 * passed as f64 / total as f64
     );
+    if a.target != "interp" {
+        let compiled = results
+            .iter()
+            .filter(|r| r.status == Status::Pass && r.host_ops.is_empty())
+            .count();
+        println!(
+            "  of which {compiled} ran every op as a compiled kernel; {} used the reference implementation for some op",
+            passed - compiled
+        );
+    }
     if let Some(p) = &a.json {
         let report = Report {
             target: &a.target,
