@@ -13,8 +13,7 @@ use inkwell::intrinsics::Intrinsic;
 use inkwell::module::{Linkage, Module};
 use inkwell::types::{BasicMetadataTypeEnum, BasicType, BasicTypeEnum};
 use inkwell::values::{
-    BasicMetadataValueEnum, BasicValueEnum, FloatValue, FunctionValue, IntValue,
-    PointerValue,
+    BasicMetadataValueEnum, BasicValueEnum, FloatValue, FunctionValue, IntValue, PointerValue,
 };
 use inkwell::{AddressSpace, FloatPredicate, IntPredicate};
 use smelt_kernel::{BinOp, CmpOp, Expr, LoopKind, Scheduled, Stmt, Ty, UnOp, Var};
@@ -714,4 +713,3 @@ impl<'a, 'c> Emitter<'a, 'c> {
         })
     }
 }
-

@@ -48,6 +48,11 @@ pub struct Program {
 }
 
 impl Program {
+    /// Lowers `g` to kernels and steps (no code generation yet).
+    pub fn build(g: &Graph) -> Result<Program, CpuError> {
+        build(g)
+    }
+
     pub fn artifact(self, bitcode: Vec<u8>) -> Artifact {
         Artifact {
             manifest: self.manifest,
