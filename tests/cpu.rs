@@ -138,7 +138,10 @@ fn corrupt_smc_is_rejected_clearly() {
             "run",
             p.to_str().unwrap(),
             "--input",
-            repo().join("examples/resnet_mini/input_0.pb").to_str().unwrap(),
+            repo()
+                .join("examples/resnet_mini/input_0.pb")
+                .to_str()
+                .unwrap(),
             "--output-dir",
             out_dir.to_str().unwrap(),
         ]);
@@ -156,7 +159,10 @@ fn smc_is_refused_for_other_targets() {
     let tmp = tempfile::tempdir().unwrap();
     let res = smelt(&[
         "compile",
-        repo().join("examples/resnet_mini/model.onnx").to_str().unwrap(),
+        repo()
+            .join("examples/resnet_mini/model.onnx")
+            .to_str()
+            .unwrap(),
         "--target",
         "sm_90a",
         "-o",
