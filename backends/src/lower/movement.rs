@@ -1,0 +1,787 @@
+//! Data-movement ops: each output element is one input element picked by
+//! static index arithmetic (views, transposes, slices, padding, tiling,
+//! depth/space shuffles), plus ops that write constants (Shape, Size,
+//! ConstantOfShape, EyeLike, Range). The domain is always the output's
+//! shape so the innermost loop writes contiguous memory.
+
+use super::{LResult, Lower, LowerError, T, elementwise, param, unsupported};
+use smelt_ir::semantics::OpError;
+use smelt_kernel::ir::build::*;
+use smelt_kernel::{Access, BinOp, CmpOp, Expr, Kernel, Stmt, Ty};
+
+pub(super) fn inv(e: OpError) -> LowerError {
+    LowerError::Invalid(e.0)
+}
+
+pub fn lower(l: &mut Lower) -> Option<LResult<()>> {
+    let r = match l.op() {
+        "Reshape" | "Flatten" | "Squeeze" | "Unsqueeze" => view(l),
+        "Transpose" => transpose(l),
+        "Expand" => expand(l),
+        "Concat" => concat(l),
+        "Slice" => slice(l),
+        "Split" => split(l),
+        "Tile" => tile(l),
+        "Pad" => pad(l),
+        "DepthToSpace" => depth_to_space(l),
+        "SpaceToDepth" => space_to_depth(l),
+        "Trilu" => trilu(l),
+        "CastLike" => cast_like(l),
+        "Shape" => shape(l),
+        "Size" => size(l),
+        "ConstantOfShape" => constant_of_shape(l),
+        "EyeLike" => eye_like(l),
+        "Range" => range(l),
+        "ReverseSequence" => reverse_sequence(l),
+        "Compress" => compress(l),
+        _ => return None,
+    };
+    Some(r)
+}
+
+/// Axis `a` (negative counts from the end) of a rank-`r` tensor.
+pub(super) fn norm_axis(a: i64, r: usize) -> LResult<usize> {
+    let x = if a < 0 { a + r as i64 } else { a };
+    if x < 0 || x >= r as i64 {
+        return Err(LowerError::Invalid(format!(
+            "axis {a} is out of range for rank {r}"
+        )));
+    }
+    Ok(x as usize)
+}
+
+pub(super) fn domain_vars(k: &Kernel) -> Vec<Expr> {
+    (0..k.domain.len()).map(|d| k.index(d)).collect()
+}
+
+/// `y[i] = x[src(i)]` over the output's shape.
+pub(super) fn gather_copy(
+    l: &mut Lower,
+    name: &str,
+    x: &T,
+    y: &T,
+    src: impl FnOnce(&mut Kernel, &[Expr]) -> LResult<Expr>,
+) -> LResult<()> {
+    if x.ty != y.ty {
+        return Err(LowerError::Invalid(format!(
+            "{name}: input is {} but output is {}",
+            x.dtype, y.dtype
+        )));
+    }
+    if y.numel() == 0 {
+        return Ok(());
+    }
+    if x.numel() == 0 {
+        return Err(LowerError::Invalid(format!(
+            "{name}: nonempty output from an empty input"
+        )));
+    }
+    let mut k = Kernel::new(name, y.dims.clone());
+    let xs = param(&mut k, "x", x, Access::Read);
+    let ys = param(&mut k, "y", y, Access::Write);
+    let o = domain_vars(&k);
+    let si = src(&mut k, &o)?;
+    k.body.push(Stmt::Store {
+        buf: ys,
+        index: flat(&o, &y.dims),
+        value: load(xs, si),
+    });
+    l.kernel(k, &[x, y])
+}
+
+/// `i` clamped into `0..n` (n > 0).
+pub(super) fn clamp_idx(i: Expr, n: u64) -> Expr {
+    bin(
+        BinOp::Max,
+        idx(0),
+        bin(BinOp::Min, i, idx(n.saturating_sub(1) as i64)),
+    )
+}
+
+/// Output is the input's bytes under a new shape.
+fn view(l: &mut Lower) -> LResult<()> {
+    let x = l.input(0)?;
+    let y = l.out(0)?;
+    if x.numel() != y.numel() || x.ty != y.ty {
+        return Err(LowerError::Invalid(format!(
+            "{}: {}{:?} cannot be viewed as {}{:?}",
+            l.op(),
+            x.dtype,
+            x.dims,
+            y.dtype,
+            y.dims
+        )));
+    }
+    l.alias(&y, &x);
+    Ok(())
+}
+
+fn transpose(l: &mut Lower) -> LResult<()> {
+    let x = l.input(0)?;
+    let y = l.out(0)?;
+    let r = x.rank();
+    let perm: Vec<usize> = match l.ctx().ints("perm").map_err(inv)? {
+        None => (0..r).rev().collect(),
+        Some(p) => p.iter().map(|&a| norm_axis(a, r)).collect::<LResult<_>>()?,
+    };
+    if perm.len() != r || y.rank() != r {
+        return Err(LowerError::Invalid("Transpose: bad perm".into()));
+    }
+    // A permutation that keeps the order of all non-unit dims is a view.
+    let order: Vec<usize> = perm.iter().copied().filter(|&d| x.dims[d] != 1).collect();
+    if order.windows(2).all(|w| w[0] < w[1]) {
+        l.alias(&y, &x);
+        return Ok(());
+    }
+    gather_copy(l, "transpose", &x, &y, |_, o| {
+        let mut src = vec![idx(0); r];
+        for (j, &d) in perm.iter().enumerate() {
+            src[d] = o[j].clone();
+        }
+        Ok(flat(&src, &x.dims))
+    })
+}
+
+fn expand(l: &mut Lower) -> LResult<()> {
+    let x = l.input(0)?;
+    let y = l.out(0)?;
+    if x.rank() > y.rank() {
+        return Err(LowerError::Invalid("Expand: output rank too small".into()));
+    }
+    if x.numel() == y.numel() {
+        l.alias(&y, &x);
+        return Ok(());
+    }
+    gather_copy(l, "expand", &x, &y, |_, o| {
+        Ok(elementwise::broadcast_index(o, &y.dims, &x.dims))
+    })
+}
+
+fn tile(l: &mut Lower) -> LResult<()> {
+    let x = l.input(0)?;
+    let y = l.out(0)?;
+    if x.rank() != y.rank() {
+        return Err(LowerError::Invalid("Tile: rank mismatch".into()));
+    }
+    gather_copy(l, "tile", &x, &y, |_, o| {
+        let src: Vec<Expr> = o
+            .iter()
+            .zip(x.dims.iter().zip(&y.dims))
+            .map(|(i, (&n, &m))| {
+                if n == m {
+                    i.clone()
+                } else {
+                    rem(i.clone(), idx(n as i64))
+                }
+            })
+            .collect();
+        Ok(flat(&src, &x.dims))
+    })
+}
+
+/// Copies `x` into the region of `y` starting at `offset` along `axis`.
+fn place(l: &mut Lower, x: &T, y: &T, axis: usize, offset: u64) -> LResult<()> {
+    if x.numel() == 0 {
+        return Ok(());
+    }
+    let mut k = Kernel::new("concat", x.dims.clone());
+    let xs = param(&mut k, "x", x, Access::Read);
+    let ys = param(&mut k, "y", y, Access::Write);
+    let mut o = domain_vars(&k);
+    let src = flat(&o, &x.dims);
+    if offset != 0 {
+        o[axis] = add(o[axis].clone(), idx(offset as i64));
+    }
+    k.body.push(Stmt::Store {
+        buf: ys,
+        index: flat(&o, &y.dims),
+        value: load(xs, src),
+    });
+    l.kernel(k, &[x, y])
+}
+
+fn concat(l: &mut Lower) -> LResult<()> {
+    let y = l.out(0)?;
+    let ins: Vec<T> = (0..l.n_inputs()).filter_map(|i| l.opt_input(i)).collect();
+    let axis = norm_axis(l.ctx().int("axis", 0).map_err(inv)?, y.rank())?;
+    let mut off = 0;
+    for x in &ins {
+        if x.rank() != y.rank() || x.ty != y.ty {
+            return Err(LowerError::Invalid("Concat: operand mismatch".into()));
+        }
+        place(l, x, &y, axis, off)?;
+        off += x.dims[axis];
+    }
+    if off != y.dims[axis] {
+        return Err(LowerError::Invalid("Concat: sizes do not add up".into()));
+    }
+    Ok(())
+}
+
+/// `y` = `x` sliced with per-dim `start` and `step` (sizes are `y`'s).
+fn strided(l: &mut Lower, name: &str, x: &T, y: &T, start: &[i64], step: &[i64]) -> LResult<()> {
+    for d in 0..x.rank() {
+        if y.dims[d] == 0 {
+            return Ok(());
+        }
+        let last = start[d] + step[d] * (y.dims[d] as i64 - 1);
+        if start[d] < 0 || start[d] >= x.dims[d] as i64 || last < 0 || last >= x.dims[d] as i64 {
+            return Err(LowerError::Invalid(format!("{name}: slice out of bounds")));
+        }
+    }
+    gather_copy(l, name, x, y, |_, o| {
+        let src: Vec<Expr> = o
+            .iter()
+            .enumerate()
+            .map(|(d, i)| {
+                let e = if step[d] == 1 {
+                    i.clone()
+                } else {
+                    mul(i.clone(), idx(step[d]))
+                };
+                if start[d] == 0 {
+                    e
+                } else {
+                    add(e, idx(start[d]))
+                }
+            })
+            .collect();
+        Ok(flat(&src, &x.dims))
+    })
+}
+
+fn slice(l: &mut Lower) -> LResult<()> {
+    let x = l.input(0)?;
+    let y = l.out(0)?;
+    let r = x.rank();
+    if y.rank() != r {
+        return Err(LowerError::Invalid("Slice: rank mismatch".into()));
+    }
+    let Some(starts) = l.const_ints(1) else {
+        return unsupported("Slice with run-time starts");
+    };
+    let axes: Vec<usize> = match l.opt_input(3) {
+        None => (0..starts.len()).collect(),
+        Some(_) => match l.const_ints(3) {
+            Some(a) => a.iter().map(|&a| norm_axis(a, r)).collect::<LResult<_>>()?,
+            None => return unsupported("Slice with run-time axes"),
+        },
+    };
+    let steps: Vec<i64> = match l.opt_input(4) {
+        None => vec![1; starts.len()],
+        Some(_) => match l.const_ints(4) {
+            Some(s) => s,
+            None => return unsupported("Slice with run-time steps"),
+        },
+    };
+    if axes.len() != starts.len() || steps.len() != starts.len() {
+        return Err(LowerError::Invalid("Slice: argument lengths differ".into()));
+    }
+    let mut start = vec![0i64; r];
+    let mut step = vec![1i64; r];
+    for ((&a, &s0), &st) in axes.iter().zip(&starts).zip(&steps) {
+        if st == 0 {
+            return Err(LowerError::Invalid("Slice: step 0".into()));
+        }
+        let n = x.dims[a] as i64;
+        let s = if s0 < 0 { s0.saturating_add(n) } else { s0 };
+        start[a] = if st > 0 {
+            s.clamp(0, n)
+        } else {
+            s.clamp(0, (n - 1).max(0))
+        };
+        step[a] = st;
+    }
+    strided(l, "slice", &x, &y, &start, &step)
+}
+
+fn split(l: &mut Lower) -> LResult<()> {
+    let x = l.input(0)?;
+    let axis = norm_axis(l.ctx().int("axis", 0).map_err(inv)?, x.rank())?;
+    let mut off = 0u64;
+    for i in 0..l.node.outputs.len() {
+        let y = match l.output(i) {
+            Some(y) => y,
+            None => {
+                return unsupported("Split with an unwanted output (its size is unknown)");
+            }
+        };
+        let mut start = vec![0i64; x.rank()];
+        start[axis] = off as i64;
+        if y.dims[axis] > 0 {
+            strided(l, "split", &x, &y, &start, &vec![1; x.rank()])?;
+        }
+        off += y.dims[axis];
+    }
+    Ok(())
+}
+
+/// Source coordinate of padded coordinate `c` (already shifted by the
+/// leading pad) in a dim of size `n`, for the non-constant modes.
+fn pad_coord(mode: &str, c: Expr, n: u64) -> Expr {
+    let ni = n as i64;
+    match mode {
+        "edge" => clamp_idx(c, n),
+        "wrap" => rem(add(rem(c, idx(ni)), idx(ni)), idx(ni)),
+        // reflect: period 2(n-1), mirrored around n-1.
+        _ => {
+            if n == 1 {
+                return idx(0);
+            }
+            let m = 2 * (ni - 1);
+            let p = rem(add(rem(c, idx(m)), idx(m)), idx(m));
+            select(
+                cmp(CmpOp::Ge, p.clone(), idx(ni)),
+                sub(idx(m), p.clone()),
+                p,
+            )
+        }
+    }
+}
+
+fn pad(l: &mut Lower) -> LResult<()> {
+    let x = l.input(0)?;
+    let y = l.out(0)?;
+    let r = x.rank();
+    let mode = l.ctx().string("mode", "constant").map_err(inv)?;
+    if !matches!(mode.as_str(), "constant" | "reflect" | "edge" | "wrap") {
+        return unsupported(format!("Pad mode {mode}"));
+    }
+    let Some(pads) = l.const_ints(1) else {
+        return unsupported("Pad with run-time pads");
+    };
+    let axes: Vec<usize> = match l.opt_input(3) {
+        None => (0..r).collect(),
+        Some(_) => match l.const_ints(3) {
+            Some(a) => a.iter().map(|&a| norm_axis(a, r)).collect::<LResult<_>>()?,
+            None => return unsupported("Pad with run-time axes"),
+        },
+    };
+    if pads.len() != 2 * axes.len() || y.rank() != r {
+        return Err(LowerError::Invalid("Pad: pads do not match axes".into()));
+    }
+    let mut before = vec![0i64; r];
+    for (i, &a) in axes.iter().enumerate() {
+        before[a] = pads[i];
+    }
+    let cval = l.opt_input(2).filter(|c| c.numel() > 0);
+    if y.numel() == 0 {
+        return Ok(());
+    }
+    if x.numel() == 0 && mode != "constant" {
+        return unsupported("Pad of an empty tensor");
+    }
+    let mut k = Kernel::new("pad", y.dims.clone());
+    let xs = (x.numel() > 0).then(|| param(&mut k, "x", &x, Access::Read));
+    let cs = cval.as_ref().map(|c| param(&mut k, "c", c, Access::Read));
+    let ys = param(&mut k, "y", &y, Access::Write);
+    let o = domain_vars(&k);
+    let mut src = Vec::with_capacity(r);
+    let mut inside: Option<Expr> = None;
+    for d in 0..r {
+        let shifted = if before[d] == 0 {
+            o[d].clone()
+        } else {
+            sub(o[d].clone(), idx(before[d]))
+        };
+        let padded = y.dims[d] != x.dims[d] || before[d] != 0;
+        if !padded {
+            src.push(shifted);
+            continue;
+        }
+        if mode == "constant" {
+            let ok = bin(
+                BinOp::And,
+                cmp(CmpOp::Ge, shifted.clone(), idx(0)),
+                cmp(CmpOp::Lt, shifted.clone(), idx(x.dims[d] as i64)),
+            );
+            inside = Some(match inside {
+                None => ok,
+                Some(a) => bin(BinOp::And, a, ok),
+            });
+            src.push(clamp_idx(shifted, x.dims[d]));
+        } else {
+            src.push(pad_coord(&mode, shifted, x.dims[d]));
+        }
+    }
+    let ty = y.ty.compute();
+    let c = match cs {
+        Some(c) => load(c, idx(0)),
+        None => lit(0.0, ty),
+    };
+    let value = match (xs, inside) {
+        (None, _) => c,
+        (Some(xs), None) => load(xs, flat(&src, &x.dims)),
+        (Some(xs), Some(ok)) => select(ok, load(xs, flat(&src, &x.dims)), c),
+    };
+    k.body.push(Stmt::Store {
+        buf: ys,
+        index: flat(&o, &y.dims),
+        value,
+    });
+    let mut args: Vec<&T> = Vec::new();
+    if x.numel() > 0 {
+        args.push(&x);
+    }
+    if let Some(c) = &cval {
+        args.push(c);
+    }
+    args.push(&y);
+    l.kernel(k, &args)
+}
+
+fn blocksize(l: &Lower) -> LResult<u64> {
+    let b = l.ctx().int("blocksize", 0).map_err(inv)?;
+    if b <= 0 {
+        return Err(LowerError::Invalid(format!("blocksize {b}")));
+    }
+    Ok(b as u64)
+}
+
+fn depth_to_space(l: &mut Lower) -> LResult<()> {
+    let x = l.input(0)?;
+    let y = l.out(0)?;
+    let b = blocksize(l)?;
+    let crd = l.ctx().string("mode", "DCR").map_err(inv)? == "CRD";
+    if x.rank() != 4 || y.rank() != 4 {
+        return unsupported("DepthToSpace of rank other than 4");
+    }
+    let cout = y.dims[1] as i64;
+    let bi = b as i64;
+    gather_copy(l, "depth_to_space", &x, &y, |_, o| {
+        let (h, i) = (div(o[2].clone(), idx(bi)), rem(o[2].clone(), idx(bi)));
+        let (w, j) = (div(o[3].clone(), idx(bi)), rem(o[3].clone(), idx(bi)));
+        let ij = add(mul(i, idx(bi)), j);
+        let c = if crd {
+            add(mul(o[1].clone(), idx(bi * bi)), ij)
+        } else {
+            add(mul(ij, idx(cout)), o[1].clone())
+        };
+        Ok(flat(&[o[0].clone(), c, h, w], &x.dims))
+    })
+}
+
+fn space_to_depth(l: &mut Lower) -> LResult<()> {
+    let x = l.input(0)?;
+    let y = l.out(0)?;
+    let b = blocksize(l)?;
+    if x.rank() != 4 || y.rank() != 4 {
+        return unsupported("SpaceToDepth of rank other than 4");
+    }
+    let crd = l.ctx().string("mode", "DCR").map_err(inv)? == "CRD";
+    let cin = x.dims[1] as i64;
+    let bi = b as i64;
+    gather_copy(l, "space_to_depth", &x, &y, |_, o| {
+        // Output channel = (i * b + j) * C + c (DCR) or c * b * b + i * b + j (CRD).
+        let (c, ij) = if crd {
+            (
+                div(o[1].clone(), idx(bi * bi)),
+                rem(o[1].clone(), idx(bi * bi)),
+            )
+        } else {
+            (rem(o[1].clone(), idx(cin)), div(o[1].clone(), idx(cin)))
+        };
+        let (i, j) = (div(ij.clone(), idx(bi)), rem(ij, idx(bi)));
+        let h = add(mul(o[2].clone(), idx(bi)), i);
+        let w = add(mul(o[3].clone(), idx(bi)), j);
+        Ok(flat(&[o[0].clone(), c, h, w], &x.dims))
+    })
+}
+
+fn trilu(l: &mut Lower) -> LResult<()> {
+    let x = l.input(0)?;
+    let y = l.out(0)?;
+    let upper = l.ctx().int("upper", 1).map_err(inv)? != 0;
+    let kt = l.opt_input(1);
+    if x.rank() < 2 || x.dims != y.dims {
+        return Err(LowerError::Invalid("Trilu: input must be rank >= 2".into()));
+    }
+    if kt
+        .as_ref()
+        .is_some_and(|t| t.numel() != 1 || !t.ty.is_int())
+    {
+        return Err(LowerError::Invalid(
+            "Trilu: k must be an integer scalar".into(),
+        ));
+    }
+    if y.numel() == 0 {
+        return Ok(());
+    }
+    let r = x.rank();
+    let mut k = Kernel::new("trilu", y.dims.clone());
+    let xs = param(&mut k, "x", &x, Access::Read);
+    let ks = kt.as_ref().map(|t| param(&mut k, "k", t, Access::Read));
+    let ys = param(&mut k, "y", &y, Access::Write);
+    let o = domain_vars(&k);
+    let kv = match ks {
+        Some(p) => cast(Ty::I64, load(p, idx(0))),
+        None => idx(0),
+    };
+    let diff = sub(o[r - 1].clone(), o[r - 2].clone());
+    let keep = if upper {
+        cmp(CmpOp::Ge, diff, kv)
+    } else {
+        cmp(CmpOp::Le, diff, kv)
+    };
+    let fi = flat(&o, &y.dims);
+    k.body.push(Stmt::Store {
+        buf: ys,
+        index: fi.clone(),
+        value: select(keep, load(xs, fi), lit(0.0, y.ty)),
+    });
+    let mut args = vec![&x];
+    if let Some(t) = &kt {
+        args.push(t);
+    }
+    args.push(&y);
+    l.kernel(k, &args)
+}
+
+fn cast_like(l: &mut Lower) -> LResult<()> {
+    let x = l.input(0)?;
+    let y = l.out(0)?;
+    let to = y.ty;
+    elementwise::map(l, "cast", &[x], &y, move |_, v| Ok(cast(to, v[0].clone())))
+}
+
+/// A literal of `ty` with the value of integer `v`.
+fn int_lit(v: i64, ty: Ty) -> Expr {
+    let ty = ty.compute();
+    if ty.is_float() {
+        Expr::Float(v as f64, ty)
+    } else if ty == Ty::Bool {
+        Expr::Int(i64::from(v != 0), ty)
+    } else {
+        Expr::Int(v, ty)
+    }
+}
+
+/// Writes `vals` into `y` (one store each: these tables are small).
+pub(super) fn write_consts(l: &mut Lower, y: &T, vals: &[Expr]) -> LResult<()> {
+    if vals.len() as u64 != y.numel() {
+        return Err(LowerError::Invalid(format!(
+            "{}: {} values for an output of {} elements",
+            l.op(),
+            vals.len(),
+            y.numel()
+        )));
+    }
+    if vals.is_empty() {
+        return Ok(());
+    }
+    let mut k = Kernel::new("consts", vec![]);
+    let ys = param(&mut k, "y", y, Access::Write);
+    for (i, v) in vals.iter().enumerate() {
+        k.body.push(Stmt::Store {
+            buf: ys,
+            index: idx(i as i64),
+            value: v.clone(),
+        });
+    }
+    l.kernel(k, &[y])
+}
+
+fn shape(l: &mut Lower) -> LResult<()> {
+    let x = l.input(0)?;
+    let y = l.out(0)?;
+    let r = x.rank() as i64;
+    let ctx = l.ctx();
+    let fix = |v: i64| (if v < 0 { v + r } else { v }).clamp(0, r) as usize;
+    let s = fix(ctx.int("start", 0).map_err(inv)?);
+    let e = fix(ctx.int("end", r).map_err(inv)?);
+    let vals: Vec<Expr> = x.dims[s..e.max(s)]
+        .iter()
+        .map(|&d| int_lit(d as i64, y.ty))
+        .collect();
+    write_consts(l, &y, &vals)
+}
+
+fn size(l: &mut Lower) -> LResult<()> {
+    let x = l.input(0)?;
+    let y = l.out(0)?;
+    write_consts(l, &y, &[int_lit(x.numel() as i64, y.ty)])
+}
+
+/// `y[i] = v` everywhere.
+fn fill(l: &mut Lower, y: &T, v: Expr) -> LResult<()> {
+    if y.numel() == 0 {
+        return Ok(());
+    }
+    let mut k = Kernel::new("fill", vec![y.numel()]);
+    let ys = param(&mut k, "y", y, Access::Write);
+    k.body.push(Stmt::Store {
+        buf: ys,
+        index: k.index(0),
+        value: v,
+    });
+    l.kernel(k, &[y])
+}
+
+fn constant_of_shape(l: &mut Lower) -> LResult<()> {
+    let y = l.out(0)?;
+    let ty = y.ty.compute();
+    let v = match l.ctx().attr("value") {
+        None => lit(0.0, ty),
+        Some(smelt_ir::Attr::Tensor(d)) => {
+            let t = smelt_ir::interp::Tensor::from_data(d)
+                .map_err(|e| LowerError::Invalid(format!("ConstantOfShape value: {e}")))?;
+            if ty.is_float() {
+                let v = t.to_f64_vec().unwrap_or_default();
+                lit(v.first().copied().unwrap_or(0.0), ty)
+            } else {
+                let v = t.to_i64_vec().unwrap_or_default();
+                int_lit(v.first().copied().unwrap_or(0), ty)
+            }
+        }
+        Some(_) => return Err(LowerError::Invalid("ConstantOfShape: bad value".into())),
+    };
+    fill(l, &y, v)
+}
+
+fn eye_like(l: &mut Lower) -> LResult<()> {
+    let y = l.out(0)?;
+    let kk = l.ctx().int("k", 0).map_err(inv)?;
+    if y.rank() != 2 {
+        return Err(LowerError::Invalid("EyeLike: rank must be 2".into()));
+    }
+    if y.numel() == 0 {
+        return Ok(());
+    }
+    let mut k = Kernel::new("eye", y.dims.clone());
+    let ys = param(&mut k, "y", &y, Access::Write);
+    let o = domain_vars(&k);
+    let on = cmp(CmpOp::Eq, sub(o[1].clone(), o[0].clone()), idx(kk));
+    k.body.push(Stmt::Store {
+        buf: ys,
+        index: flat(&o, &y.dims),
+        value: select(on, int_lit(1, y.ty), int_lit(0, y.ty)),
+    });
+    l.kernel(k, &[&y])
+}
+
+fn range(l: &mut Lower) -> LResult<()> {
+    let start = l.input(0)?;
+    let delta = l.input(2)?;
+    let y = l.out(0)?;
+    if start.numel() != 1 || delta.numel() != 1 || y.rank() != 1 {
+        return Err(LowerError::Invalid(
+            "Range: scalar operands expected".into(),
+        ));
+    }
+    if y.numel() == 0 {
+        return Ok(());
+    }
+    let ty = y.ty.compute();
+    let mut k = Kernel::new("range", y.dims.clone());
+    let s = param(&mut k, "start", &start, Access::Read);
+    let d = param(&mut k, "delta", &delta, Access::Read);
+    let ys = param(&mut k, "y", &y, Access::Write);
+    let i = k.index(0);
+    k.body.push(Stmt::Store {
+        buf: ys,
+        index: i.clone(),
+        value: add(load(s, idx(0)), mul(cast(ty, i), load(d, idx(0)))),
+    });
+    l.kernel(k, &[&start, &delta, &y])
+}
+
+fn reverse_sequence(l: &mut Lower) -> LResult<()> {
+    let x = l.input(0)?;
+    let lens = l.input(1)?;
+    let y = l.out(0)?;
+    let r = x.rank();
+    let ctx = l.ctx();
+    let ba = norm_axis(ctx.int("batch_axis", 1).map_err(inv)?, r)?;
+    let ta = norm_axis(ctx.int("time_axis", 0).map_err(inv)?, r)?;
+    if lens.numel() != x.dims[ba] || !lens.ty.is_int() || x.dims != y.dims || ba == ta {
+        return Err(LowerError::Invalid("ReverseSequence: bad operands".into()));
+    }
+    if y.numel() == 0 {
+        return Ok(());
+    }
+    let tn = x.dims[ta] as i64;
+    let mut k = Kernel::new("reverse_sequence", y.dims.clone());
+    let xs = param(&mut k, "x", &x, Access::Read);
+    let ls = param(&mut k, "lens", &lens, Access::Read);
+    let ys = param(&mut k, "y", &y, Access::Write);
+    let o = domain_vars(&k);
+    let n = k.var("n", Ty::I64, false);
+    k.body.push(Stmt::Let(
+        n,
+        bin(
+            BinOp::Max,
+            idx(0),
+            bin(BinOp::Min, cast(Ty::I64, load(ls, o[ba].clone())), idx(tn)),
+        ),
+    ));
+    let t = o[ta].clone();
+    let mut src = o.clone();
+    src[ta] = select(
+        cmp(CmpOp::Lt, t.clone(), var(n)),
+        sub(sub(var(n), idx(1)), t.clone()),
+        t,
+    );
+    k.body.push(Stmt::Store {
+        buf: ys,
+        index: flat(&o, &y.dims),
+        value: load(xs, flat(&src, &x.dims)),
+    });
+    l.kernel(k, &[&x, &lens, &y])
+}
+
+fn compress(l: &mut Lower) -> LResult<()> {
+    let x = l.input(0)?;
+    let y = l.out(0)?;
+    let Some(cond) = l.const_ints(1) else {
+        return unsupported("Compress with a run-time condition");
+    };
+    let axis = match l.ctx().attr("axis") {
+        None => None,
+        Some(_) => Some(norm_axis(l.ctx().int("axis", 0).map_err(inv)?, x.rank())?),
+    };
+    let n = match axis {
+        Some(a) => x.dims[a],
+        None => x.numel(),
+    };
+    let picked: Vec<i64> = cond
+        .iter()
+        .take(n as usize)
+        .enumerate()
+        .filter(|&(_, &c)| c != 0)
+        .map(|(i, _)| i as i64)
+        .collect();
+    let len = match axis {
+        Some(a) => y.dims.get(a).copied(),
+        None => y.dims.first().copied(),
+    };
+    if len != Some(picked.len() as u64) {
+        return Err(LowerError::Invalid("Compress: output size mismatch".into()));
+    }
+    if picked.is_empty() {
+        return Ok(());
+    }
+    // The picked positions as a small index table.
+    let table = l.temp(smelt_ir::DType::I64, &[picked.len() as u64])?;
+    let vals: Vec<Expr> = picked.iter().map(|&p| idx(p)).collect();
+    write_consts(l, &table, &vals)?;
+    let a = axis.unwrap_or(0);
+    let mut k = Kernel::new("compress", y.dims.clone());
+    let xs = param(&mut k, "x", &x, Access::Read);
+    let ts = param(&mut k, "table", &table, Access::Read);
+    let ys = param(&mut k, "y", &y, Access::Write);
+    let o = domain_vars(&k);
+    let src = match axis {
+        Some(_) => {
+            let mut s = o.clone();
+            s[a] = load(ts, o[a].clone());
+            flat(&s, &x.dims)
+        }
+        None => load(ts, o[0].clone()),
+    };
+    k.body.push(Stmt::Store {
+        buf: ys,
+        index: flat(&o, &y.dims),
+        value: load(xs, src),
+    });
+    l.kernel(k, &[&x, &table, &y])
+}
