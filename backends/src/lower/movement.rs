@@ -250,6 +250,49 @@ fn strided(l: &mut Lower, name: &str, x: &T, y: &T, start: &[i64], step: &[i64])
     })
 }
 
+/// Integer operand `i` of a node: its constant values, or a kernel
+/// parameter to load them from at run time.
+pub(super) enum Ints {
+    Const(Vec<i64>),
+    Dyn(T),
+}
+
+impl Ints {
+    pub(super) fn of(l: &Lower, i: usize) -> LResult<Option<Ints>> {
+        let Some(t) = l.opt_input(i) else {
+            return Ok(None);
+        };
+        if let Some(v) = l.const_ints(i) {
+            return Ok(Some(Ints::Const(v)));
+        }
+        if !t.ty.is_int() {
+            return Err(LowerError::Invalid(format!(
+                "{}: input {i} must be integers",
+                l.op()
+            )));
+        }
+        Ok(Some(Ints::Dyn(t)))
+    }
+
+    fn len(&self) -> u64 {
+        match self {
+            Ints::Const(v) => v.len() as u64,
+            Ints::Dyn(t) => t.numel(),
+        }
+    }
+}
+
+/// Axes operand `i` (constant) or all dims in order.
+fn const_axes(l: &Lower, i: usize, n: usize, r: usize) -> LResult<Vec<usize>> {
+    match l.opt_input(i) {
+        None => Ok((0..n).collect()),
+        Some(_) => match l.const_ints(i) {
+            Some(a) => a.iter().map(|&a| norm_axis(a, r)).collect(),
+            None => unsupported(format!("{} with run-time axes", l.op())),
+        },
+    }
+}
+
 fn slice(l: &mut Lower) -> LResult<()> {
     let x = l.input(0)?;
     let y = l.out(0)?;
@@ -257,42 +300,103 @@ fn slice(l: &mut Lower) -> LResult<()> {
     if y.rank() != r {
         return Err(LowerError::Invalid("Slice: rank mismatch".into()));
     }
-    let Some(starts) = l.const_ints(1) else {
-        return unsupported("Slice with run-time starts");
+    let Some(starts) = Ints::of(l, 1)? else {
+        return Err(LowerError::Invalid("Slice without starts".into()));
     };
-    let axes: Vec<usize> = match l.opt_input(3) {
-        None => (0..starts.len()).collect(),
-        Some(_) => match l.const_ints(3) {
-            Some(a) => a.iter().map(|&a| norm_axis(a, r)).collect::<LResult<_>>()?,
-            None => return unsupported("Slice with run-time axes"),
-        },
-    };
-    let steps: Vec<i64> = match l.opt_input(4) {
-        None => vec![1; starts.len()],
-        Some(_) => match l.const_ints(4) {
-            Some(s) => s,
-            None => return unsupported("Slice with run-time steps"),
-        },
-    };
-    if axes.len() != starts.len() || steps.len() != starts.len() {
+    let n = starts.len() as usize;
+    let axes = const_axes(l, 3, n, r)?;
+    let steps = Ints::of(l, 4)?.unwrap_or(Ints::Const(vec![1; n]));
+    if axes.len() != n || steps.len() as usize != n {
         return Err(LowerError::Invalid("Slice: argument lengths differ".into()));
     }
-    let mut start = vec![0i64; r];
-    let mut step = vec![1i64; r];
-    for ((&a, &s0), &st) in axes.iter().zip(&starts).zip(&steps) {
-        if st == 0 {
-            return Err(LowerError::Invalid("Slice: step 0".into()));
+    if let (Ints::Const(starts), Ints::Const(steps)) = (&starts, &steps) {
+        let mut start = vec![0i64; r];
+        let mut step = vec![1i64; r];
+        for ((&a, &s0), &st) in axes.iter().zip(starts).zip(steps) {
+            if st == 0 {
+                return Err(LowerError::Invalid("Slice: step 0".into()));
+            }
+            let n = x.dims[a] as i64;
+            let s = if s0 < 0 { s0.saturating_add(n) } else { s0 };
+            start[a] = if st > 0 {
+                s.clamp(0, n)
+            } else {
+                s.clamp(0, (n - 1).max(0))
+            };
+            step[a] = st;
         }
-        let n = x.dims[a] as i64;
-        let s = if s0 < 0 { s0.saturating_add(n) } else { s0 };
-        start[a] = if st > 0 {
-            s.clamp(0, n)
-        } else {
-            s.clamp(0, (n - 1).max(0))
-        };
-        step[a] = st;
+        return strided(l, "slice", &x, &y, &start, &step);
     }
-    strided(l, "slice", &x, &y, &start, &step)
+    if y.numel() == 0 {
+        return Ok(());
+    }
+    if x.numel() == 0 {
+        return Err(LowerError::Invalid(
+            "Slice: nonempty slice of nothing".into(),
+        ));
+    }
+    // Run-time starts/steps: clamp as the spec does, then clamp every
+    // source index into the input so that no load can stray.
+    let mut k = Kernel::new("slice", y.dims.clone());
+    let xs = param(&mut k, "x", &x, Access::Read);
+    let ys = param(&mut k, "y", &y, Access::Write);
+    let mut args = vec![&x, &y];
+    let sp = match &starts {
+        Ints::Dyn(t) => {
+            args.push(t);
+            Some(param(&mut k, "starts", t, Access::Read))
+        }
+        Ints::Const(_) => None,
+    };
+    let tp = match &steps {
+        Ints::Dyn(t) => {
+            args.push(t);
+            Some(param(&mut k, "steps", t, Access::Read))
+        }
+        Ints::Const(_) => None,
+    };
+    let o = domain_vars(&k);
+    let mut src = o.clone();
+    for (j, &a) in axes.iter().enumerate() {
+        let nd = x.dims[a] as i64;
+        let s0 = match (&starts, sp) {
+            (Ints::Const(v), _) => idx(v[j]),
+            (_, Some(p)) => cast(Ty::I64, load(p, idx(j as i64))),
+            _ => idx(0),
+        };
+        let (st, st_pos): (Expr, Option<bool>) = match (&steps, tp) {
+            (Ints::Const(v), _) => (idx(v[j]), Some(v[j] > 0)),
+            (_, Some(p)) => (cast(Ty::I64, load(p, idx(j as i64))), None),
+            _ => (idx(1), Some(true)),
+        };
+        let sv = k.var("s", Ty::I64, false);
+        k.body.push(Stmt::Let(
+            sv,
+            select(
+                cmp(CmpOp::Lt, s0.clone(), idx(0)),
+                add(s0.clone(), idx(nd)),
+                s0,
+            ),
+        ));
+        let clamp_to = |hi: i64| bin(BinOp::Max, idx(0), bin(BinOp::Min, var(sv), idx(hi)));
+        let start = match st_pos {
+            Some(true) => clamp_to(nd),
+            Some(false) => clamp_to((nd - 1).max(0)),
+            None => select(
+                cmp(CmpOp::Gt, st.clone(), idx(0)),
+                clamp_to(nd),
+                clamp_to((nd - 1).max(0)),
+            ),
+        };
+        src[a] = clamp_idx(add(start, mul(o[a].clone(), st)), x.dims[a]);
+    }
+    k.body.push(Stmt::Store {
+        buf: ys,
+        index: flat(&o, &y.dims),
+        value: load(xs, flat(&src, &x.dims)),
+    });
+    // Parameters were added as x, y, then the run-time operands in order.
+    l.kernel(k, &args)
 }
 
 fn split(l: &mut Lower) -> LResult<()> {
@@ -347,22 +451,12 @@ fn pad(l: &mut Lower) -> LResult<()> {
     if !matches!(mode.as_str(), "constant" | "reflect" | "edge" | "wrap") {
         return unsupported(format!("Pad mode {mode}"));
     }
-    let Some(pads) = l.const_ints(1) else {
-        return unsupported("Pad with run-time pads");
+    let Some(pads) = Ints::of(l, 1)? else {
+        return Err(LowerError::Invalid("Pad without pads".into()));
     };
-    let axes: Vec<usize> = match l.opt_input(3) {
-        None => (0..r).collect(),
-        Some(_) => match l.const_ints(3) {
-            Some(a) => a.iter().map(|&a| norm_axis(a, r)).collect::<LResult<_>>()?,
-            None => return unsupported("Pad with run-time axes"),
-        },
-    };
-    if pads.len() != 2 * axes.len() || y.rank() != r {
+    let axes = const_axes(l, 3, r, r)?;
+    if pads.len() != 2 * axes.len() as u64 || y.rank() != r {
         return Err(LowerError::Invalid("Pad: pads do not match axes".into()));
-    }
-    let mut before = vec![0i64; r];
-    for (i, &a) in axes.iter().enumerate() {
-        before[a] = pads[i];
     }
     let cval = l.opt_input(2).filter(|c| c.numel() > 0);
     if y.numel() == 0 {
@@ -372,23 +466,52 @@ fn pad(l: &mut Lower) -> LResult<()> {
         return unsupported("Pad of an empty tensor");
     }
     let mut k = Kernel::new("pad", y.dims.clone());
-    let xs = (x.numel() > 0).then(|| param(&mut k, "x", &x, Access::Read));
-    let cs = cval.as_ref().map(|c| param(&mut k, "c", c, Access::Read));
     let ys = param(&mut k, "y", &y, Access::Write);
+    let mut args: Vec<&T> = vec![&y];
+    let xs = (x.numel() > 0).then(|| param(&mut k, "x", &x, Access::Read));
+    if x.numel() > 0 {
+        args.push(&x);
+    }
+    let cs = cval.as_ref().map(|c| param(&mut k, "c", c, Access::Read));
+    if let Some(c) = &cval {
+        args.push(c);
+    }
+    let pp = match &pads {
+        Ints::Dyn(t) => {
+            args.push(t);
+            Some(param(&mut k, "pads", t, Access::Read))
+        }
+        Ints::Const(_) => None,
+    };
+    // Leading pad per dim: None when the dim is untouched.
+    let mut before: Vec<Option<Expr>> = vec![None; r];
+    for (i, &a) in axes.iter().enumerate() {
+        before[a] = match (&pads, pp) {
+            (Ints::Const(v), _) => {
+                if v[i] == 0 && y.dims[a] == x.dims[a] {
+                    None
+                } else {
+                    Some(idx(v[i]))
+                }
+            }
+            (_, Some(p)) => {
+                let v = k.var("pb", Ty::I64, false);
+                k.body
+                    .push(Stmt::Let(v, cast(Ty::I64, load(p, idx(i as i64)))));
+                Some(var(v))
+            }
+            _ => None,
+        };
+    }
     let o = domain_vars(&k);
     let mut src = Vec::with_capacity(r);
     let mut inside: Option<Expr> = None;
     for d in 0..r {
-        let shifted = if before[d] == 0 {
-            o[d].clone()
-        } else {
-            sub(o[d].clone(), idx(before[d]))
-        };
-        let padded = y.dims[d] != x.dims[d] || before[d] != 0;
-        if !padded {
-            src.push(shifted);
+        let Some(b) = before[d].clone() else {
+            src.push(o[d].clone());
             continue;
-        }
+        };
+        let shifted = sub(o[d].clone(), b);
         if mode == "constant" {
             let ok = bin(
                 BinOp::And,
@@ -419,14 +542,6 @@ fn pad(l: &mut Lower) -> LResult<()> {
         index: flat(&o, &y.dims),
         value,
     });
-    let mut args: Vec<&T> = Vec::new();
-    if x.numel() > 0 {
-        args.push(&x);
-    }
-    if let Some(c) = &cval {
-        args.push(c);
-    }
-    args.push(&y);
     l.kernel(k, &args)
 }
 

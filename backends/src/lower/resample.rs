@@ -31,56 +31,116 @@ struct Opts {
     extrapolation: f64,
 }
 
-/// Per-dim (scale, output size), as the reference plans them.
-fn plan(l: &Lower, in_dims: &[u64], axes: &[usize]) -> LResult<Vec<f64>> {
-    let r = in_dims.len();
-    let mut sc = vec![1.0; r];
-    let sizes = l
-        .opt_input(3)
-        .and_then(|_| l.const_ints(3))
-        .filter(|s| !s.is_empty());
-    let scales = l
-        .opt_input(2)
-        .and_then(|_| l.const_f64s(2))
-        .filter(|s| !s.is_empty());
-    if l.opt_input(3).is_some_and(|t| t.numel() > 0) && sizes.is_none()
-        || l.opt_input(2).is_some_and(|t| t.numel() > 0) && scales.is_none()
-    {
-        return unsupported("Resize with run-time scales or sizes");
+/// A per-axis quantity known at compile time or loaded at run time.
+#[derive(Clone)]
+struct Val {
+    e: Expr,
+    c: Option<f64>,
+}
+
+impl Val {
+    fn c(x: f64) -> Val {
+        Val {
+            e: f(x),
+            c: Some(x),
+        }
     }
-    match (scales, sizes) {
-        (_, Some(s)) => {
-            if s.len() != axes.len() {
-                return Err(LowerError::Invalid("Resize: sizes/axes mismatch".into()));
+    fn d(e: Expr) -> Val {
+        Val { e, c: None }
+    }
+}
+
+/// The kernel's extra operands: scales, sizes, roi (those that are not
+/// constants), in parameter order.
+struct Extra {
+    args: Vec<super::T>,
+}
+
+impl Extra {
+    /// f64 value `i` of input `input` (a constant or a kernel operand).
+    fn get(&mut self, l: &Lower, k: &mut Kernel, input: usize, i: usize) -> LResult<Val> {
+        if let Some(v) = l.const_f64s(input) {
+            return v
+                .get(i)
+                .map(|&x| Val::c(x))
+                .ok_or_else(|| LowerError::Invalid("Resize: operand too short".into()));
+        }
+        let t = l.input(input)?;
+        if i as u64 >= t.numel() {
+            return Err(LowerError::Invalid("Resize: operand too short".into()));
+        }
+        let pos = match self.args.iter().position(|a| a.buf == t.buf) {
+            Some(p) => p + 2,
+            None => {
+                let p = param(k, "s", &t, Access::Read);
+                self.args.push(t);
+                p
             }
-            for (&a, &v) in axes.iter().zip(&s) {
-                sc[a] = v as f64 / in_dims[a] as f64;
+        };
+        Ok(Val::d(cast(Ty::F64, load(pos, idx(i as i64)))))
+    }
+}
+
+/// Per-dim scales, as the reference plans them.
+fn plan(
+    l: &Lower,
+    k: &mut Kernel,
+    ex: &mut Extra,
+    in_dims: &[u64],
+    out_dims: &[u64],
+    axes: &[usize],
+) -> LResult<Vec<Val>> {
+    let r = in_dims.len();
+    let mut sc = vec![Val::c(1.0); r];
+    let has = |i: usize| l.opt_input(i).is_some_and(|t| t.numel() > 0);
+    if has(3) {
+        let policy = l
+            .ctx()
+            .string("keep_aspect_ratio_policy", "stretch")
+            .map_err(inv)?;
+        if policy == "stretch" {
+            // The output's static dims are the sizes.
+            for &a in axes {
+                sc[a] = Val::c(out_dims[a] as f64 / in_dims[a] as f64);
             }
-            let policy = l
-                .ctx()
-                .string("keep_aspect_ratio_policy", "stretch")
-                .map_err(inv)?;
-            if policy != "stretch" {
-                let it = axes.iter().map(|&a| sc[a]);
-                let s = match policy.as_str() {
-                    "not_larger" => it.fold(f64::INFINITY, f64::min),
-                    "not_smaller" => it.fold(f64::NEG_INFINITY, f64::max),
-                    p => return unsupported(format!("keep_aspect_ratio_policy {p}")),
-                };
-                for &a in axes {
-                    sc[a] = s;
+            return Ok(sc);
+        }
+        let mut acc: Option<Val> = None;
+        for (j, &a) in axes.iter().enumerate() {
+            let v = ex.get(l, k, 3, j)?;
+            let q = match v.c {
+                Some(c) => Val::c(c / in_dims[a] as f64),
+                None => Val::d(div(v.e, f(in_dims[a] as f64))),
+            };
+            acc = Some(match acc {
+                None => q,
+                Some(p) => {
+                    let (lo, op) = match policy.as_str() {
+                        "not_larger" => (true, BinOp::Min),
+                        "not_smaller" => (false, BinOp::Max),
+                        p => return unsupported(format!("keep_aspect_ratio_policy {p}")),
+                    };
+                    match (p.c, q.c) {
+                        (Some(x), Some(y)) => Val::c(if lo { x.min(y) } else { x.max(y) }),
+                        _ => Val::d(bin(op, p.e, q.e)),
+                    }
                 }
+            });
+        }
+        if !matches!(policy.as_str(), "not_larger" | "not_smaller") {
+            return unsupported(format!("keep_aspect_ratio_policy {policy}"));
+        }
+        if let Some(s) = acc {
+            for &a in axes {
+                sc[a] = s.clone();
             }
         }
-        (Some(s), None) => {
-            if s.len() != axes.len() {
-                return Err(LowerError::Invalid("Resize: scales/axes mismatch".into()));
-            }
-            for (&a, &v) in axes.iter().zip(&s) {
-                sc[a] = v;
-            }
+    } else if has(2) {
+        for (j, &a) in axes.iter().enumerate() {
+            sc[a] = ex.get(l, k, 2, j)?;
         }
-        (None, None) => return Err(LowerError::Invalid("Resize needs scales or sizes".into())),
+    } else {
+        return Err(LowerError::Invalid("Resize needs scales or sizes".into()));
     }
     Ok(sc)
 }
@@ -95,32 +155,48 @@ fn f(x: f64) -> Expr {
 fn coord(
     o: &Opts,
     y: Expr,
-    scale: f64,
+    scale: &Val,
     wi: f64,
     w_out: u64,
-    roi: (f64, f64),
+    roi: (Val, Val),
 ) -> Option<(Expr, Option<Expr>)> {
-    let wo = scale * wi;
-    let half = || sub(div(add(y.clone(), f(0.5)), f(scale)), f(0.5));
-    Some(match o.coord.as_str() {
-        "align_corners" => {
-            if wo == 1.0 {
-                (f(0.0), None)
+    let s = scale.e.clone();
+    let wo_c = scale.c.map(|c| c * wi);
+    let wo = match wo_c {
+        Some(c) => f(c),
+        None => mul(s.clone(), f(wi)),
+    };
+    // `one` when the scaled input length is exactly 1, else `other`.
+    let if_one = |one: Expr, other: Expr| match wo_c {
+        Some(c) => {
+            if c == 1.0 {
+                one
             } else {
-                (div(mul(y.clone(), f(wi - 1.0)), f(wo - 1.0)), None)
+                other
             }
         }
-        "asymmetric" => (div(y.clone(), f(scale)), None),
+        None => select(cmp(CmpOp::Eq, wo.clone(), f(1.0)), one, other),
+    };
+    let half = || sub(div(add(y.clone(), f(0.5)), s.clone()), f(0.5));
+    Some(match o.coord.as_str() {
+        "align_corners" => (
+            if_one(
+                f(0.0),
+                div(mul(y.clone(), f(wi - 1.0)), sub(wo.clone(), f(1.0))),
+            ),
+            None,
+        ),
+        "asymmetric" => (div(y.clone(), s.clone()), None),
         "tf_crop_and_resize" => {
-            let x = if wo == 1.0 {
-                f((roi.1 - roi.0) * (wi - 1.0) / 2.0)
-            } else {
+            let span = sub(roi.1.e.clone(), roi.0.e.clone());
+            let x = if_one(
+                div(mul(span.clone(), f(wi - 1.0)), f(2.0)),
                 div(
-                    mul(mul(y.clone(), f(roi.1 - roi.0)), f(wi - 1.0)),
-                    f(wo - 1.0),
-                )
-            };
-            let x = add(x, f(roi.0 * (wi - 1.0)));
+                    mul(mul(y.clone(), span), f(wi - 1.0)),
+                    sub(wo.clone(), f(1.0)),
+                ),
+            );
+            let x = add(x, mul(roi.0.e, f(wi - 1.0)));
             let ok = bin(
                 BinOp::And,
                 cmp(CmpOp::Ge, x.clone(), f(0.0)),
@@ -128,22 +204,13 @@ fn coord(
             );
             (x, Some(ok))
         }
-        "pytorch_half_pixel" => {
-            if wo == 1.0 {
-                (f(-0.5), None)
-            } else {
-                (half(), None)
-            }
-        }
+        "pytorch_half_pixel" => (if_one(f(-0.5), half()), None),
         "half_pixel" => (half(), None),
         "half_pixel_symmetric" => {
-            let adjustment = w_out as f64 / wo;
-            let offset = wi / 2.0 * (1.0 - adjustment);
+            let adjustment = div(f(w_out as f64), wo.clone());
+            let offset = mul(f(wi / 2.0), sub(f(1.0), adjustment));
             (
-                sub(
-                    add(f(offset), div(add(y.clone(), f(0.5)), f(scale))),
-                    f(0.5),
-                ),
+                sub(add(offset, div(add(y.clone(), f(0.5)), s.clone())), f(0.5)),
                 None,
             )
         }
@@ -218,20 +285,6 @@ fn resize(l: &mut Lower) -> LResult<()> {
         None => (0..r).collect(),
         Some(a) => a.iter().map(|&a| norm_axis(a, r)).collect::<LResult<_>>()?,
     };
-    let scales = plan(l, &x.dims, &axes)?;
-    let mut roi = vec![(0.0, 1.0); r];
-    if l.opt_input(1).is_some_and(|t| t.numel() > 0) {
-        let Some(v) = l.const_f64s(1) else {
-            return unsupported("Resize with a run-time roi");
-        };
-        let n = axes.len();
-        if v.len() != 2 * n {
-            return Err(LowerError::Invalid("Resize: roi length".into()));
-        }
-        for (k, &a) in axes.iter().enumerate() {
-            roi[a] = (v[k], v[n + k]);
-        }
-    }
     if y.numel() == 0 {
         return Ok(());
     }
@@ -245,14 +298,25 @@ fn resize(l: &mut Lower) -> LResult<()> {
     let mut k = Kernel::new("resize", y.dims.clone());
     let xs = param(&mut k, "x", &x, Access::Read);
     let ys = param(&mut k, "y", &y, Access::Write);
+    let mut ex = Extra { args: Vec::new() };
+    let scales = plan(l, &mut k, &mut ex, &x.dims, &y.dims, &axes)?;
+    let mut roi = vec![(Val::c(0.0), Val::c(1.0)); r];
+    if o.coord == "tf_crop_and_resize" && l.opt_input(1).is_some_and(|t| t.numel() > 0) {
+        let n = axes.len();
+        for (j, &a) in axes.iter().enumerate() {
+            roi[a] = (ex.get(l, &mut k, 1, j)?, ex.get(l, &mut k, 1, n + j)?);
+        }
+    }
     let od = domain_vars(&k);
     let mut taps: Vec<Taps> = Vec::with_capacity(r);
     let mut inside: Option<Expr> = None;
     for a in 0..r {
-        let trivial_roi = roi[a].0.abs() < 1e-9 && (roi[a].1 - 1.0).abs() < 1e-9;
-        if !axes.contains(&a)
-            || ((scales[a] - 1.0).abs() < 1e-9 && y.dims[a] == x.dims[a] && trivial_roi)
-        {
+        let trivial_roi = match (roi[a].0.c, roi[a].1.c) {
+            (Some(r0), Some(r1)) => r0.abs() < 1e-9 && (r1 - 1.0).abs() < 1e-9,
+            _ => false,
+        };
+        let unit = scales[a].c.is_some_and(|s| (s - 1.0).abs() < 1e-9);
+        if !axes.contains(&a) || (unit && y.dims[a] == x.dims[a] && trivial_roi) {
             if y.dims[a] != x.dims[a] {
                 return Err(LowerError::Invalid("Resize: unexpected output size".into()));
             }
@@ -261,7 +325,7 @@ fn resize(l: &mut Lower) -> LResult<()> {
         }
         let wi = x.dims[a];
         let yf = cast(Ty::F64, od[a].clone());
-        let Some((xc, ok)) = coord(&o, yf, scales[a], wi as f64, y.dims[a], roi[a]) else {
+        let Some((xc, ok)) = coord(&o, yf, &scales[a], wi as f64, y.dims[a], roi[a].clone()) else {
             return unsupported(format!("coordinate_transformation_mode {}", o.coord));
         };
         let xv = k.var("x", Ty::F64, false);
@@ -401,5 +465,7 @@ fn resize(l: &mut Lower) -> LResult<()> {
         index: flat(&od, &y.dims),
         value,
     });
-    l.kernel(k, &[&x, &y])
+    let mut args = vec![&x, &y];
+    args.extend(ex.args.iter());
+    l.kernel(k, &args)
 }
