@@ -304,12 +304,18 @@ fn slice(l: &mut Lower) -> LResult<()> {
         return Err(LowerError::Invalid("Slice without starts".into()));
     };
     let n = starts.len() as usize;
-    let axes = const_axes(l, 3, n, r)?;
+    let axes = match Ints::of(l, 3)? {
+        Some(Ints::Dyn(t)) => Err(t),
+        _ => Ok(const_axes(l, 3, n, r)?),
+    };
     let steps = Ints::of(l, 4)?.unwrap_or(Ints::Const(vec![1; n]));
-    if axes.len() != n || steps.len() as usize != n {
+    if axes.as_ref().is_ok_and(|a| a.len() != n)
+        || axes.as_ref().is_err_and(|t| t.numel() != n as u64)
+        || steps.len() as usize != n
+    {
         return Err(LowerError::Invalid("Slice: argument lengths differ".into()));
     }
-    if let (Ints::Const(starts), Ints::Const(steps)) = (&starts, &steps) {
+    if let (Ints::Const(starts), Ints::Const(steps), Ok(axes)) = (&starts, &steps, &axes) {
         let mut start = vec![0i64; r];
         let mut step = vec![1i64; r];
         for ((&a, &s0), &st) in axes.iter().zip(starts).zip(steps) {
@@ -355,16 +361,80 @@ fn slice(l: &mut Lower) -> LResult<()> {
         }
         Ints::Const(_) => None,
     };
+    let ap = match &axes {
+        Err(t) => {
+            args.push(t);
+            Some(param(&mut k, "axes", t, Access::Read))
+        }
+        Ok(_) => None,
+    };
     let o = domain_vars(&k);
-    let mut src = o.clone();
-    for (j, &a) in axes.iter().enumerate() {
-        let nd = x.dims[a] as i64;
-        let s0 = match (&starts, sp) {
+    // Per dim: (start, step) chosen by the slice entries that name it.
+    let mut per: Vec<(Expr, Expr)> = (0..r).map(|_| (idx(0), idx(1))).collect();
+    for j in 0..n {
+        // The dims entry j may name, with the run-time test that it does.
+        let cands: Vec<(usize, Option<Expr>)> = match (&axes, ap) {
+            (Ok(a), _) => vec![(a[j], None)],
+            (_, Some(p)) => {
+                let av = k.var("ax", Ty::I64, false);
+                let a0 = cast(Ty::I64, load(p, idx(j as i64)));
+                k.body.push(Stmt::Let(
+                    av,
+                    select(
+                        cmp(CmpOp::Lt, a0.clone(), idx(0)),
+                        add(a0.clone(), idx(r as i64)),
+                        a0,
+                    ),
+                ));
+                (0..r)
+                    .map(|d| (d, Some(cmp(CmpOp::Eq, var(av), idx(d as i64)))))
+                    .collect()
+            }
+            _ => vec![],
+        };
+        for (a, hit) in cands {
+            let (start, st) = slice_entry(&mut k, &starts, sp, &steps, tp, j, x.dims[a]);
+            per[a] = match hit {
+                None => (start, st),
+                Some(h) => (
+                    select(h.clone(), start, per[a].0.clone()),
+                    select(h, st, per[a].1.clone()),
+                ),
+            };
+        }
+    }
+    let src: Vec<Expr> = per
+        .into_iter()
+        .enumerate()
+        .map(|(a, (start, st))| clamp_idx(add(start, mul(o[a].clone(), st)), x.dims[a]))
+        .collect();
+    k.body.push(Stmt::Store {
+        buf: ys,
+        index: flat(&o, &y.dims),
+        value: load(xs, flat(&src, &x.dims)),
+    });
+    // Parameters were added as x, y, then the run-time operands in order.
+    l.kernel(k, &args)
+}
+
+/// Slice entry `j`'s clamped start and its step, for a dim of size `n`.
+fn slice_entry(
+    k: &mut Kernel,
+    starts: &Ints,
+    sp: Option<usize>,
+    steps: &Ints,
+    tp: Option<usize>,
+    j: usize,
+    n: u64,
+) -> (Expr, Expr) {
+    {
+        let nd = n as i64;
+        let s0 = match (starts, sp) {
             (Ints::Const(v), _) => idx(v[j]),
             (_, Some(p)) => cast(Ty::I64, load(p, idx(j as i64))),
             _ => idx(0),
         };
-        let (st, st_pos): (Expr, Option<bool>) = match (&steps, tp) {
+        let (st, st_pos): (Expr, Option<bool>) = match (steps, tp) {
             (Ints::Const(v), _) => (idx(v[j]), Some(v[j] > 0)),
             (_, Some(p)) => (cast(Ty::I64, load(p, idx(j as i64))), None),
             _ => (idx(1), Some(true)),
@@ -388,15 +458,8 @@ fn slice(l: &mut Lower) -> LResult<()> {
                 clamp_to((nd - 1).max(0)),
             ),
         };
-        src[a] = clamp_idx(add(start, mul(o[a].clone(), st)), x.dims[a]);
+        (start, st)
     }
-    k.body.push(Stmt::Store {
-        buf: ys,
-        index: flat(&o, &y.dims),
-        value: load(xs, flat(&src, &x.dims)),
-    });
-    // Parameters were added as x, y, then the run-time operands in order.
-    l.kernel(k, &args)
 }
 
 fn split(l: &mut Lower) -> LResult<()> {
