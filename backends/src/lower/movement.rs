@@ -910,12 +910,12 @@ fn reverse_sequence(l: &mut Lower) -> LResult<()> {
 fn compress(l: &mut Lower) -> LResult<()> {
     let x = l.input(0)?;
     let y = l.out(0)?;
-    let Some(cond) = l.const_ints(1) else {
-        return unsupported("Compress with a run-time condition");
-    };
     let axis = match l.ctx().attr("axis") {
         None => None,
         Some(_) => Some(norm_axis(l.ctx().int("axis", 0).map_err(inv)?, x.rank())?),
+    };
+    let Some(cond) = l.const_ints(1) else {
+        return compress_dyn(l, &x, &y, axis);
     };
     let n = match axis {
         Some(a) => x.dims[a],
@@ -962,4 +962,67 @@ fn compress(l: &mut Lower) -> LResult<()> {
         value: load(xs, src),
     });
     l.kernel(k, &[&x, &table, &y])
+}
+
+/// Compress by a run-time condition: the positions off the axis are the
+/// domain; a serial walk along the axis packs the selected slices.
+fn compress_dyn(l: &mut Lower, x: &T, y: &T, axis: Option<usize>) -> LResult<()> {
+    let c = l.input(1)?;
+    let (dom, n, m) = match axis {
+        Some(a) => {
+            if y.rank() != x.rank() {
+                return Err(LowerError::Invalid("Compress: rank mismatch".into()));
+            }
+            let mut d = x.dims.clone();
+            d.remove(a);
+            (d, x.dims[a], y.dims[a])
+        }
+        None => (vec![], x.numel(), y.numel()),
+    };
+    if y.numel() == 0 {
+        return Ok(());
+    }
+    let steps = n.min(c.numel());
+    let mut k = Kernel::new("compress", dom);
+    let xs = param(&mut k, "x", x, Access::Read);
+    let cs = param(&mut k, "cond", &c, Access::Read);
+    let ys = param(&mut k, "y", y, Access::Write);
+    let o = domain_vars(&k);
+    let cnt = k.var("cnt", Ty::I64, true);
+    let i = k.var("i", Ty::I64, false);
+    k.body.push(Stmt::Decl(cnt, idx(0)));
+    let (src, dst) = match axis {
+        Some(a) => {
+            let mut s = o.clone();
+            s.insert(a, var(i));
+            let mut d = o.clone();
+            d.insert(a, var(cnt));
+            (flat(&s, &x.dims), flat(&d, &y.dims))
+        }
+        None => (var(i), var(cnt)),
+    };
+    let ct = c.ty.compute();
+    let picked = if ct == Ty::Bool {
+        load(cs, var(i))
+    } else {
+        cmp(CmpOp::Ne, load(cs, var(i)), lit(0.0, ct))
+    };
+    k.body.push(Stmt::Loop {
+        var: i,
+        extent: idx(steps as i64),
+        kind: smelt_kernel::LoopKind::Serial,
+        body: vec![Stmt::If {
+            cond: bin(BinOp::And, picked, cmp(CmpOp::Lt, var(cnt), idx(m as i64))),
+            then: vec![
+                Stmt::Store {
+                    buf: ys,
+                    index: dst,
+                    value: load(xs, src),
+                },
+                Stmt::Set(cnt, add(var(cnt), idx(1))),
+            ],
+            els: vec![],
+        }],
+    });
+    l.kernel(k, &[x, &c, y])
 }
