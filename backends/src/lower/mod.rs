@@ -9,8 +9,10 @@
 //! and the node runs on the reference implementation instead.
 
 pub mod elementwise;
+pub mod fill;
 pub mod indexing;
 pub mod movement;
+pub mod pick;
 pub mod resample;
 
 use smelt_ir::semantics::Ctx;
@@ -258,6 +260,8 @@ const FAMILIES: &[Family] = &[
     movement::lower,
     indexing::lower,
     resample::lower,
+    fill::lower,
+    pick::lower,
 ];
 
 /// Lowers one node; `Unsupported` when no family can.
