@@ -9,6 +9,11 @@
 //! and the node runs on the reference implementation instead.
 
 pub mod elementwise;
+pub mod fill;
+pub mod indexing;
+pub mod movement;
+pub mod pick;
+pub mod resample;
 
 use smelt_ir::semantics::Ctx;
 use smelt_ir::{DType, Node, TensorData};
@@ -250,7 +255,14 @@ pub fn param(k: &mut Kernel, name: &str, t: &T, access: Access) -> usize {
 
 type Family = fn(&mut Lower) -> Option<LResult<()>>;
 
-const FAMILIES: &[Family] = &[elementwise::lower];
+const FAMILIES: &[Family] = &[
+    elementwise::lower,
+    movement::lower,
+    indexing::lower,
+    resample::lower,
+    fill::lower,
+    pick::lower,
+];
 
 /// Lowers one node; `Unsupported` when no family can.
 pub fn lower(l: &mut Lower) -> LResult<()> {
