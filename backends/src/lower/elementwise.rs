@@ -273,9 +273,13 @@ pub fn lower(l: &mut Lower) -> Option<LResult<()>> {
         | "BitwiseXor" | "And" | "Or" | "Xor" | "Equal" | "Less" | "LessOrEqual" | "Greater"
         | "GreaterOrEqual" | "BitShift" => binary(l, op),
         "Max" | "Min" | "Sum" | "Mean" => variadic(l, op),
-        "Abs" | "Neg" | "Sign" | "Not" | "BitwiseNot" | "IsNaN" | "IsInf" | "Identity" => {
-            simple_unary(l, op)
-        }
+        "Identity" => (|| {
+            let x = l.input(0)?;
+            let y = l.out(0)?;
+            l.alias(&y, &x);
+            Ok(())
+        })(),
+        "Abs" | "Neg" | "Sign" | "Not" | "BitwiseNot" | "IsNaN" | "IsInf" => simple_unary(l, op),
         "Where" => where_(l),
         "Clip" => clip(l),
         "Cast" => cast_node(l),
