@@ -9,6 +9,12 @@
 //! and the node runs on the reference implementation instead.
 
 pub mod elementwise;
+pub mod loss;
+pub mod norm;
+pub mod reduce;
+pub mod scan;
+pub mod softmax;
+pub mod topk;
 
 use smelt_ir::semantics::Ctx;
 use smelt_ir::{DType, Node, TensorData};
@@ -250,7 +256,15 @@ pub fn param(k: &mut Kernel, name: &str, t: &T, access: Access) -> usize {
 
 type Family = fn(&mut Lower) -> Option<LResult<()>>;
 
-const FAMILIES: &[Family] = &[elementwise::lower];
+const FAMILIES: &[Family] = &[
+    elementwise::lower,
+    reduce::lower,
+    softmax::lower,
+    norm::lower,
+    scan::lower,
+    loss::lower,
+    topk::lower,
+];
 
 /// Lowers one node; `Unsupported` when no family can.
 pub fn lower(l: &mut Lower) -> LResult<()> {

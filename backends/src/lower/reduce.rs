@@ -1,0 +1,585 @@
+//! Reductions (Reduce*, ArgMax/ArgMin) and the index helper every
+//! row-wise family (softmax, normalizations, scans) shares: the kernel's
+//! domain is the *kept* dims (so each point owns its output elements and
+//! points run in parallel) and each point loops serially over the reduced
+//! elements.
+
+use super::{LResult, Lower, LowerError, T, param, unsupported};
+use smelt_ir::semantics::OpError;
+use smelt_kernel::ir::build::*;
+use smelt_kernel::{Access, BinOp, CmpOp, Expr, Kernel, LoopKind, Stmt, Ty, UnOp};
+
+pub(crate) fn bad(e: OpError) -> LowerError {
+    LowerError::Invalid(e.0)
+}
+
+/// `axis` (possibly negative) as an index into `rank` dims.
+pub(crate) fn norm_axis(axis: i64, rank: usize) -> LResult<usize> {
+    let r = rank as i64;
+    let a = if axis < 0 { axis + r } else { axis };
+    if a < 0 || a >= r {
+        return Err(LowerError::Invalid(format!(
+            "axis {axis} is out of range for rank {rank}"
+        )));
+    }
+    Ok(a as usize)
+}
+
+/// A tensor's dims split into kept and reduced groups. Size-1 dims are
+/// dropped (they move no index) and neighbours of the same group that are
+/// contiguous in memory are merged, so a reduction over the last axes is
+/// one loop over contiguous memory.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Split {
+    /// (extent, stride in elements), outermost first.
+    pub kept: Vec<(u64, i64)>,
+    pub red: Vec<(u64, i64)>,
+    /// The innermost (non-1) dim is reduced: the domain gets a trailing
+    /// size-1 dim so that the kept dims become the parallel loop.
+    pub last_reduced: bool,
+}
+
+impl Split {
+    pub fn new(dims: &[u64], mask: &[bool]) -> Split {
+        let n = dims.len();
+        let mut strides = vec![1i64; n];
+        for d in (0..n.saturating_sub(1)).rev() {
+            strides[d] = strides[d + 1] * dims[d + 1] as i64;
+        }
+        let mut s = Split {
+            kept: Vec::new(),
+            red: Vec::new(),
+            last_reduced: false,
+        };
+        let mut prev: Option<bool> = None;
+        for d in 0..n {
+            if dims[d] == 1 {
+                continue;
+            }
+            let m = mask.get(d).copied().unwrap_or(false);
+            let group = if m { &mut s.red } else { &mut s.kept };
+            match group.last_mut() {
+                Some(last) if prev == Some(m) && last.1 == dims[d] as i64 * strides[d] => {
+                    *last = (last.0 * dims[d], strides[d]);
+                }
+                _ => group.push((dims[d], strides[d])),
+            }
+            prev = Some(m);
+        }
+        s.last_reduced = prev == Some(true);
+        s
+    }
+
+    /// Number of elements each domain point reduces.
+    pub fn count(&self) -> u64 {
+        self.red.iter().map(|r| r.0).product()
+    }
+
+    /// The kernel domain: the kept extents (row-major, so a point's flat
+    /// index is its output element).
+    pub fn domain(&self) -> Vec<u64> {
+        let mut d: Vec<u64> = self.kept.iter().map(|k| k.0).collect();
+        if self.last_reduced || d.is_empty() {
+            d.push(1);
+        }
+        d
+    }
+
+    /// The input index of the point's first element (reduced indices 0).
+    pub fn base(&self, k: &Kernel) -> Expr {
+        let mut acc: Option<Expr> = None;
+        for (d, &(_, stride)) in self.kept.iter().enumerate() {
+            let t = if stride == 1 {
+                k.index(d)
+            } else {
+                mul(k.index(d), idx(stride))
+            };
+            acc = Some(match acc {
+                None => t,
+                Some(a) => add(a, t),
+            });
+        }
+        acc.unwrap_or_else(|| idx(0))
+    }
+
+    /// The point's flat index in the output (the kept dims, row-major).
+    pub fn out_index(&self, k: &Kernel) -> Expr {
+        let dom = self.domain();
+        let ix: Vec<Expr> = (0..dom.len()).map(|d| k.index(d)).collect();
+        flat(&ix, &dom)
+    }
+
+    /// Serial loops over the reduced elements of the point at `base`;
+    /// `body` gets the element's input index.
+    pub fn over(
+        &self,
+        k: &mut Kernel,
+        base: Expr,
+        body: impl FnOnce(&mut Kernel, Expr) -> Vec<Stmt>,
+    ) -> Vec<Stmt> {
+        let vars: Vec<_> = self
+            .red
+            .iter()
+            .map(|_| k.var("r", Ty::I64, false))
+            .collect();
+        let mut index = base;
+        for (v, &(_, stride)) in vars.iter().zip(&self.red) {
+            let t = if stride == 1 {
+                var(*v)
+            } else {
+                mul(var(*v), idx(stride))
+            };
+            index = add(index, t);
+        }
+        let mut stmts = body(k, index);
+        for (v, &(ext, _)) in vars.iter().zip(&self.red).rev() {
+            stmts = vec![serial(*v, ext, stmts)];
+        }
+        stmts
+    }
+}
+
+pub(crate) fn serial(v: smelt_kernel::Var, extent: u64, body: Vec<Stmt>) -> Stmt {
+    Stmt::Loop {
+        var: v,
+        extent: idx(extent as i64),
+        kind: LoopKind::Serial,
+        body,
+    }
+}
+
+/// The type a float reduction accumulates in: f64 for f64, else f32.
+pub(crate) fn acc_float(t: Ty) -> Ty {
+    if t == Ty::F64 { Ty::F64 } else { Ty::F32 }
+}
+
+pub(crate) fn neg_inf(ty: Ty) -> Expr {
+    Expr::Float(f64::NEG_INFINITY, ty)
+}
+
+pub fn lower(l: &mut Lower) -> Option<LResult<()>> {
+    let op = l.op();
+    Some(match op {
+        "ReduceSum" | "ReduceMean" | "ReduceMax" | "ReduceMin" | "ReduceProd" | "ReduceL1"
+        | "ReduceL2" | "ReduceLogSum" | "ReduceLogSumExp" | "ReduceSumSquare" => reduce(l, op),
+        "ArgMax" | "ArgMin" => arg(l, op == "ArgMax"),
+        _ => return None,
+    })
+}
+
+fn reduce(l: &mut Lower, op: &str) -> LResult<()> {
+    let x = l.input(0)?;
+    let y = l.out(0)?;
+    let rank = x.rank();
+    if x.numel() == 0 && y.numel() == 0 {
+        return unsupported(format!("{op} of an empty tensor"));
+    }
+    // Run-time axes: the static shapes say which masks are possible. When
+    // they all reduce the same elements the axes' values do not matter;
+    // otherwise the kernel picks the mask that matches them at run time.
+    let mut runtime: Option<(T, Vec<Vec<bool>>)> = None;
+    let mask = match l.opt_input(1) {
+        Some(axes) => match l.const_ints(1) {
+            Some(a) if !a.is_empty() => {
+                let mut m = vec![false; rank];
+                for v in a {
+                    m[norm_axis(v, rank)?] = true;
+                }
+                m
+            }
+            Some(_) => empty_axes(l, rank)?,
+            None => {
+                let keep = l.ctx().int("keepdims", 1).map_err(bad)? != 0;
+                let cands = masks_from_shapes(&x.dims, &y.dims, keep);
+                let Some(first) = cands.first().cloned() else {
+                    return unsupported(format!("{op}: no axes fit {:?} -> {:?}", x.dims, y.dims));
+                };
+                let class = |m: &[bool]| -> Vec<bool> {
+                    m.iter().zip(&x.dims).map(|(&r, &d)| r && d != 1).collect()
+                };
+                if cands.iter().any(|m| class(m) != class(&first)) {
+                    if !axes.ty.is_int() {
+                        return unsupported(format!("{op} with {} axes", axes.dtype));
+                    }
+                    runtime = Some((axes, cands));
+                }
+                first
+            }
+        },
+        None => empty_axes(l, rank)?,
+    };
+    let xt = x.ty.compute();
+    let yt = y.ty.compute();
+    let Some((axes, cands)) = runtime else {
+        let s = Split::new(&x.dims, &mask);
+        let mut k = Kernel::new(op.to_ascii_lowercase(), s.domain());
+        let xp = param(&mut k, "x", &x, Access::Read);
+        let yp = param(&mut k, "y", &y, Access::Write);
+        let base = s.base(&k);
+        let oi = s.out_index(&k);
+        let body = reduce_body(&mut k, op, &s, (xp, xt, base), (yp, yt, oi))?;
+        k.body = body;
+        return l.kernel(k, &[&x, &y]);
+    };
+    // The domain is the output's dims; each candidate maps them onto the
+    // input's kept dims (in order).
+    let mut strides = vec![1i64; rank];
+    for d in (0..rank.saturating_sub(1)).rev() {
+        strides[d] = strides[d + 1] * x.dims[d + 1] as i64;
+    }
+    let dom = if y.dims.is_empty() {
+        vec![1]
+    } else {
+        y.dims.clone()
+    };
+    let mut k = Kernel::new(op.to_ascii_lowercase(), dom.clone());
+    let xp = param(&mut k, "x", &x, Access::Read);
+    let ap = param(&mut k, "axes", &axes, Access::Read);
+    let yp = param(&mut k, "y", &y, Access::Write);
+    let ix: Vec<Expr> = (0..dom.len()).map(|d| k.index(d)).collect();
+    let oi = flat(&ix, &dom);
+    let keep = y.rank() == rank;
+    let mut chain: Vec<Stmt> = Vec::new();
+    for m in cands.iter().rev() {
+        let s = Split::new(&x.dims, m);
+        let mut base = idx(0);
+        let mut j = 0;
+        for d in 0..rank {
+            if m[d] && !keep {
+                continue;
+            }
+            if !m[d] && x.dims[d] != 1 {
+                base = add(
+                    base,
+                    mul(ix[if keep { d } else { j }].clone(), idx(strides[d])),
+                );
+            }
+            j += 1;
+        }
+        let body = reduce_body(&mut k, op, &s, (xp, xt, base), (yp, yt, oi.clone()))?;
+        // Matches when every axis value names a dim of the candidate (the
+        // counts agree, so the sets are equal).
+        let mut cond = Expr::Int(1, Ty::Bool);
+        for e in 0..axes.numel() {
+            let a = cast(Ty::I64, load(ap, idx(e as i64)));
+            let a = select(
+                cmp(CmpOp::Lt, a.clone(), idx(0)),
+                add(a.clone(), idx(rank as i64)),
+                a,
+            );
+            let mut any = Expr::Int(0, Ty::Bool);
+            for (d, _) in m.iter().enumerate().filter(|(_, r)| **r) {
+                any = bin(BinOp::Or, any, cmp(CmpOp::Eq, a.clone(), idx(d as i64)));
+            }
+            cond = bin(BinOp::And, cond, any);
+        }
+        chain = vec![Stmt::If {
+            cond,
+            then: body,
+            els: chain,
+        }];
+    }
+    k.body = chain;
+    l.kernel(k, &[&x, &axes, &y])
+}
+
+/// Every reduction mask that turns input dims `x` into output dims `y`.
+fn masks_from_shapes(x: &[u64], y: &[u64], keep: bool) -> Vec<Vec<bool>> {
+    if keep {
+        if x.len() != y.len() {
+            return vec![];
+        }
+        let mut m = vec![false; x.len()];
+        for d in 0..x.len() {
+            if y[d] != x[d] {
+                if y[d] != 1 {
+                    return vec![];
+                }
+                m[d] = true;
+            }
+        }
+        return vec![m];
+    }
+    // Embeddings of y into x (in order, equal extents); the rest is reduced.
+    fn go(x: &[u64], y: &[u64], i: usize, j: usize, m: &mut Vec<bool>, out: &mut Vec<Vec<bool>>) {
+        if out.len() > 16 {
+            return;
+        }
+        if j == y.len() {
+            for r in m.iter_mut().skip(i) {
+                *r = true;
+            }
+            out.push(m.clone());
+            for r in m.iter_mut().skip(i) {
+                *r = false;
+            }
+            return;
+        }
+        if x.len() - i < y.len() - j {
+            return;
+        }
+        if x[i] == y[j] {
+            go(x, y, i + 1, j + 1, m, out);
+        }
+        m[i] = true;
+        go(x, y, i + 1, j, m, out);
+        m[i] = false;
+    }
+    let mut out = Vec::new();
+    go(x, y, 0, 0, &mut vec![false; x.len()], &mut out);
+    if out.len() > 16 {
+        out.clear();
+    }
+    out
+}
+
+/// The statements of one reduction point: reads `x` from `base` over the
+/// reduced elements of `s`, writes the result to `y[oi]`.
+fn reduce_body(
+    k: &mut Kernel,
+    op: &str,
+    s: &Split,
+    (xp, xt, base): (usize, Ty, Expr),
+    (yp, yt, oi): (usize, Ty, Expr),
+) -> LResult<Vec<Stmt>> {
+    let count = s.count();
+    let mut out = Vec::new();
+    if op == "ReduceLogSumExp" {
+        if !xt.is_float() {
+            return unsupported(format!("{op} of {}", xt.name()));
+        }
+        let at = acc_float(xt);
+        let inf = Expr::Float(f64::INFINITY, at);
+        // Shift by the largest element that is not +inf; a row without a
+        // finite maximum is not shifted.
+        let mx = k.var("mx", at, true);
+        out.push(Stmt::Decl(mx, neg_inf(at)));
+        let body = s.over(k, base.clone(), |_, i| {
+            let v = cast(at, load(xp, i));
+            let better = bin(
+                BinOp::And,
+                cmp(CmpOp::Ne, v.clone(), inf.clone()),
+                cmp(CmpOp::Gt, v.clone(), var(mx)),
+            );
+            vec![Stmt::Set(mx, select(better, v, var(mx)))]
+        });
+        out.extend(body);
+        let m = k.var("m", at, false);
+        let finite = cmp(CmpOp::Lt, un(UnOp::Abs, var(mx)), inf.clone());
+        out.push(Stmt::Let(m, select(finite, var(mx), lit(0.0, at))));
+        let acc = k.var("acc", at, true);
+        out.push(Stmt::Decl(acc, lit(0.0, at)));
+        let body = s.over(k, base, |_, i| {
+            let v = cast(at, load(xp, i));
+            vec![Stmt::Set(acc, add(var(acc), un(UnOp::Exp, sub(v, var(m)))))]
+        });
+        out.extend(body);
+        let r = add(un(UnOp::Log, var(acc)), var(m));
+        out.push(Stmt::Store {
+            buf: yp,
+            index: oi,
+            value: cast(yt, r),
+        });
+        return Ok(out);
+    }
+
+    let (at, init, step): (Ty, Expr, fn(Expr, Expr) -> Expr) = if xt.is_float() {
+        let at = acc_float(xt);
+        let z = lit(0.0, at);
+        match op {
+            "ReduceSum" | "ReduceMean" | "ReduceLogSum" => (at, z, add),
+            "ReduceSumSquare" | "ReduceL2" => (at, z, |a, v| add(a, mul(v.clone(), v))),
+            "ReduceL1" => (at, z, |a, v| add(a, un(UnOp::Abs, v))),
+            "ReduceProd" => (at, lit(1.0, at), mul),
+            "ReduceMax" => (at, neg_inf(at), |a, v| bin(BinOp::Max, a, v)),
+            "ReduceMin" => (at, Expr::Float(f64::INFINITY, at), |a, v| {
+                bin(BinOp::Min, a, v)
+            }),
+            _ => return unsupported(op.to_string()),
+        }
+    } else if xt.is_int() {
+        // Wrapping arithmetic in the element type equals the reference's
+        // wide arithmetic wrapped to the dtype at the end.
+        let z = Expr::Int(0, xt);
+        let (lo, hi) = int_range(xt);
+        match op {
+            "ReduceSum" => (xt, z, add),
+            "ReduceSumSquare" => (xt, z, |a, v| add(a, mul(v.clone(), v))),
+            "ReduceL1" => (xt, z, |a, v| add(a, un(UnOp::Abs, v))),
+            "ReduceProd" => (xt, Expr::Int(1, xt), mul),
+            "ReduceMax" => (xt, Expr::Int(lo, xt), |a, v| bin(BinOp::Max, a, v)),
+            "ReduceMin" => (xt, Expr::Int(hi, xt), |a, v| bin(BinOp::Min, a, v)),
+            "ReduceL2" => (Ty::F64, lit(0.0, Ty::F64), |a, v| add(a, mul(v.clone(), v))),
+            "ReduceMean" => {
+                let wide = if xt.is_signed() { Ty::I64 } else { Ty::U64 };
+                (wide, Expr::Int(0, wide), add)
+            }
+            _ => return unsupported(format!("{op} of {}", xt.name())),
+        }
+    } else if xt == Ty::Bool {
+        match op {
+            "ReduceMax" => (Ty::Bool, Expr::Int(0, Ty::Bool), |a, v| {
+                bin(BinOp::Or, a, v)
+            }),
+            "ReduceMin" => (Ty::Bool, Expr::Int(1, Ty::Bool), |a, v| {
+                bin(BinOp::And, a, v)
+            }),
+            _ => return unsupported(format!("{op} of bool")),
+        }
+    } else {
+        return unsupported(format!("{op} of {}", xt.name()));
+    };
+    let acc = k.var("acc", at, true);
+    out.push(Stmt::Decl(acc, init));
+    let body = s.over(k, base, |_, i| {
+        let v = load(xp, i);
+        let v = if at == Ty::Bool { v } else { cast(at, v) };
+        vec![Stmt::Set(acc, step(var(acc), v))]
+    });
+    out.extend(body);
+    let a = var(acc);
+    let r = match op {
+        "ReduceL2" => un(UnOp::Sqrt, a),
+        "ReduceLogSum" => un(UnOp::Log, a),
+        "ReduceMean" => {
+            if at.is_float() {
+                div(a, lit(count as f64, at))
+            } else {
+                div(a, Expr::Int(count as i64, at))
+            }
+        }
+        _ => a,
+    };
+    let r = if at == Ty::Bool { r } else { cast(yt, r) };
+    out.push(Stmt::Store {
+        buf: yp,
+        index: oi,
+        value: r,
+    });
+    Ok(out)
+}
+
+/// Absent or empty axes: all axes, or none with `noop_with_empty_axes`.
+fn empty_axes(l: &Lower, rank: usize) -> LResult<Vec<bool>> {
+    let noop = l.ctx().int("noop_with_empty_axes", 0).map_err(bad)? != 0;
+    Ok(vec![!noop; rank])
+}
+
+/// The smallest and largest value of an integer type (as i64 bits).
+fn int_range(t: Ty) -> (i64, i64) {
+    match t {
+        Ty::I8 => (i8::MIN as i64, i8::MAX as i64),
+        Ty::I16 => (i16::MIN as i64, i16::MAX as i64),
+        Ty::I32 => (i32::MIN as i64, i32::MAX as i64),
+        Ty::I64 => (i64::MIN, i64::MAX),
+        Ty::U8 => (0, u8::MAX as i64),
+        Ty::U16 => (0, u16::MAX as i64),
+        Ty::U32 => (0, u32::MAX as i64),
+        // All ones: u64::MAX as bits.
+        _ => (0, -1),
+    }
+}
+
+fn arg(l: &mut Lower, want_max: bool) -> LResult<()> {
+    let x = l.input(0)?;
+    let y = l.out(0)?;
+    let ctx = l.ctx();
+    let last = ctx.int("select_last_index", 0).map_err(bad)? != 0;
+    let axis = norm_axis(ctx.int("axis", 0).map_err(bad)?, x.rank())?;
+    let n = x.dims[axis];
+    if n == 0 || y.numel() == 0 {
+        return unsupported("ArgMax/ArgMin over an empty axis");
+    }
+    let mut mask = vec![false; x.rank()];
+    mask[axis] = true;
+    let s = Split::new(&x.dims, &mask);
+    let xt = x.ty.compute();
+    let mut k = Kernel::new(if want_max { "argmax" } else { "argmin" }, s.domain());
+    let xp = param(&mut k, "x", &x, Access::Read);
+    let yp = param(&mut k, "y", &y, Access::Write);
+    let base = s.base(&k);
+    let oi = s.out_index(&k);
+    let best = k.var("best", xt, true);
+    let bi = k.var("bi", Ty::I64, true);
+    k.body.push(Stmt::Decl(best, load(xp, base.clone())));
+    k.body.push(Stmt::Decl(bi, idx(0)));
+    // The axis is one reduced dim (or none when its extent is 1).
+    if let Some(&(_, stride)) = s.red.first() {
+        let r = k.var("r", Ty::I64, false);
+        let c = k.var("c", xt, false);
+        let v = var(c);
+        let b = var(best);
+        let tie = || -> Expr {
+            if last {
+                cmp(CmpOp::Eq, v.clone(), b.clone())
+            } else {
+                Expr::Int(0, Ty::Bool)
+            }
+        };
+        let order = if want_max { CmpOp::Gt } else { CmpOp::Lt };
+        let wins = bin(BinOp::Or, cmp(order, v.clone(), b.clone()), tie());
+        // NaN beats every number; a later NaN beats a NaN only with
+        // select_last_index.
+        let beats = if xt.is_float() {
+            let vn = un(UnOp::IsNan, v.clone());
+            let bn = un(UnOp::IsNan, b.clone());
+            let after_nan = if last {
+                vn.clone()
+            } else {
+                Expr::Int(0, Ty::Bool)
+            };
+            select(bn, after_nan, bin(BinOp::Or, vn, wins))
+        } else {
+            wins
+        };
+        let body = vec![
+            Stmt::Let(c, load(xp, add(base, mul(var(r), idx(stride))))),
+            Stmt::If {
+                cond: beats,
+                then: vec![Stmt::Set(best, v.clone()), Stmt::Set(bi, var(r))],
+                els: vec![],
+            },
+        ];
+        k.body.push(Stmt::Loop {
+            var: r,
+            extent: idx(n as i64),
+            kind: LoopKind::Serial,
+            body,
+        });
+    }
+    k.body.push(Stmt::Store {
+        buf: yp,
+        index: oi,
+        value: var(bi),
+    });
+    l.kernel(k, &[&x, &y])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Split;
+
+    #[test]
+    fn split_merges_contiguous_dims() {
+        // [2, 3, 4] reducing the last two: one kept dim of stride 12, one
+        // reduced run of 12 contiguous elements.
+        let s = Split::new(&[2, 3, 4], &[false, true, true]);
+        assert_eq!(s.kept, vec![(2, 12)]);
+        assert_eq!(s.red, vec![(12, 1)]);
+        assert!(s.last_reduced);
+        assert_eq!(s.domain(), vec![2, 1]);
+        // Reducing the middle axis keeps both outer and inner.
+        let s = Split::new(&[2, 3, 4], &[false, true, false]);
+        assert_eq!(s.kept, vec![(2, 12), (4, 1)]);
+        assert_eq!(s.red, vec![(3, 4)]);
+        assert_eq!(s.domain(), vec![2, 4]);
+        // Size-1 dims vanish; reduced dims 0 and 2 are not contiguous.
+        let s = Split::new(&[5, 1, 3, 2], &[true, true, true, false]);
+        assert_eq!(s.kept, vec![(2, 1)]);
+        assert_eq!(s.red, vec![(15, 2)]);
+        assert_eq!(s.count(), 15);
+        let s = Split::new(&[5, 4, 3], &[true, false, true]);
+        assert_eq!(s.red, vec![(5, 12), (3, 1)]);
+        assert_eq!(s.kept, vec![(4, 3)]);
+    }
+}
