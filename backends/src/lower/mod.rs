@@ -8,6 +8,7 @@
 //! `Lower`. What it cannot lower it refuses with `LowerError::Unsupported`
 //! and the node runs on the reference implementation instead.
 
+pub mod dropout;
 pub mod elementwise;
 pub mod loss;
 pub mod norm;
@@ -264,6 +265,7 @@ const FAMILIES: &[Family] = &[
     scan::lower,
     loss::lower,
     topk::lower,
+    dropout::lower,
 ];
 
 /// Lowers one node; `Unsupported` when no family can.

@@ -19,6 +19,7 @@ pub fn lower(l: &mut Lower) -> Option<LResult<()>> {
         "GroupNormalization" => group_norm(l, false),
         "LpNormalization" => lp_norm(l),
         "MeanVarianceNormalization" => mvn(l),
+        "LRN" => lrn(l),
         _ => return None,
     })
 }
@@ -199,21 +200,136 @@ fn batch_norm(l: &mut Lower) -> LResult<()> {
     let y = l.out(0)?;
     let at = float_input(op, &x)?;
     let ctx = l.ctx();
-    if ctx.int("training_mode", 0).map_err(bad)? != 0 {
-        return unsupported("BatchNormalization in training mode");
-    }
-    if l.output(1).is_some() || l.output(2).is_some() {
-        return unsupported("BatchNormalization with running statistics outputs");
-    }
+    let training = ctx.int("training_mode", 0).map_err(bad)? != 0;
     let eps = ctx.float("epsilon", 1e-5).map_err(bad)? as f64;
+    let momentum = ctx.float("momentum", 0.9).map_err(bad)? as f64;
+    if !training && (l.output(1).is_some() || l.output(2).is_some()) {
+        return unsupported("BatchNormalization statistics outputs in inference mode");
+    }
     if x.rank() < 2 {
         return unsupported("BatchNormalization of rank < 2");
     }
     let (n, c) = (x.dims[0], x.dims[1]);
     let plane: u64 = x.dims[2..].iter().product();
-    let ps: Vec<T> = (1..5).map(|i| l.input(i)).collect::<LResult<_>>()?;
+    let mut ps: Vec<T> = (1..5).map(|i| l.input(i)).collect::<LResult<_>>()?;
     for p in &ps {
         per_channel(op, p, c)?;
+    }
+    if training {
+        // Batch statistics per channel (population variance, two passes),
+        // and the running statistics outputs blended with `momentum`.
+        let sdt = if at == Ty::F64 {
+            smelt_ir::DType::F64
+        } else {
+            smelt_ir::DType::F32
+        };
+        let bm = l.temp(sdt, &[c])?;
+        let bv = l.temp(sdt, &[c])?;
+        let (rm, rv) = (l.output(1), l.output(2));
+        let mut k = Kernel::new("batchnorm_stats", vec![c, 1]);
+        let xp = param(&mut k, "x", &x, Access::Read);
+        let mp = param(&mut k, "mean", &ps[2], Access::Read);
+        let vp = param(&mut k, "var", &ps[3], Access::Read);
+        let bmp = param(&mut k, "batch_mean", &bm, Access::Write);
+        let bvp = param(&mut k, "batch_var", &bv, Access::Write);
+        let mut args = vec![&x, &ps[2], &ps[3], &bm, &bv];
+        let rmp = rm.as_ref().map(|t| {
+            args.push(t);
+            (
+                param(&mut k, "running_mean", t, Access::Write),
+                t.ty.compute(),
+            )
+        });
+        let rvp = rv.as_ref().map(|t| {
+            args.push(t);
+            (
+                param(&mut k, "running_var", t, Access::Write),
+                t.ty.compute(),
+            )
+        });
+        let ch = k.index(0);
+        let cnt = lit((n * plane) as f64, at);
+        let (b, p) = (k.var("b", Ty::I64, false), k.var("p", Ty::I64, false));
+        let xi = add(
+            mul(
+                add(mul(var(b), idx(c as i64)), ch.clone()),
+                idx(plane as i64),
+            ),
+            var(p),
+        );
+        let s = k.var("s", at, true);
+        k.body.push(Stmt::Decl(s, lit(0.0, at)));
+        k.body.push(serial(
+            b,
+            n,
+            vec![serial(
+                p,
+                plane,
+                vec![Stmt::Set(s, add(var(s), cast(at, load(xp, xi.clone()))))],
+            )],
+        ));
+        let mean = k.var("bmean", at, false);
+        k.body.push(Stmt::Let(mean, div(var(s), cnt.clone())));
+        let ss = k.var("ss", at, true);
+        k.body.push(Stmt::Decl(ss, lit(0.0, at)));
+        let (b2, p2) = (k.var("b", Ty::I64, false), k.var("p", Ty::I64, false));
+        let xi2 = add(
+            mul(
+                add(mul(var(b2), idx(c as i64)), ch.clone()),
+                idx(plane as i64),
+            ),
+            var(p2),
+        );
+        let d = k.var("d", at, false);
+        k.body.push(serial(
+            b2,
+            n,
+            vec![serial(
+                p2,
+                plane,
+                vec![
+                    Stmt::Let(d, sub(cast(at, load(xp, xi2)), var(mean))),
+                    Stmt::Set(ss, add(var(ss), mul(var(d), var(d)))),
+                ],
+            )],
+        ));
+        let bvar = k.var("bvar", at, false);
+        k.body.push(Stmt::Let(bvar, div(var(ss), cnt)));
+        k.body.push(Stmt::Store {
+            buf: bmp,
+            index: ch.clone(),
+            value: var(mean),
+        });
+        k.body.push(Stmt::Store {
+            buf: bvp,
+            index: ch.clone(),
+            value: var(bvar),
+        });
+        let blend = |old: usize, new: Expr| {
+            add(
+                mul(cast(at, load(old, ch.clone())), lit(momentum, at)),
+                mul(new, lit(1.0 - momentum, at)),
+            )
+        };
+        if let Some((p, t)) = rmp {
+            let v = cast(t, blend(mp, var(mean)));
+            k.body.push(Stmt::Store {
+                buf: p,
+                index: ch.clone(),
+                value: v,
+            });
+        }
+        if let Some((p, t)) = rvp {
+            let v = cast(t, blend(vp, var(bvar)));
+            k.body.push(Stmt::Store {
+                buf: p,
+                index: ch.clone(),
+                value: v,
+            });
+        }
+        l.kernel(k, &args)?;
+        ps[2] = bm;
+        ps[3] = bv;
     }
     let mut k = Kernel::new("batchnorm", vec![n, c, plane]);
     let xp = param(&mut k, "x", &x, Access::Read);
@@ -239,6 +355,71 @@ fn batch_norm(l: &mut Lower) -> LResult<()> {
     args.extend(ps.iter());
     args.push(&y);
     l.kernel(k, &args)
+}
+
+fn lrn(l: &mut Lower) -> LResult<()> {
+    let x = l.input(0)?;
+    let y = l.out(0)?;
+    let at = float_input("LRN", &x)?;
+    let ctx = l.ctx();
+    let size = ctx.int("size", 0).map_err(bad)?;
+    if size < 1 || x.rank() < 2 {
+        return unsupported(format!("LRN with size {size} of rank {}", x.rank()));
+    }
+    let alpha = ctx.float("alpha", 1e-4).map_err(bad)? as f64;
+    let beta = ctx.float("beta", 0.75).map_err(bad)? as f64;
+    let bias = ctx.float("bias", 1.0).map_err(bad)? as f64;
+    let (n, c) = (x.dims[0], x.dims[1]);
+    let plane: u64 = x.dims[2..].iter().product();
+    // The window over channels is [ch - floor((size-1)/2), ch + ceil((size-1)/2)].
+    let before = (size - 1) / 2;
+    let mut k = Kernel::new("lrn", vec![n, c, plane]);
+    let xp = param(&mut k, "x", &x, Access::Read);
+    let yp = param(&mut k, "y", &y, Access::Write);
+    let (b, ch, p) = (k.index(0), k.index(1), k.index(2));
+    let sq = k.var("sq", at, true);
+    k.body.push(Stmt::Decl(sq, lit(0.0, at)));
+    let j = k.var("j", Ty::I64, false);
+    let w = k.var("w", Ty::I64, false);
+    let at_ch = |chan: Expr| {
+        add(
+            mul(add(mul(b.clone(), idx(c as i64)), chan), idx(plane as i64)),
+            p.clone(),
+        )
+    };
+    let v = k.var("v", at, false);
+    let inside = bin(
+        BinOp::And,
+        cmp(CmpOp::Ge, var(w), idx(0)),
+        cmp(CmpOp::Lt, var(w), idx(c as i64)),
+    );
+    k.body.push(serial(
+        j,
+        size as u64,
+        vec![
+            Stmt::Let(w, add(sub(ch.clone(), idx(before)), var(j))),
+            Stmt::If {
+                cond: inside,
+                then: vec![
+                    Stmt::Let(v, cast(at, load(xp, at_ch(var(w))))),
+                    Stmt::Set(sq, add(var(sq), mul(var(v), var(v)))),
+                ],
+                els: vec![],
+            },
+        ],
+    ));
+    let xi = at_ch(ch.clone());
+    let den = bin(
+        BinOp::Pow,
+        add(lit(bias, at), mul(lit(alpha / size as f64, at), var(sq))),
+        lit(beta, at),
+    );
+    k.body.push(Stmt::Store {
+        buf: yp,
+        index: xi.clone(),
+        value: cast(y.ty.compute(), div(cast(at, load(xp, xi)), den)),
+    });
+    l.kernel(k, &[&x, &y])
 }
 
 fn group_norm(l: &mut Lower, instance: bool) -> LResult<()> {

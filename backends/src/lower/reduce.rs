@@ -557,7 +557,29 @@ fn arg(l: &mut Lower, want_max: bool) -> LResult<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::Split;
+    use super::{Split, masks_from_shapes};
+
+    #[test]
+    fn masks_follow_from_shapes() {
+        // keepdims: the dims that became 1 are reduced.
+        assert_eq!(
+            masks_from_shapes(&[3, 2, 2], &[3, 1, 2], true),
+            vec![vec![false, true, false]]
+        );
+        // Without keepdims [3, 2, 2] -> [3, 2] drops dim 1 or dim 2.
+        assert_eq!(
+            masks_from_shapes(&[3, 2, 2], &[3, 2], false),
+            vec![vec![false, false, true], vec![false, true, false]]
+        );
+        // Everything reduced to a scalar.
+        assert_eq!(
+            masks_from_shapes(&[4, 5], &[], false),
+            vec![vec![true, true]]
+        );
+        // Extents that cannot come from a reduction.
+        assert!(masks_from_shapes(&[4, 5], &[3], false).is_empty());
+        assert!(masks_from_shapes(&[4, 5], &[4, 2], true).is_empty());
+    }
 
     #[test]
     fn split_merges_contiguous_dims() {
