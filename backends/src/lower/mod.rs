@@ -10,6 +10,7 @@
 
 pub mod dropout;
 pub mod elementwise;
+pub mod fold;
 pub mod loss;
 pub mod norm;
 pub mod reduce;

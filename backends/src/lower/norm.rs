@@ -5,6 +5,7 @@
 //! reference, except MeanVarianceNormalization which ONNX defines as
 //! E[x^2] - E[x]^2.
 
+use super::fold::Fold;
 use super::reduce::{Split, acc_float, bad, norm_axis, serial};
 use super::{LResult, Lower, T, param, unsupported};
 use smelt_kernel::ir::build::*;
@@ -119,25 +120,27 @@ fn layer_norm(l: &mut Lower, rms: bool) -> LResult<()> {
     if rms {
         k.body.push(Stmt::Let(mean, lit(0.0, at)));
     } else {
-        let s = k.var("s", at, true);
-        k.body.push(Stmt::Decl(s, lit(0.0, at)));
-        let j = k.var("j", Ty::I64, false);
-        k.body
-            .push(serial(j, inner, vec![Stmt::Set(s, add(var(s), elem(j)))]));
+        let (st, s) = Fold {
+            ty: at,
+            init: lit(0.0, at),
+            term: &|_, i| cast(at, load(xp, i)),
+            combine: &add,
+        }
+        .run(&mut k, base.clone(), inner, 1);
+        k.body.extend(st);
         k.body.push(Stmt::Let(mean, div(var(s), n.clone())));
     }
-    let ss = k.var("ss", at, true);
-    k.body.push(Stmt::Decl(ss, lit(0.0, at)));
-    let j = k.var("j", Ty::I64, false);
-    let d = k.var("d", at, false);
-    k.body.push(serial(
-        j,
-        inner,
-        vec![
-            Stmt::Let(d, sub(elem(j), var(mean))),
-            Stmt::Set(ss, add(var(ss), mul(var(d), var(d)))),
-        ],
-    ));
+    let (st, ss) = Fold {
+        ty: at,
+        init: lit(0.0, at),
+        term: &|_, i| {
+            let d = sub(cast(at, load(xp, i)), var(mean));
+            mul(d.clone(), d)
+        },
+        combine: &add,
+    }
+    .run(&mut k, base.clone(), inner, 1);
+    k.body.extend(st);
     let inv = k.var("inv", at, false);
     k.body.push(Stmt::Let(
         inv,
@@ -456,27 +459,28 @@ fn group_norm(l: &mut Lower, instance: bool) -> LResult<()> {
     let yp = param(&mut k, "y", &y, Access::Write);
     let base = mul(k.index(0), idx(gsize as i64));
     let nf = lit(gsize as f64, at);
-    let elem = |j: Var| cast(at, load(xp, add(base.clone(), var(j))));
-    // The group is contiguous: statistics loop over it flat.
-    let s = k.var("s", at, true);
-    k.body.push(Stmt::Decl(s, lit(0.0, at)));
-    let j = k.var("j", Ty::I64, false);
-    k.body
-        .push(serial(j, gsize, vec![Stmt::Set(s, add(var(s), elem(j)))]));
+    // The group is contiguous: statistics fold over it flat.
+    let (st, s) = Fold {
+        ty: at,
+        init: lit(0.0, at),
+        term: &|_, i| cast(at, load(xp, i)),
+        combine: &add,
+    }
+    .run(&mut k, base.clone(), gsize, 1);
+    k.body.extend(st);
     let mean = k.var("mean", at, false);
     k.body.push(Stmt::Let(mean, div(var(s), nf.clone())));
-    let ss = k.var("ss", at, true);
-    k.body.push(Stmt::Decl(ss, lit(0.0, at)));
-    let j = k.var("j", Ty::I64, false);
-    let d = k.var("d", at, false);
-    k.body.push(serial(
-        j,
-        gsize,
-        vec![
-            Stmt::Let(d, sub(elem(j), var(mean))),
-            Stmt::Set(ss, add(var(ss), mul(var(d), var(d)))),
-        ],
-    ));
+    let (st, ss) = Fold {
+        ty: at,
+        init: lit(0.0, at),
+        term: &|_, i| {
+            let d = sub(cast(at, load(xp, i)), var(mean));
+            mul(d.clone(), d)
+        },
+        combine: &add,
+    }
+    .run(&mut k, base.clone(), gsize, 1);
+    k.body.extend(st);
     let inv = k.var("inv", at, false);
     k.body.push(Stmt::Let(
         inv,
@@ -534,18 +538,24 @@ fn lp_norm(l: &mut Lower) -> LResult<()> {
     let xp = param(&mut k, "x", &x, Access::Read);
     let yp = param(&mut k, "y", &y, Access::Write);
     let base = s.base(&k);
-    let acc = k.var("acc", at, true);
-    k.body.push(Stmt::Decl(acc, lit(0.0, at)));
-    let body = s.over(&mut k, base.clone(), |_, i| {
-        let v = cast(at, load(xp, i));
-        let t = if p == 1 {
-            un(UnOp::Abs, v)
-        } else {
-            mul(v.clone(), v)
-        };
-        vec![Stmt::Set(acc, add(var(acc), t))]
-    });
-    k.body.extend(body);
+    let (st, acc) = s.fold(
+        &mut k,
+        base.clone(),
+        &Fold {
+            ty: at,
+            init: lit(0.0, at),
+            term: &|_, i| {
+                let v = cast(at, load(xp, i));
+                if p == 1 {
+                    un(UnOp::Abs, v)
+                } else {
+                    mul(v.clone(), v)
+                }
+            },
+            combine: &add,
+        },
+    );
+    k.body.extend(st);
     let norm = k.var("norm", at, false);
     let nv = if p == 1 {
         var(acc)

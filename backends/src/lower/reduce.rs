@@ -4,10 +4,11 @@
 //! points run in parallel) and each point loops serially over the reduced
 //! elements.
 
+use super::fold::Fold;
 use super::{LResult, Lower, LowerError, T, param, unsupported};
 use smelt_ir::semantics::OpError;
 use smelt_kernel::ir::build::*;
-use smelt_kernel::{Access, BinOp, CmpOp, Expr, Kernel, LoopKind, Stmt, Ty, UnOp};
+use smelt_kernel::{Access, BinOp, CmpOp, Expr, Kernel, LoopKind, Stmt, Ty, UnOp, Var};
 
 pub(crate) fn bad(e: OpError) -> LowerError {
     LowerError::Invalid(e.0)
@@ -136,6 +137,26 @@ impl Split {
             stmts = vec![serial(*v, ext, stmts)];
         }
         stmts
+    }
+}
+
+impl Split {
+    /// Folds the reduced elements of the point at `base`; one contiguous
+    /// run is folded in vector lanes.
+    pub(crate) fn fold(&self, k: &mut Kernel, base: Expr, f: &Fold) -> (Vec<Stmt>, Var) {
+        match self.red.as_slice() {
+            [] => f.run(k, base, 1, 1),
+            [(n, stride)] => f.run(k, base, *n, *stride),
+            _ => {
+                let res = k.var("acc", f.ty, true);
+                let mut out = vec![Stmt::Decl(res, f.init.clone())];
+                out.extend(self.over(k, base, |k, i| {
+                    let t = (f.term)(k, i);
+                    vec![Stmt::Set(res, (f.combine)(var(res), t))]
+                }));
+                (out, res)
+            }
+        }
     }
 }
 
@@ -353,28 +374,34 @@ fn reduce_body(
         let inf = Expr::Float(f64::INFINITY, at);
         // Shift by the largest element that is not +inf; a row without a
         // finite maximum is not shifted.
-        let mx = k.var("mx", at, true);
-        out.push(Stmt::Decl(mx, neg_inf(at)));
-        let body = s.over(k, base.clone(), |_, i| {
-            let v = cast(at, load(xp, i));
-            let better = bin(
-                BinOp::And,
-                cmp(CmpOp::Ne, v.clone(), inf.clone()),
-                cmp(CmpOp::Gt, v.clone(), var(mx)),
-            );
-            vec![Stmt::Set(mx, select(better, v, var(mx)))]
-        });
-        out.extend(body);
+        let (st, mx) = s.fold(
+            k,
+            base.clone(),
+            &Fold {
+                ty: at,
+                init: neg_inf(at),
+                term: &|_, i| {
+                    let v = cast(at, load(xp, i));
+                    select(cmp(CmpOp::Ne, v.clone(), inf.clone()), v, neg_inf(at))
+                },
+                combine: &|a, b| select(cmp(CmpOp::Gt, b.clone(), a.clone()), b, a),
+            },
+        );
+        out.extend(st);
         let m = k.var("m", at, false);
         let finite = cmp(CmpOp::Lt, un(UnOp::Abs, var(mx)), inf.clone());
         out.push(Stmt::Let(m, select(finite, var(mx), lit(0.0, at))));
-        let acc = k.var("acc", at, true);
-        out.push(Stmt::Decl(acc, lit(0.0, at)));
-        let body = s.over(k, base, |_, i| {
-            let v = cast(at, load(xp, i));
-            vec![Stmt::Set(acc, add(var(acc), un(UnOp::Exp, sub(v, var(m)))))]
-        });
-        out.extend(body);
+        let (st, acc) = s.fold(
+            k,
+            base,
+            &Fold {
+                ty: at,
+                init: lit(0.0, at),
+                term: &|_, i| un(UnOp::Exp, sub(cast(at, load(xp, i)), var(m))),
+                combine: &add,
+            },
+        );
+        out.extend(st);
         let r = add(un(UnOp::Log, var(acc)), var(m));
         out.push(Stmt::Store {
             buf: yp,
@@ -383,19 +410,26 @@ fn reduce_body(
         });
         return Ok(out);
     }
-
-    let (at, init, step): (Ty, Expr, fn(Expr, Expr) -> Expr) = if xt.is_float() {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Term {
+        Plain,
+        Square,
+        Abs,
+    }
+    let sum = add as fn(Expr, Expr) -> Expr;
+    let max = |a, b| bin(BinOp::Max, a, b);
+    let min = |a, b| bin(BinOp::Min, a, b);
+    type Combine = fn(Expr, Expr) -> Expr;
+    let (at, init, term, combine): (Ty, Expr, Term, Combine) = if xt.is_float() {
         let at = acc_float(xt);
         let z = lit(0.0, at);
         match op {
-            "ReduceSum" | "ReduceMean" | "ReduceLogSum" => (at, z, add),
-            "ReduceSumSquare" | "ReduceL2" => (at, z, |a, v| add(a, mul(v.clone(), v))),
-            "ReduceL1" => (at, z, |a, v| add(a, un(UnOp::Abs, v))),
-            "ReduceProd" => (at, lit(1.0, at), mul),
-            "ReduceMax" => (at, neg_inf(at), |a, v| bin(BinOp::Max, a, v)),
-            "ReduceMin" => (at, Expr::Float(f64::INFINITY, at), |a, v| {
-                bin(BinOp::Min, a, v)
-            }),
+            "ReduceSum" | "ReduceMean" | "ReduceLogSum" => (at, z, Term::Plain, sum),
+            "ReduceSumSquare" | "ReduceL2" => (at, z, Term::Square, sum),
+            "ReduceL1" => (at, z, Term::Abs, sum),
+            "ReduceProd" => (at, lit(1.0, at), Term::Plain, mul),
+            "ReduceMax" => (at, neg_inf(at), Term::Plain, max),
+            "ReduceMin" => (at, Expr::Float(f64::INFINITY, at), Term::Plain, min),
             _ => return unsupported(op.to_string()),
         }
     } else if xt.is_int() {
@@ -404,40 +438,51 @@ fn reduce_body(
         let z = Expr::Int(0, xt);
         let (lo, hi) = int_range(xt);
         match op {
-            "ReduceSum" => (xt, z, add),
-            "ReduceSumSquare" => (xt, z, |a, v| add(a, mul(v.clone(), v))),
-            "ReduceL1" => (xt, z, |a, v| add(a, un(UnOp::Abs, v))),
-            "ReduceProd" => (xt, Expr::Int(1, xt), mul),
-            "ReduceMax" => (xt, Expr::Int(lo, xt), |a, v| bin(BinOp::Max, a, v)),
-            "ReduceMin" => (xt, Expr::Int(hi, xt), |a, v| bin(BinOp::Min, a, v)),
-            "ReduceL2" => (Ty::F64, lit(0.0, Ty::F64), |a, v| add(a, mul(v.clone(), v))),
+            "ReduceSum" => (xt, z, Term::Plain, sum),
+            "ReduceSumSquare" => (xt, z, Term::Square, sum),
+            "ReduceL1" => (xt, z, Term::Abs, sum),
+            "ReduceProd" => (xt, Expr::Int(1, xt), Term::Plain, mul),
+            "ReduceMax" => (xt, Expr::Int(lo, xt), Term::Plain, max),
+            "ReduceMin" => (xt, Expr::Int(hi, xt), Term::Plain, min),
+            "ReduceL2" => (Ty::F64, lit(0.0, Ty::F64), Term::Square, sum),
             "ReduceMean" => {
                 let wide = if xt.is_signed() { Ty::I64 } else { Ty::U64 };
-                (wide, Expr::Int(0, wide), add)
+                (wide, Expr::Int(0, wide), Term::Plain, sum)
             }
             _ => return unsupported(format!("{op} of {}", xt.name())),
         }
     } else if xt == Ty::Bool {
         match op {
-            "ReduceMax" => (Ty::Bool, Expr::Int(0, Ty::Bool), |a, v| {
-                bin(BinOp::Or, a, v)
+            "ReduceMax" => (Ty::Bool, Expr::Int(0, Ty::Bool), Term::Plain, |a, b| {
+                bin(BinOp::Or, a, b)
             }),
-            "ReduceMin" => (Ty::Bool, Expr::Int(1, Ty::Bool), |a, v| {
-                bin(BinOp::And, a, v)
+            "ReduceMin" => (Ty::Bool, Expr::Int(1, Ty::Bool), Term::Plain, |a, b| {
+                bin(BinOp::And, a, b)
             }),
             _ => return unsupported(format!("{op} of bool")),
         }
     } else {
         return unsupported(format!("{op} of {}", xt.name()));
     };
-    let acc = k.var("acc", at, true);
-    out.push(Stmt::Decl(acc, init));
-    let body = s.over(k, base, |_, i| {
-        let v = load(xp, i);
-        let v = if at == Ty::Bool { v } else { cast(at, v) };
-        vec![Stmt::Set(acc, step(var(acc), v))]
-    });
-    out.extend(body);
+    let (st, acc) = s.fold(
+        k,
+        base,
+        &Fold {
+            ty: at,
+            init,
+            term: &|_, i| {
+                let v = load(xp, i);
+                let v = if at == Ty::Bool { v } else { cast(at, v) };
+                match term {
+                    Term::Plain => v,
+                    Term::Square => mul(v.clone(), v),
+                    Term::Abs => un(UnOp::Abs, v),
+                }
+            },
+            combine: &combine,
+        },
+    );
+    out.extend(st);
     let a = var(acc);
     let r = match op {
         "ReduceL2" => un(UnOp::Sqrt, a),

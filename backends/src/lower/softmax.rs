@@ -2,6 +2,7 @@
 //! row (the other dims), three serial passes over the row (max, sum of
 //! exponentials, write), so rows run in parallel.
 
+use super::fold::Fold;
 use super::reduce::{Split, acc_float, bad, neg_inf, norm_axis, serial};
 use super::{LResult, Lower, T, param, unsupported};
 use smelt_kernel::ir::build::*;
@@ -44,28 +45,25 @@ pub(crate) fn softmax_kernel(op: &str, x: &T, y: &T, axis: usize) -> LResult<Ker
     let yp = param(&mut k, "y", y, Access::Write);
     let base = s.base(&k);
     let at_row = |r: smelt_kernel::Var| add(base.clone(), mul(var(r), idx(stride as i64)));
-    // NaN never beats the running maximum (as the reference's `>`).
-    let mx = k.var("mx", at, true);
-    k.body.push(Stmt::Decl(mx, neg_inf(at)));
-    let arg = k.var("arg", Ty::I64, true);
-    k.body.push(Stmt::Decl(arg, idx(0)));
-    let r = k.var("r", Ty::I64, false);
-    let c = k.var("c", at, false);
-    let mut pass1 = vec![Stmt::Let(c, cast(at, load(xp, at_row(r))))];
-    let gt = cmp(CmpOp::Gt, var(c), var(mx));
-    if op == "Hardmax" {
-        pass1.push(Stmt::If {
-            cond: gt,
-            then: vec![Stmt::Set(mx, var(c)), Stmt::Set(arg, var(r))],
-            els: vec![],
-        });
-    } else {
-        pass1.push(Stmt::Set(mx, select(gt, var(c), var(mx))));
-    }
-    k.body.push(serial(r, len, pass1));
     let yt = y.ty.compute();
     let w = k.var("w", Ty::I64, false);
     if op == "Hardmax" {
+        // The first maximum wins; NaN never beats it (the reference's `>`).
+        let mx = k.var("mx", at, true);
+        let arg = k.var("arg", Ty::I64, true);
+        let r = k.var("r", Ty::I64, false);
+        let c = k.var("c", at, false);
+        k.body.push(Stmt::Decl(mx, neg_inf(at)));
+        k.body.push(Stmt::Decl(arg, idx(0)));
+        let pass = vec![
+            Stmt::Let(c, cast(at, load(xp, at_row(r)))),
+            Stmt::If {
+                cond: cmp(CmpOp::Gt, var(c), var(mx)),
+                then: vec![Stmt::Set(mx, var(c)), Stmt::Set(arg, var(r))],
+                els: vec![],
+            },
+        ];
+        k.body.push(serial(r, len, pass));
         let v = select(cmp(CmpOp::Eq, var(w), var(arg)), lit(1.0, yt), lit(0.0, yt));
         k.body.push(serial(
             w,
@@ -78,12 +76,24 @@ pub(crate) fn softmax_kernel(op: &str, x: &T, y: &T, axis: usize) -> LResult<Ker
         ));
         return Ok(k);
     }
-    let sum = k.var("sum", at, true);
-    k.body.push(Stmt::Decl(sum, lit(0.0, at)));
-    let q = k.var("q", Ty::I64, false);
-    let e = un(UnOp::Exp, sub(cast(at, load(xp, at_row(q))), var(mx)));
-    k.body
-        .push(serial(q, len, vec![Stmt::Set(sum, add(var(sum), e))]));
+    // The maximum ignores NaN (the reference's `>`), then the sum of
+    // exponentials shifted by it.
+    let (st, mx) = Fold {
+        ty: at,
+        init: neg_inf(at),
+        term: &|_, i| cast(at, load(xp, i)),
+        combine: &|a, b| select(cmp(CmpOp::Gt, b.clone(), a.clone()), b, a),
+    }
+    .run(&mut k, base.clone(), len, stride as i64);
+    k.body.extend(st);
+    let (st, sum) = Fold {
+        ty: at,
+        init: lit(0.0, at),
+        term: &|_, i| un(UnOp::Exp, sub(cast(at, load(xp, i)), var(mx))),
+        combine: &add,
+    }
+    .run(&mut k, base.clone(), len, stride as i64);
+    k.body.extend(st);
     let d = sub(cast(at, load(xp, at_row(w))), var(mx));
     let value = if op == "LogSoftmax" {
         let ls = k.var("ls", at, false);
