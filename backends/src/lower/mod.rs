@@ -17,6 +17,7 @@ pub mod reduce;
 pub mod scan;
 pub mod softmax;
 pub mod topk;
+pub mod window;
 
 use smelt_ir::semantics::Ctx;
 use smelt_ir::{DType, Node, TensorData};
@@ -267,6 +268,7 @@ const FAMILIES: &[Family] = &[
     loss::lower,
     topk::lower,
     dropout::lower,
+    window::lower,
 ];
 
 /// Lowers one node; `Unsupported` when no family can.

@@ -184,6 +184,8 @@ pub fn lower(l: &mut Lower) -> Option<LResult<()>> {
         "ReduceSum" | "ReduceMean" | "ReduceMax" | "ReduceMin" | "ReduceProd" | "ReduceL1"
         | "ReduceL2" | "ReduceLogSum" | "ReduceLogSumExp" | "ReduceSumSquare" => reduce(l, op),
         "ArgMax" | "ArgMin" => arg(l, op == "ArgMax"),
+        "GlobalAveragePool" => global_pool(l, "ReduceMean"),
+        "GlobalMaxPool" => global_pool(l, "ReduceMax"),
         _ => return None,
     })
 }
@@ -303,6 +305,33 @@ fn reduce(l: &mut Lower, op: &str) -> LResult<()> {
     }
     k.body = chain;
     l.kernel(k, &[&x, &axes, &y])
+}
+
+/// GlobalAveragePool / GlobalMaxPool: a mean / max over the spatial dims
+/// (everything after N and C), kept as size 1.
+fn global_pool(l: &mut Lower, reduction: &str) -> LResult<()> {
+    let x = l.input(0)?;
+    let y = l.out(0)?;
+    let xt = x.ty.compute();
+    if !xt.is_float() || x.rank() < 2 || y.numel() == 0 {
+        return unsupported(format!("{} of {} {:?}", l.op(), x.dtype, x.dims));
+    }
+    let mask: Vec<bool> = (0..x.rank()).map(|d| d >= 2).collect();
+    let s = Split::new(&x.dims, &mask);
+    let mut k = Kernel::new(l.op().to_ascii_lowercase(), s.domain());
+    let xp = param(&mut k, "x", &x, Access::Read);
+    let yp = param(&mut k, "y", &y, Access::Write);
+    let base = s.base(&k);
+    let oi = s.out_index(&k);
+    let body = reduce_body(
+        &mut k,
+        reduction,
+        &s,
+        (xp, xt, base),
+        (yp, y.ty.compute(), oi),
+    )?;
+    k.body = body;
+    l.kernel(k, &[&x, &y])
 }
 
 /// Every reduction mask that turns input dims `x` into output dims `y`.
