@@ -8,6 +8,7 @@
 //! `Lower`. What it cannot lower it refuses with `LowerError::Unsupported`
 //! and the node runs on the reference implementation instead.
 
+pub mod dft;
 pub mod dropout;
 pub mod elementwise;
 pub mod fold;
@@ -269,6 +270,7 @@ const FAMILIES: &[Family] = &[
     topk::lower,
     dropout::lower,
     window::lower,
+    dft::lower,
 ];
 
 /// Lowers one node; `Unsupported` when no family can.
