@@ -6,6 +6,7 @@
 
 use super::fold::Fold;
 use super::{LResult, Lower, LowerError, T, param, unsupported};
+use smelt_ir::DType;
 use smelt_ir::semantics::OpError;
 use smelt_kernel::ir::build::*;
 use smelt_kernel::{Access, BinOp, CmpOp, Expr, Kernel, LoopKind, Stmt, Ty, UnOp, Var};
@@ -101,6 +102,23 @@ impl Split {
             });
         }
         acc.unwrap_or_else(|| idx(0))
+    }
+
+    /// The input index of the first element of the point whose flat
+    /// (row-major over the kept dims) index is `p`.
+    pub fn base_of_flat(&self, p: Expr) -> Expr {
+        let mut acc = idx(0);
+        let mut rest = p;
+        for (d, &(ext, stride)) in self.kept.iter().enumerate().rev() {
+            let i = if d == 0 {
+                rest.clone()
+            } else {
+                rem(rest.clone(), idx(ext as i64))
+            };
+            acc = add(acc, mul(i, idx(stride)));
+            rest = div(rest, idx(ext as i64));
+        }
+        acc
     }
 
     /// The point's flat index in the output (the kept dims, row-major).
@@ -236,6 +254,9 @@ fn reduce(l: &mut Lower, op: &str) -> LResult<()> {
     let yt = y.ty.compute();
     let Some((axes, cands)) = runtime else {
         let s = Split::new(&x.dims, &mask);
+        if let Some(r) = two_stage(l, op, &s, &x, &y) {
+            return r;
+        }
         let mut k = Kernel::new(op.to_ascii_lowercase(), s.domain());
         let xp = param(&mut k, "x", &x, Access::Read);
         let yp = param(&mut k, "y", &y, Access::Write);
@@ -332,6 +353,84 @@ fn global_pool(l: &mut Lower, reduction: &str) -> LResult<()> {
     )?;
     k.body = body;
     l.kernel(k, &[&x, &y])
+}
+
+/// Reductions with fewer points than this many run in two stages.
+const FEW_POINTS: u64 = 64;
+/// Elements per partial fold of the first stage.
+const CHUNK: u64 = 8192;
+
+/// A reduction of few points over one long contiguous run: the first
+/// kernel folds chunks of each run in parallel into partial results, the
+/// second folds the partials (and the tail past the last whole chunk).
+/// `None` when the reduction is not of that shape.
+fn two_stage(l: &mut Lower, op: &str, s: &Split, x: &T, y: &T) -> Option<LResult<()>> {
+    let points: u64 = s.kept.iter().map(|k| k.0).product();
+    let [(n, 1)] = s.red.as_slice() else {
+        return None;
+    };
+    let n = *n;
+    if op == "ReduceLogSumExp" || points >= FEW_POINTS || n < 8 * CHUNK {
+        return None;
+    }
+    let xt = x.ty.compute();
+    let plan = Plan::new(op, xt).ok()?;
+    let pdt = match plan.at {
+        Ty::F32 => DType::F32,
+        Ty::F64 => DType::F64,
+        Ty::I64 => DType::I64,
+        Ty::I32 => DType::I32,
+        Ty::U64 => DType::U64,
+        Ty::U32 => DType::U32,
+        _ => return None,
+    };
+    let chunks = n / CHUNK;
+    Some((|| {
+        let part = l.temp(pdt, &[points * chunks])?;
+        let name = op.to_ascii_lowercase();
+        let mut k = Kernel::new(format!("{name}_partial"), vec![points, chunks, 1]);
+        let xp = param(&mut k, "x", x, Access::Read);
+        let pp = param(&mut k, "part", &part, Access::Write);
+        let (p, c) = (k.index(0), k.index(1));
+        let base = add(s.base_of_flat(p.clone()), mul(c.clone(), idx(CHUNK as i64)));
+        let term = plan.term(xp, true);
+        let (st, acc) = plan.fold(&term).run(&mut k, base, CHUNK, 1);
+        k.body.extend(st);
+        k.body.push(Stmt::Store {
+            buf: pp,
+            index: add(mul(p, idx(chunks as i64)), c),
+            value: var(acc),
+        });
+        l.kernel(k, &[x, &part])?;
+
+        let mut k = Kernel::new(name, s.domain());
+        let xp = param(&mut k, "x", x, Access::Read);
+        let pp = param(&mut k, "part", &part, Access::Read);
+        let yp = param(&mut k, "y", y, Access::Write);
+        let oi = s.out_index(&k);
+        let base = s.base(&k);
+        let pterm = plan.term(pp, false);
+        let (st, a) = plan
+            .fold(&pterm)
+            .run(&mut k, mul(oi.clone(), idx(chunks as i64)), chunks, 1);
+        k.body.extend(st);
+        let tail = base.clone();
+        let term = plan.term(xp, true);
+        let (st, b) = plan.fold(&term).run(
+            &mut k,
+            add(tail, idx((chunks * CHUNK) as i64)),
+            n - chunks * CHUNK,
+            1,
+        );
+        k.body.extend(st);
+        let total = (plan.combine)(var(a), var(b));
+        k.body.push(Stmt::Store {
+            buf: yp,
+            index: oi,
+            value: plan.finish(op, total, n, y.ty.compute()),
+        });
+        l.kernel(k, &[x, &part, y])
+    })())
 }
 
 /// Every reduction mask that turns input dims `x` into output dims `y`.
@@ -439,99 +538,135 @@ fn reduce_body(
         });
         return Ok(out);
     }
-    #[derive(Clone, Copy, PartialEq)]
-    enum Term {
-        Plain,
-        Square,
-        Abs,
-    }
-    let sum = add as fn(Expr, Expr) -> Expr;
-    let max = |a, b| bin(BinOp::Max, a, b);
-    let min = |a, b| bin(BinOp::Min, a, b);
-    type Combine = fn(Expr, Expr) -> Expr;
-    let (at, init, term, combine): (Ty, Expr, Term, Combine) = if xt.is_float() {
-        let at = acc_float(xt);
-        let z = lit(0.0, at);
-        match op {
-            "ReduceSum" | "ReduceMean" | "ReduceLogSum" => (at, z, Term::Plain, sum),
-            "ReduceSumSquare" | "ReduceL2" => (at, z, Term::Square, sum),
-            "ReduceL1" => (at, z, Term::Abs, sum),
-            "ReduceProd" => (at, lit(1.0, at), Term::Plain, mul),
-            "ReduceMax" => (at, neg_inf(at), Term::Plain, max),
-            "ReduceMin" => (at, Expr::Float(f64::INFINITY, at), Term::Plain, min),
-            _ => return unsupported(op.to_string()),
-        }
-    } else if xt.is_int() {
-        // Wrapping arithmetic in the element type equals the reference's
-        // wide arithmetic wrapped to the dtype at the end.
-        let z = Expr::Int(0, xt);
-        let (lo, hi) = int_range(xt);
-        match op {
-            "ReduceSum" => (xt, z, Term::Plain, sum),
-            "ReduceSumSquare" => (xt, z, Term::Square, sum),
-            "ReduceL1" => (xt, z, Term::Abs, sum),
-            "ReduceProd" => (xt, Expr::Int(1, xt), Term::Plain, mul),
-            "ReduceMax" => (xt, Expr::Int(lo, xt), Term::Plain, max),
-            "ReduceMin" => (xt, Expr::Int(hi, xt), Term::Plain, min),
-            "ReduceL2" => (Ty::F64, lit(0.0, Ty::F64), Term::Square, sum),
-            "ReduceMean" => {
-                let wide = if xt.is_signed() { Ty::I64 } else { Ty::U64 };
-                (wide, Expr::Int(0, wide), Term::Plain, sum)
-            }
-            _ => return unsupported(format!("{op} of {}", xt.name())),
-        }
-    } else if xt == Ty::Bool {
-        match op {
-            "ReduceMax" => (Ty::Bool, Expr::Int(0, Ty::Bool), Term::Plain, |a, b| {
-                bin(BinOp::Or, a, b)
-            }),
-            "ReduceMin" => (Ty::Bool, Expr::Int(1, Ty::Bool), Term::Plain, |a, b| {
-                bin(BinOp::And, a, b)
-            }),
-            _ => return unsupported(format!("{op} of bool")),
-        }
-    } else {
-        return unsupported(format!("{op} of {}", xt.name()));
-    };
-    let (st, acc) = s.fold(
-        k,
-        base,
-        &Fold {
-            ty: at,
-            init,
-            term: &|_, i| {
-                let v = load(xp, i);
-                let v = if at == Ty::Bool { v } else { cast(at, v) };
-                match term {
-                    Term::Plain => v,
-                    Term::Square => mul(v.clone(), v),
-                    Term::Abs => un(UnOp::Abs, v),
-                }
-            },
-            combine: &combine,
-        },
-    );
+    let plan = Plan::new(op, xt)?;
+    let term = plan.term(xp, true);
+    let (st, acc) = s.fold(k, base, &plan.fold(&term));
     out.extend(st);
-    let a = var(acc);
-    let r = match op {
-        "ReduceL2" => un(UnOp::Sqrt, a),
-        "ReduceLogSum" => un(UnOp::Log, a),
-        "ReduceMean" => {
-            if at.is_float() {
-                div(a, lit(count as f64, at))
-            } else {
-                div(a, Expr::Int(count as i64, at))
-            }
-        }
-        _ => a,
-    };
-    let r = if at == Ty::Bool { r } else { cast(yt, r) };
     out.push(Stmt::Store {
         buf: yp,
         index: oi,
-        value: r,
+        value: plan.finish(op, var(acc), count, yt),
     });
     Ok(out)
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Term {
+    Plain,
+    Square,
+    Abs,
+}
+
+type Combine = fn(Expr, Expr) -> Expr;
+
+/// A reduction that is one fold (every Reduce* but LogSumExp): what each
+/// element contributes and how contributions combine.
+struct Plan {
+    at: Ty,
+    init: Expr,
+    term: Term,
+    combine: Combine,
+}
+
+impl Plan {
+    fn new(op: &str, xt: Ty) -> LResult<Plan> {
+        let sum = add as Combine;
+        let max = |a, b| bin(BinOp::Max, a, b);
+        let min = |a, b| bin(BinOp::Min, a, b);
+        let (at, init, term, combine): (Ty, Expr, Term, Combine) = if xt.is_float() {
+            let at = acc_float(xt);
+            let z = lit(0.0, at);
+            match op {
+                "ReduceSum" | "ReduceMean" | "ReduceLogSum" => (at, z, Term::Plain, sum),
+                "ReduceSumSquare" | "ReduceL2" => (at, z, Term::Square, sum),
+                "ReduceL1" => (at, z, Term::Abs, sum),
+                "ReduceProd" => (at, lit(1.0, at), Term::Plain, mul),
+                "ReduceMax" => (at, neg_inf(at), Term::Plain, max),
+                "ReduceMin" => (at, Expr::Float(f64::INFINITY, at), Term::Plain, min),
+                _ => return unsupported(op.to_string()),
+            }
+        } else if xt.is_int() {
+            // Wrapping arithmetic in the element type equals the reference's
+            // wide arithmetic wrapped to the dtype at the end.
+            let z = Expr::Int(0, xt);
+            let (lo, hi) = int_range(xt);
+            match op {
+                "ReduceSum" => (xt, z, Term::Plain, sum),
+                "ReduceSumSquare" => (xt, z, Term::Square, sum),
+                "ReduceL1" => (xt, z, Term::Abs, sum),
+                "ReduceProd" => (xt, Expr::Int(1, xt), Term::Plain, mul),
+                "ReduceMax" => (xt, Expr::Int(lo, xt), Term::Plain, max),
+                "ReduceMin" => (xt, Expr::Int(hi, xt), Term::Plain, min),
+                "ReduceL2" => (Ty::F64, lit(0.0, Ty::F64), Term::Square, sum),
+                "ReduceMean" => {
+                    let wide = if xt.is_signed() { Ty::I64 } else { Ty::U64 };
+                    (wide, Expr::Int(0, wide), Term::Plain, sum)
+                }
+                _ => return unsupported(format!("{op} of {}", xt.name())),
+            }
+        } else if xt == Ty::Bool {
+            match op {
+                "ReduceMax" => (Ty::Bool, Expr::Int(0, Ty::Bool), Term::Plain, |a, b| {
+                    bin(BinOp::Or, a, b)
+                }),
+                "ReduceMin" => (Ty::Bool, Expr::Int(1, Ty::Bool), Term::Plain, |a, b| {
+                    bin(BinOp::And, a, b)
+                }),
+                _ => return unsupported(format!("{op} of bool")),
+            }
+        } else {
+            return unsupported(format!("{op} of {}", xt.name()));
+        };
+        Ok(Plan {
+            at,
+            init,
+            term,
+            combine,
+        })
+    }
+
+    /// What an element of buffer `p` contributes: raw elements
+    /// (`elements`) or partial results of an earlier fold.
+    fn term(&self, p: usize, elements: bool) -> impl Fn(&mut Kernel, Expr) -> Expr + use<> {
+        let at = self.at;
+        let term = if elements { self.term } else { Term::Plain };
+        move |_: &mut Kernel, i: Expr| {
+            let v = load(p, i);
+            let v = if at == Ty::Bool { v } else { cast(at, v) };
+            match term {
+                Term::Plain => v,
+                Term::Square => mul(v.clone(), v),
+                Term::Abs => un(UnOp::Abs, v),
+            }
+        }
+    }
+
+    fn fold<'a>(&'a self, term: &'a dyn Fn(&mut Kernel, Expr) -> Expr) -> Fold<'a> {
+        Fold {
+            ty: self.at,
+            init: self.init.clone(),
+            term,
+            combine: &self.combine,
+        }
+    }
+
+    /// The output value from the folded `acc` of `count` elements.
+    fn finish(&self, op: &str, a: Expr, count: u64, yt: Ty) -> Expr {
+        let at = self.at;
+        let r = match op {
+            "ReduceL2" => un(UnOp::Sqrt, a),
+            "ReduceLogSum" => un(UnOp::Log, a),
+            "ReduceMean" => {
+                if at.is_float() {
+                    div(a, lit(count as f64, at))
+                } else {
+                    div(a, Expr::Int(count as i64, at))
+                }
+            }
+            _ => a,
+        };
+        if at == Ty::Bool { r } else { cast(yt, r) }
+    }
 }
 
 /// Absent or empty axes: all axes, or none with `noop_with_empty_axes`.
