@@ -49,8 +49,43 @@ fn init() -> Result<(), Error> {
     let mut r = Ok(());
     ONCE.call_once(|| {
         r = Target::initialize_native(&InitializationConfig::default()).map_err(Error::Llvm);
+        if load_libmvec() {
+            // Vectorized loops then call libmvec's SIMD expf/tanhf/erff
+            // (_ZGV*) instead of scalarizing to one libm call per lane.
+            let args = [c"smelt".as_ptr(), c"-vector-library=LIBMVEC".as_ptr()];
+            // SAFETY: two valid C strings; called once, before any pass runs.
+            unsafe {
+                inkwell::llvm_sys::support::LLVMParseCommandLineOptions(
+                    args.len() as i32,
+                    args.as_ptr(),
+                    std::ptr::null(),
+                )
+            };
+        }
     });
     r
+}
+
+/// Loads glibc's libmvec into the process (symbols global) so that the
+/// JIT can resolve the vector math functions; false where it is absent.
+fn load_libmvec() -> bool {
+    if std::env::var_os("SMELT_NO_LIBMVEC").is_some() {
+        return false;
+    }
+    // SAFETY: libmvec has no initialisers with side effects beyond glibc's.
+    match unsafe {
+        libloading::os::unix::Library::open(
+            Some("libmvec.so.1"),
+            libloading::os::unix::RTLD_NOW | libloading::os::unix::RTLD_GLOBAL,
+        )
+    } {
+        Ok(lib) => {
+            // Kept for the life of the process: kernels call into it.
+            std::mem::forget(lib);
+            true
+        }
+        Err(_) => false,
+    }
 }
 
 /// The host's target machine, also used to tune the optimization pipeline.
@@ -120,6 +155,10 @@ impl Jit {
         let result = (|| {
             let m = make(ctx)?;
             optimize_for_host(ctx, &m, &tm)?;
+            // For reading what the vectorizer did: SMELT_DUMP_LLVM=FILE.
+            if let Some(p) = std::env::var_os("SMELT_DUMP_LLVM") {
+                let _ = std::fs::write(p, m.print_to_string().to_string());
+            }
             let engine = m
                 .create_jit_execution_engine(OptimizationLevel::Aggressive)
                 .map_err(|e| Error::Llvm(e.to_string()))?;

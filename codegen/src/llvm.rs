@@ -13,8 +13,7 @@ use inkwell::intrinsics::Intrinsic;
 use inkwell::module::{Linkage, Module};
 use inkwell::types::{BasicMetadataTypeEnum, BasicType, BasicTypeEnum};
 use inkwell::values::{
-    BasicMetadataValueEnum, BasicValueEnum, FloatValue, FunctionValue, IntValue,
-    PointerValue,
+    BasicMetadataValueEnum, BasicValueEnum, FloatValue, FunctionValue, IntValue, PointerValue,
 };
 use inkwell::{AddressSpace, FloatPredicate, IntPredicate};
 use smelt_kernel::{BinOp, CmpOp, Expr, LoopKind, Scheduled, Stmt, Ty, UnOp, Var};
@@ -355,10 +354,15 @@ impl<'a, 'c> Emitter<'a, 'c> {
                 .add_function(&name, ft.fn_type(&ps, false), Some(Linkage::External))
         });
         let args: Vec<BasicMetadataValueEnum> = args.iter().map(|a| (*a).into()).collect();
-        self.b
-            .build_call(f, &args, &name)
-            .map_err(be)?
-            .try_as_basic_value()
+        let call = self.b.build_call(f, &args, &name).map_err(be)?;
+        // No errno, no side effects at this call (as with -fno-math-errno):
+        // lets the vectorizer use the SIMD variants of the vector library.
+        let loc = inkwell::attributes::AttributeLoc::Function;
+        for (kind, val) in [("memory", 0u64), ("nounwind", 0), ("willreturn", 0)] {
+            let id = inkwell::attributes::Attribute::get_named_enum_kind_id(kind);
+            call.add_attribute(loc, self.ctx.create_enum_attribute(id, val));
+        }
+        call.try_as_basic_value()
             .basic()
             .ok_or_else(|| Error::Llvm(format!("{name} returns nothing")))
     }
@@ -714,4 +718,3 @@ impl<'a, 'c> Emitter<'a, 'c> {
         })
     }
 }
-

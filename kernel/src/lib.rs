@@ -4,6 +4,7 @@
 //! graphs or of LLVM: backends lower graphs into it and `smelt-codegen`
 //! turns it into machine code.
 
+pub mod fuse;
 pub mod ir;
 pub mod print;
 pub mod schedule;

@@ -1,5 +1,7 @@
+pub mod bench;
 pub mod compile;
 pub mod conformance;
+pub mod cpu;
 pub mod disasm;
 pub mod explain;
 pub mod import;

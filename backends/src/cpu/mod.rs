@@ -6,7 +6,7 @@ mod host;
 mod plan;
 mod program;
 
-pub use host::IrHost;
+pub use host::{IrHost, bytes_tensor, tensor_bytes};
 pub use program::{Program, Report};
 
 use smelt_codegen::Jit;
@@ -36,18 +36,32 @@ pub fn compile(g: &Graph) -> Result<(Artifact, Report), CpuError> {
 
 /// An artifact with its kernels compiled for this host, ready to run.
 pub struct Loaded {
-    art: Artifact,
-    jit: Jit,
+    art: std::sync::Arc<Artifact>,
+    exec: Executor,
     host: IrHost,
+    // The executor holds pointers into the JIT's code: dropped after it.
+    _jit: Jit,
 }
 
 impl Loaded {
     pub fn new(art: Artifact) -> Result<Self, CpuError> {
         let jit = Jit::from_bitcode(&art.bitcode, &art.manifest.kernels)?;
+        let fns = art
+            .manifest
+            .kernels
+            .iter()
+            .map(|n| {
+                jit.get(n)
+                    .ok_or_else(|| CpuError::Compile(format!("kernel {n} was not compiled")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let art = std::sync::Arc::new(art);
+        let exec = Executor::new(art.clone(), fns)?;
         Ok(Loaded {
             art,
-            jit,
+            exec,
             host: IrHost::default(),
+            _jit: jit,
         })
     }
 
@@ -57,19 +71,7 @@ impl Loaded {
 
     /// Runs on raw input bytes (graph-input order).
     pub fn run_bytes(&self, inputs: &[&[u8]]) -> Result<Vec<Vec<u8>>, CpuError> {
-        let fns = self
-            .art
-            .manifest
-            .kernels
-            .iter()
-            .map(|n| {
-                self.jit
-                    .get(n)
-                    .ok_or_else(|| CpuError::Compile(format!("kernel {n} was not compiled")))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let ex = Executor::new(&self.art, fns)?;
-        Ok(ex.run(inputs, &self.host)?)
+        Ok(self.exec.run(inputs, &self.host)?)
     }
 
     /// Runs on interpreter tensors: checks each input's dtype and shape

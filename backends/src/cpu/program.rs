@@ -48,6 +48,11 @@ pub struct Program {
 }
 
 impl Program {
+    /// Lowers `g` to kernels and steps (no code generation yet).
+    pub fn build(g: &Graph) -> Result<Program, CpuError> {
+        build(g)
+    }
+
     pub fn artifact(self, bitcode: Vec<u8>) -> Artifact {
         Artifact {
             manifest: self.manifest,
@@ -57,9 +62,16 @@ impl Program {
     }
 }
 
+/// A step while the program is being built: kernels stay in compute form
+/// until fusion has run.
+enum PStep {
+    K(Kernel, Vec<BufId>),
+    S(Step),
+}
+
 struct Builder {
     bufs: Vec<Buf>,
-    steps: Vec<Step>,
+    steps: Vec<PStep>,
     kernels: Vec<Scheduled>,
     kernel_index: HashMap<String, usize>,
     report: Report,
@@ -77,19 +89,9 @@ impl Sink for Builder {
 
     fn emit(&mut self, e: Emitted) {
         match e {
-            Emitted::Kernel { kernel, args } => {
-                let sk = schedule::cpu(&kernel, CpuSchedule::default());
-                let k = self.intern(sk.clone());
-                self.steps.push(Step::Kernel {
-                    kernel: k,
-                    args,
-                    parallel_extent: sk.parallel_extent,
-                    points_per_iter: sk.points_per_iter,
-                });
-                self.report.kernel_launches += 1;
-            }
+            Emitted::Kernel { kernel, args } => self.steps.push(PStep::K(kernel, args)),
             Emitted::Gemm(g) => {
-                self.steps.push(Step::Gemm(g));
+                self.steps.push(PStep::S(Step::Gemm(g)));
                 self.report.gemms += 1;
             }
         }
@@ -285,11 +287,11 @@ pub fn build(g: &Graph) -> Result<Program, CpuError> {
                 .host_ops
                 .push((n.op.name().to_string(), e.to_string()));
             let buf_of = |x: &Option<ValueId>| x.and_then(|v| of_value.get(&v).copied());
-            b.steps.push(Step::Host {
+            b.steps.push(PStep::S(Step::Host {
                 op: host_text(g, n),
                 inputs: n.inputs.iter().map(buf_of).collect(),
                 outputs: n.outputs.iter().map(buf_of).collect(),
-            });
+            }));
         }
     }
     // Graph outputs get buffers of their own in the arena: copy those that
@@ -342,12 +344,156 @@ pub fn build(g: &Graph) -> Result<Program, CpuError> {
     finish(g, b, out_bufs)
 }
 
+/// Buffers each step reads and writes (kernel parameters by access).
+fn step_io(b: &Builder, st: &PStep) -> (Vec<BufId>, Vec<BufId>) {
+    match st {
+        PStep::K(k, args) => {
+            let mut r = Vec::new();
+            let mut w = Vec::new();
+            for (p, &a) in k.params.iter().zip(args) {
+                if p.access == Access::Read {
+                    r.push(b.root(a));
+                } else {
+                    w.push(b.root(a));
+                }
+            }
+            (r, w)
+        }
+        PStep::S(Step::Gemm(g)) => {
+            let mut r = vec![b.root(g.a), b.root(g.b)];
+            if g.beta != 0.0 {
+                r.push(b.root(g.c));
+            }
+            (r, vec![b.root(g.c)])
+        }
+        PStep::S(Step::Host {
+            inputs, outputs, ..
+        }) => (
+            inputs.iter().flatten().map(|&x| b.root(x)).collect(),
+            outputs.iter().flatten().map(|&x| b.root(x)).collect(),
+        ),
+        PStep::S(Step::Kernel { .. }) => (Vec::new(), Vec::new()),
+    }
+}
+
+/// Vertical fusion of elementwise producers into their only consumer
+/// (kernel::fuse), on buffers that are written once, read by one step and
+/// are not graph outputs or views.
+fn fuse_steps(b: &mut Builder, out_bufs: &[BufId]) {
+    let n = b.bufs.len();
+    let mut aliased = vec![false; n];
+    for i in 0..n {
+        if let Kind::Alias(_) = b.bufs[i].kind {
+            aliased[b.root(i)] = true;
+        }
+    }
+    let mut keep: Vec<bool> = vec![true; n];
+    for &o in out_bufs {
+        keep[b.root(o)] = false;
+    }
+    loop {
+        let mut writers: Vec<Vec<usize>> = vec![Vec::new(); n];
+        let mut readers: Vec<Vec<usize>> = vec![Vec::new(); n];
+        for (s, st) in b.steps.iter().enumerate() {
+            let (r, w) = step_io(b, st);
+            for x in r {
+                readers[x].push(s);
+            }
+            for x in w {
+                writers[x].push(s);
+            }
+        }
+        let mut done = None;
+        'search: for j in 0..b.steps.len() {
+            let PStep::K(ck, cargs) = &b.steps[j] else {
+                continue;
+            };
+            for (pi, p) in ck.params.iter().enumerate() {
+                let x = cargs[pi];
+                if p.access != Access::Read
+                    || x != b.root(x)
+                    || aliased[x]
+                    || !keep[x]
+                    || b.bufs[x].kind != Kind::Arena
+                    || writers[x].len() != 1
+                    || readers[x] != [j]
+                    || cargs.iter().filter(|&&a| a == x).count() != 1
+                    // Rounding to a 16-bit float happens at the store; keep it.
+                    || p.ty.compute() != p.ty
+                {
+                    continue;
+                }
+                let i = writers[x][0];
+                let PStep::K(pk, pargs) = &b.steps[i] else {
+                    continue;
+                };
+                if i >= j {
+                    continue;
+                }
+                // The producer's inputs must be final when it runs (each
+                // written once, before it), so computing them later is the same.
+                let (pr, _) = step_io(b, &b.steps[i]);
+                if pr.iter().any(|&y| writers[y].len() > 1) {
+                    continue;
+                }
+                let Some(po) = pargs.iter().position(|&a| a == x) else {
+                    continue;
+                };
+                // A collapsed (1-D) map fuses with an n-D kernel of the same
+                // size once lifted to its domain.
+                let (pk, ck) = match (pk.domain.len(), ck.domain.len()) {
+                    _ if pk.domain == ck.domain => (pk.clone(), ck.clone()),
+                    (1, _) => match smelt_kernel::fuse::lift(pk, &ck.domain) {
+                        Some(l) => (l, ck.clone()),
+                        None => continue,
+                    },
+                    (_, 1) => match smelt_kernel::fuse::lift(ck, &pk.domain) {
+                        Some(l) => (pk.clone(), l),
+                        None => continue,
+                    },
+                    _ => continue,
+                };
+                if let Some((k, origin)) = smelt_kernel::fuse::fuse(&pk, po, &ck, pi) {
+                    let args = origin
+                        .iter()
+                        .map(|&(from_producer, i)| if from_producer { pargs[i] } else { cargs[i] })
+                        .collect();
+                    done = Some((i, j, k, args));
+                    break 'search;
+                }
+            }
+        }
+        let Some((i, j, k, args)) = done else { break };
+        b.steps[j] = PStep::K(k, args);
+        b.steps.remove(i);
+    }
+}
+
 fn finish(g: &Graph, mut b: Builder, out_bufs: Vec<BufId>) -> Result<Program, CpuError> {
-    let nsteps = b.steps.len();
+    fuse_steps(&mut b, &out_bufs);
+    let pending = std::mem::take(&mut b.steps);
+    let mut steps = Vec::with_capacity(pending.len());
+    for st in pending {
+        steps.push(match st {
+            PStep::S(s) => s,
+            PStep::K(kernel, args) => {
+                let sk = schedule::cpu(&kernel, CpuSchedule::default());
+                let (parallel_extent, points_per_iter) = (sk.parallel_extent, sk.points_per_iter);
+                b.report.kernel_launches += 1;
+                Step::Kernel {
+                    kernel: b.intern(sk),
+                    args,
+                    parallel_extent,
+                    points_per_iter,
+                }
+            }
+        });
+    }
+    let nsteps = steps.len();
     // Liveness of arena roots.
     let mut first = vec![usize::MAX; b.bufs.len()];
     let mut last = vec![0usize; b.bufs.len()];
-    for (s, step) in b.steps.iter().enumerate() {
+    for (s, step) in steps.iter().enumerate() {
         let ids: Vec<BufId> = match step {
             Step::Kernel { args, .. } => args.clone(),
             Step::Gemm(gm) => vec![gm.a, gm.b, gm.c],
@@ -454,7 +600,7 @@ fn finish(g: &Graph, mut b: Builder, out_bufs: Vec<BufId>) -> Result<Program, Cp
         buffers,
         arena_bytes,
         kernels: b.kernels.iter().map(|k| k.kernel.name.clone()).collect(),
-        steps: b.steps,
+        steps,
     };
     Ok(Program {
         kernels: b.kernels,

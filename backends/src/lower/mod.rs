@@ -11,10 +11,15 @@
 pub mod dft;
 pub mod dropout;
 pub mod elementwise;
+pub mod fill;
 pub mod fold;
+pub mod indexing;
 pub mod loss;
+pub mod movement;
 pub mod norm;
+pub mod pick;
 pub mod reduce;
+pub mod resample;
 pub mod scan;
 pub mod softmax;
 pub mod topk;
@@ -271,6 +276,11 @@ const FAMILIES: &[Family] = &[
     dropout::lower,
     window::lower,
     dft::lower,
+    movement::lower,
+    indexing::lower,
+    resample::lower,
+    fill::lower,
+    pick::lower,
 ];
 
 /// Lowers one node; `Unsupported` when no family can.

@@ -67,17 +67,25 @@ impl Ptr {
     }
 }
 
+/// Memory reused across runs: allocating (and page-faulting) a fresh
+/// arena per run would cost more than small models take to run.
+struct Scratch {
+    arena: Vec<Line>,
+    inputs: Vec<Vec<Line>>,
+}
+
 /// A loaded artifact ready to run many times.
-pub struct Executor<'a> {
-    art: &'a Artifact,
+pub struct Executor {
+    art: std::sync::Arc<Artifact>,
     kernels: Vec<KernelFn>,
     weights: Vec<Line>,
     threads: usize,
+    scratch: std::sync::Mutex<Scratch>,
 }
 
-impl<'a> Executor<'a> {
+impl Executor {
     /// `kernels[i]` is the compiled entry of `manifest.kernels[i]`.
-    pub fn new(art: &'a Artifact, kernels: Vec<KernelFn>) -> Result<Self, ExecError> {
+    pub fn new(art: std::sync::Arc<Artifact>, kernels: Vec<KernelFn>) -> Result<Self, ExecError> {
         if kernels.len() != art.manifest.kernels.len() {
             return Err(ExecError::KernelCount {
                 expected: art.manifest.kernels.len(),
@@ -93,11 +101,21 @@ impl<'a> Executor<'a> {
                 art.weights.len(),
             )
         };
+        let scratch = Scratch {
+            arena: aligned(art.manifest.arena_bytes),
+            inputs: art
+                .manifest
+                .inputs
+                .iter()
+                .map(|io| aligned(art.manifest.buffers[io.buffer].bytes))
+                .collect(),
+        };
         Ok(Executor {
             art,
             kernels,
             weights,
             threads: rayon::current_num_threads(),
+            scratch: std::sync::Mutex::new(scratch),
         })
     }
 
@@ -111,8 +129,16 @@ impl<'a> Executor<'a> {
                 got: inputs.len(),
             });
         }
-        let mut input_mem = Vec::with_capacity(inputs.len());
-        for (io, bytes) in m.inputs.iter().zip(inputs) {
+        // One run at a time per executor: the arena is shared state.
+        let mut scratch = self
+            .scratch
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let Scratch {
+            arena,
+            inputs: input_mem,
+        } = &mut *scratch;
+        for ((io, bytes), mem) in m.inputs.iter().zip(inputs).zip(input_mem.iter_mut()) {
             let want = m.buffers[io.buffer].bytes;
             if bytes.len() as u64 != want {
                 return Err(ExecError::InputSize {
@@ -121,7 +147,6 @@ impl<'a> Executor<'a> {
                     got: bytes.len(),
                 });
             }
-            let mut mem = aligned(want);
             // SAFETY: `mem` holds at least `want` bytes.
             unsafe {
                 std::ptr::copy_nonoverlapping(
@@ -130,9 +155,7 @@ impl<'a> Executor<'a> {
                     bytes.len(),
                 )
             };
-            input_mem.push(mem);
         }
-        let mut arena = aligned(m.arena_bytes);
         let arena_base = arena.as_mut_ptr() as *mut u8;
         let weight_base = self.weights.as_ptr() as *mut u8;
         // SAFETY (all pointer arithmetic below): the manifest was validated
@@ -224,7 +247,6 @@ impl<'a> Executor<'a> {
                 unsafe { std::slice::from_raw_parts(ptrs[io.buffer].0, b.bytes as usize) }.to_vec()
             })
             .collect();
-        drop(arena);
         Ok(outs)
     }
 
