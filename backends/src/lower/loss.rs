@@ -115,8 +115,12 @@ fn loss(l: &mut Lower, softmax: bool) -> LResult<()> {
             di,
         );
         let v = mul(un(UnOp::Neg, cast(at, load(lp, li))), var(w));
-        // A zero weight gives 0 even when the log-probability is -inf.
-        let v = select(cmp(CmpOp::Eq, var(w), lit(0.0, at)), lit(0.0, at), v);
+        // An ignored position contributes 0 even where its (clamped)
+        // log-probability is infinite.
+        let v = match ignore {
+            Some(ii) => select(cmp(CmpOp::Eq, var(t), idx(ii)), lit(0.0, at), v),
+            None => v,
+        };
         (s, v, var(w))
     };
     let yt = y.ty.compute();
