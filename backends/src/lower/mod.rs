@@ -8,12 +8,22 @@
 //! `Lower`. What it cannot lower it refuses with `LowerError::Unsupported`
 //! and the node runs on the reference implementation instead.
 
+pub mod dft;
+pub mod dropout;
 pub mod elementwise;
 pub mod fill;
+pub mod fold;
 pub mod indexing;
+pub mod loss;
 pub mod movement;
+pub mod norm;
 pub mod pick;
+pub mod reduce;
 pub mod resample;
+pub mod scan;
+pub mod softmax;
+pub mod topk;
+pub mod window;
 
 use smelt_ir::semantics::Ctx;
 use smelt_ir::{DType, Node, TensorData};
@@ -257,6 +267,15 @@ type Family = fn(&mut Lower) -> Option<LResult<()>>;
 
 const FAMILIES: &[Family] = &[
     elementwise::lower,
+    reduce::lower,
+    softmax::lower,
+    norm::lower,
+    scan::lower,
+    loss::lower,
+    topk::lower,
+    dropout::lower,
+    window::lower,
+    dft::lower,
     movement::lower,
     indexing::lower,
     resample::lower,
