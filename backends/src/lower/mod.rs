@@ -8,7 +8,11 @@
 //! `Lower`. What it cannot lower it refuses with `LowerError::Unsupported`
 //! and the node runs on the reference implementation instead.
 
+pub mod attention;
+pub mod conv;
 pub mod elementwise;
+pub mod linalg;
+pub mod pool;
 
 use smelt_ir::semantics::Ctx;
 use smelt_ir::{DType, Node, TensorData};
@@ -250,7 +254,13 @@ pub fn param(k: &mut Kernel, name: &str, t: &T, access: Access) -> usize {
 
 type Family = fn(&mut Lower) -> Option<LResult<()>>;
 
-const FAMILIES: &[Family] = &[elementwise::lower];
+const FAMILIES: &[Family] = &[
+    elementwise::lower,
+    linalg::lower,
+    conv::lower,
+    pool::lower,
+    attention::lower,
+];
 
 /// Lowers one node; `Unsupported` when no family can.
 pub fn lower(l: &mut Lower) -> LResult<()> {
