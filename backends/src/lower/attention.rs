@@ -5,11 +5,12 @@
 //! place (heads split by index arithmetic, no transposes); a KV cache is
 //! appended into `present_key`/`present_value`.
 
-use super::linalg::invalid;
+use super::linalg::{gemm_dtype, invalid};
 use super::{LResult, Lower, LowerError, T, param, unsupported};
 use smelt_ir::DType;
 use smelt_kernel::ir::build::*;
 use smelt_kernel::{Access, BinOp, CmpOp, Expr, Kernel, LoopKind, Stmt, Ty, UnOp};
+use smelt_runtime::cpu::Gemm;
 
 pub fn lower(l: &mut Lower) -> Option<LResult<()>> {
     Some(match l.op() {
@@ -49,6 +50,18 @@ impl Layout {
                 "Attention operand of shape {:?} does not split into heads",
                 t.dims
             ))),
+        }
+    }
+
+    /// (batch*head stride, row stride) when every (batch, head) matrix is
+    /// one stride apart: always for 4-D, for 3-D only with batch 1.
+    fn gemm(&self) -> Option<(i64, i64)> {
+        if !self.three_d {
+            Some(((self.s * self.d) as i64, self.d as i64))
+        } else if self.b == 1 {
+            Some((self.d as i64, (self.h * self.d) as i64))
+        } else {
+            None
         }
     }
 
@@ -210,12 +223,50 @@ fn attention(l: &mut Lower) -> LResult<()> {
     let biased = l.temp(cdt, &[b, hq, sq, skv])?;
     let qk_out = l.output(3);
 
+    // f32/f64 with one key head per query head and operands addressable
+    // by (batch*head) strides: both products are batched GEMMs.
+    let yl = Layout {
+        b,
+        h: hq,
+        s: sq,
+        d: vl.d,
+        three_d: q.rank() == 3,
+    };
+    let dt = gemm_dtype(&q);
+    let strides = [ql.gemm(), kl.gemm(), vl.gemm(), yl.gemm()];
+    let use_gemm = dt.is_some() && rep == 1 && strides.iter().all(Option::is_some);
+    let [qs, ks, vs, ys] = strides.map(|s| s.unwrap_or((0, 0)));
+    if let (true, Some(dt)) = (use_gemm, dt) {
+        // biased = scale * Q . K^T; masks are added in place below.
+        l.gemm(Gemm {
+            dtype: dt.into(),
+            batch: b * hq,
+            m: sq,
+            n: skv,
+            k: d,
+            a: q.buf,
+            b: kt.buf,
+            c: biased.buf,
+            a_strides: [qs.0, qs.1, 1],
+            b_strides: [ks.0, 1, ks.1],
+            c_strides: [(sq * skv) as i64, skv as i64, 1],
+            alpha: scale,
+            beta: 0.0,
+        });
+    }
+
     // --- scores ---
     let mut k = Kernel::new("attn_scores", vec![b, hq, sq, skv]);
     let ix: Vec<Expr> = (0..4).map(|i| k.index(i)).collect();
     let (bi, h, i, j) = (ix[0].clone(), ix[1].clone(), ix[2].clone(), ix[3].clone());
-    let qp = param(&mut k, "q", &q, Access::Read);
-    let kp = param(&mut k, "k", &kt, Access::Read);
+    let (qp, kp) = if use_gemm {
+        (0, 0)
+    } else {
+        (
+            param(&mut k, "q", &q, Access::Read),
+            param(&mut k, "k", &kt, Access::Read),
+        )
+    };
     let mp = mask
         .as_ref()
         .map(|m| param(&mut k, "mask", m, Access::Read));
@@ -227,27 +278,32 @@ fn attention(l: &mut Lower) -> LResult<()> {
         (Some(t), 0..=2) => Some(param(&mut k, "qk", t, Access::Write)),
         _ => None,
     };
-    let kh = k.var("kh", Ty::I64, false);
-    k.body.push(Stmt::Let(kh, div(h.clone(), idx(rep as i64))));
-    let acc = k.var("acc", cty, true);
-    let c = k.var("c", Ty::I64, false);
-    k.body.push(Stmt::Decl(acc, lit(0.0, cty)));
-    k.body.push(Stmt::Loop {
-        var: c,
-        extent: idx(d as i64),
-        kind: LoopKind::Serial,
-        body: vec![Stmt::Set(
-            acc,
-            add(
-                var(acc),
-                mul(
-                    load(qp, ql.at(bi.clone(), h.clone(), i.clone(), var(c))),
-                    load(kp, kl.at(bi.clone(), var(kh), j.clone(), var(c))),
+    let at = flat(&ix, &[b, hq, sq, skv]);
+    let mut s = if use_gemm {
+        load(bp, at.clone())
+    } else {
+        let kh = k.var("kh", Ty::I64, false);
+        k.body.push(Stmt::Let(kh, div(h.clone(), idx(rep as i64))));
+        let acc = k.var("acc", cty, true);
+        let c = k.var("c", Ty::I64, false);
+        k.body.push(Stmt::Decl(acc, lit(0.0, cty)));
+        k.body.push(Stmt::Loop {
+            var: c,
+            extent: idx(d as i64),
+            kind: LoopKind::Serial,
+            body: vec![Stmt::Set(
+                acc,
+                add(
+                    var(acc),
+                    mul(
+                        load(qp, ql.at(bi.clone(), h.clone(), i.clone(), var(c))),
+                        load(kp, kl.at(bi.clone(), var(kh), j.clone(), var(c))),
+                    ),
                 ),
-            ),
-        )],
-    });
-    let mut s = mul(var(acc), lit(scale, cty));
+            )],
+        });
+        mul(var(acc), lit(scale, cty))
+    };
     if softcap > 0.0 {
         s = mul(lit(softcap, cty), un(UnOp::Tanh, div(s, lit(softcap, cty))));
     }
@@ -323,7 +379,6 @@ fn attention(l: &mut Lower) -> LResult<()> {
     if let Some(mk) = masked {
         bias = select(mk, ninf.clone(), bias);
     }
-    let at = flat(&ix, &[b, hq, sq, skv]);
     let bx = add(var(sv), bias);
     k.body.push(Stmt::Store {
         buf: bp,
@@ -337,7 +392,7 @@ fn attention(l: &mut Lower) -> LResult<()> {
             value: if mode == 2 { bx } else { var(sv) },
         });
     }
-    let mut args: Vec<&T> = vec![&q, &kt];
+    let mut args: Vec<&T> = if use_gemm { vec![] } else { vec![&q, &kt] };
     if let Some(m) = &mask {
         args.push(m);
     }
@@ -413,13 +468,6 @@ fn attention(l: &mut Lower) -> LResult<()> {
     l.kernel(k, &args)?;
 
     // --- Y = probs . V in the output's layout ---
-    let yl = Layout {
-        b,
-        h: hq,
-        s: sq,
-        d: dv,
-        three_d: q.rank() == 3,
-    };
     let want = if yl.three_d {
         vec![b, sq, hq * dv]
     } else {
@@ -427,6 +475,24 @@ fn attention(l: &mut Lower) -> LResult<()> {
     };
     if y.dims != want {
         return Err(LowerError::Invalid("Attention output shape".into()));
+    }
+    if use_gemm {
+        l.gemm(Gemm {
+            dtype: dt.unwrap_or("f32").into(),
+            batch: b * hq,
+            m: sq,
+            n: dv,
+            k: skv,
+            a: probs.buf,
+            b: vt.buf,
+            c: y.buf,
+            a_strides: [(sq * skv) as i64, skv as i64, 1],
+            b_strides: [vs.0, vs.1, 1],
+            c_strides: [ys.0, ys.1, 1],
+            alpha: 1.0,
+            beta: 0.0,
+        });
+        return Ok(());
     }
     // Domain in the output's memory order so the inner loop is contiguous.
     let dom = if yl.three_d {
