@@ -10,6 +10,7 @@
 
 pub mod attention;
 pub mod conv;
+pub mod einsum;
 pub mod elementwise;
 pub mod linalg;
 pub mod pool;
@@ -260,6 +261,7 @@ const FAMILIES: &[Family] = &[
     conv::lower,
     pool::lower,
     attention::lower,
+    einsum::lower,
 ];
 
 /// Lowers one node; `Unsupported` when no family can.
