@@ -14,6 +14,8 @@ pub fn lower(l: &mut Lower) -> Option<LResult<()>> {
         "MatMul" => matmul_node(l, false),
         "FusedMatMul" => matmul_node(l, true),
         "Gemm" => gemm_node(l),
+        "MatMulInteger" => quant_matmul(l, false),
+        "QLinearMatMul" => quant_matmul(l, true),
         _ => return None,
     })
 }
@@ -486,4 +488,135 @@ fn scaled_copy(l: &mut Lower, c: &T, y: &T, scale: f64) -> LResult<()> {
         },
     });
     l.kernel(k, &[c, y])
+}
+
+/// Loads `t` per row (`i`) / per column (`j`) or as a scalar.
+fn per_axis(k: &mut Kernel, name: &str, t: &T, at: &Expr, want: u64) -> LResult<Expr> {
+    let p = param(k, name, t, Access::Read);
+    if t.numel() == 1 {
+        Ok(load(p, idx(0)))
+    } else if t.numel() == want {
+        Ok(load(p, at.clone()))
+    } else {
+        Err(LowerError::Invalid(format!(
+            "{name} has {} values, expected 1 or {want}",
+            t.numel()
+        )))
+    }
+}
+
+/// MatMulInteger and QLinearMatMul: exact integer dot products of the
+/// zero-point-shifted operands, then (QLinear) rescaled, rounded half to
+/// even and saturated into the output's dtype.
+fn quant_matmul(l: &mut Lower, qlinear: bool) -> LResult<()> {
+    let (ai, bi, azi, bzi) = if qlinear { (0, 3, 2, 5) } else { (0, 1, 2, 3) };
+    let a = l.input(ai)?;
+    let b = l.input(bi)?;
+    let y = l.out(0)?;
+    if a.rank() < 2 || b.rank() < 2 || !a.ty.is_int() || !b.ty.is_int() {
+        return unsupported("quantized matmul of vectors or non-integers");
+    }
+    let (m, kk) = (a.dims[a.rank() - 2], a.dims[a.rank() - 1]);
+    let (k2, n) = (b.dims[b.rank() - 2], b.dims[b.rank() - 1]);
+    let (ab, bb) = (&a.dims[..a.rank() - 2], &b.dims[..b.rank() - 2]);
+    let batch: u64 = y.numel() / (m * n).max(1);
+    let own = |d: &[u64]| d.iter().product::<u64>() == batch && batch > 1;
+    let one = |d: &[u64]| d.iter().product::<u64>() == 1;
+    if k2 != kk || !(own(ab) || one(ab)) || !(own(bb) || one(bb)) {
+        return unsupported("quantized matmul with broadcast batches");
+    }
+    let (a_own, b_own) = (own(ab), own(bb));
+    let mut k = Kernel::new("qmatmul", vec![batch, m, n]);
+    let (bv, i, j) = (k.index(0), k.index(1), k.index(2));
+    let ap = param(&mut k, "a", &a, Access::Read);
+    let bp = param(&mut k, "b", &b, Access::Read);
+    let mut args: Vec<T> = vec![a.clone(), b.clone()];
+    let zp = |k: &mut Kernel, slot: usize, at: &Expr, want: u64, args: &mut Vec<T>| match l
+        .opt_input(slot)
+    {
+        Some(t) => {
+            let e = per_axis(k, "zp", &t, at, want)?;
+            args.push(t);
+            Ok(cast(Ty::I64, e))
+        }
+        None => Ok(idx(0)),
+    };
+    let az = zp(&mut k, azi, &i, m, &mut args)?;
+    let bz = zp(&mut k, bzi, &j, n, &mut args)?;
+    let acc = k.var("acc", Ty::I64, true);
+    let r = k.var("r", Ty::I64, false);
+    let abase = if a_own {
+        mul(bv.clone(), idx((m * kk) as i64))
+    } else {
+        idx(0)
+    };
+    let bbase = if b_own {
+        mul(bv.clone(), idx((kk * n) as i64))
+    } else {
+        idx(0)
+    };
+    let av = load(ap, add(abase, add(mul(i.clone(), idx(kk as i64)), var(r))));
+    let bvv = load(bp, add(bbase, add(mul(var(r), idx(n as i64)), j.clone())));
+    k.body.push(Stmt::Decl(acc, idx(0)));
+    k.body.push(Stmt::Loop {
+        var: r,
+        extent: idx(kk as i64),
+        kind: LoopKind::Serial,
+        body: vec![Stmt::Set(
+            acc,
+            add(
+                var(acc),
+                mul(sub(cast(Ty::I64, av), az), sub(cast(Ty::I64, bvv), bz)),
+            ),
+        )],
+    });
+    let value = if qlinear {
+        let (lo, hi) = match y.ty {
+            Ty::U8 => (0.0, 255.0),
+            Ty::I8 => (-128.0, 127.0),
+            Ty::U16 => (0.0, 65535.0),
+            Ty::I16 => (-32768.0, 32767.0),
+            Ty::I32 => (i32::MIN as f64, i32::MAX as f64),
+            _ => return unsupported(format!("QLinearMatMul to {}", y.dtype)),
+        };
+        let asc = l.input(1)?;
+        let bsc = l.input(4)?;
+        let ysc = l.input(6)?;
+        let yzp = l.input(7)?;
+        if ysc.numel() != 1 || yzp.numel() != 1 {
+            return Err(LowerError::Invalid(
+                "QLinearMatMul needs scalar y_scale and y_zero_point".into(),
+            ));
+        }
+        let sa = cast(Ty::F64, per_axis(&mut k, "a_scale", &asc, &i, m)?);
+        let sb = cast(Ty::F64, per_axis(&mut k, "b_scale", &bsc, &j, n)?);
+        let sy = cast(Ty::F64, per_axis(&mut k, "y_scale", &ysc, &i, 1)?);
+        let zy = cast(Ty::F64, per_axis(&mut k, "y_zp", &yzp, &i, 1)?);
+        args.extend([asc, bsc, ysc, yzp]);
+        let x = add(mul(cast(Ty::F64, var(acc)), div(mul(sa, sb), sy)), zy);
+        let x = bin(
+            smelt_kernel::BinOp::Min,
+            bin(
+                smelt_kernel::BinOp::Max,
+                un(UnOp::Round, x),
+                lit(lo, Ty::F64),
+            ),
+            lit(hi, Ty::F64),
+        );
+        cast(y.ty, x)
+    } else {
+        if y.ty != Ty::I32 {
+            return unsupported("MatMulInteger to a dtype other than int32");
+        }
+        cast(Ty::I32, var(acc))
+    };
+    let yp = param(&mut k, "y", &y, Access::Write);
+    args.push(y.clone());
+    k.body.push(Stmt::Store {
+        buf: yp,
+        index: flat(&[bv, i, j], &[batch, m, n]),
+        value,
+    });
+    let refs: Vec<&T> = args.iter().collect();
+    l.kernel(k, &refs)
 }
