@@ -17,6 +17,7 @@ pub fn lower(l: &mut Lower) -> Option<LResult<()>> {
         "Conv" => conv_node(l, false),
         "FusedConv" => conv_node(l, true),
         "ConvTranspose" => conv_transpose(l),
+        "CausalConvWithState" => causal_conv(l),
         _ => return None,
     })
 }
@@ -523,4 +524,156 @@ fn conv_transpose(l: &mut Lower) -> LResult<()> {
 
 fn sub_(a: Expr, b: Expr) -> Expr {
     smelt_kernel::ir::build::sub(a, b)
+}
+
+/// CausalConvWithState: a depthwise causal conv over `past_state ++ x`
+/// along the sequence, plus the new state (the last k-1 padded steps).
+fn causal_conv(l: &mut Lower) -> LResult<()> {
+    let x = l.input(0)?;
+    let w = l.input(1)?;
+    let bias = l.opt_input(2);
+    let past = l.opt_input(3);
+    let y = l.out(0)?;
+    let state = l.output(1);
+    if x.rank() != 3 || w.rank() != 3 || !x.ty.is_float() || w.ty != x.ty || y.ty != x.ty {
+        return unsupported("CausalConvWithState shapes or dtype");
+    }
+    let (b, c, len) = (x.dims[0], x.dims[1], x.dims[2]);
+    let kw = w.dims[2];
+    if w.dims[0] != c || w.dims[1] != 1 || kw == 0 || y.dims != x.dims {
+        return Err(LowerError::Invalid(
+            "CausalConvWithState weight shape".into(),
+        ));
+    }
+    let silu = match l
+        .ctx()
+        .string("activation", "none")
+        .map_err(invalid)?
+        .as_str()
+    {
+        "none" => false,
+        "silu" | "swish" => true,
+        a => return Err(LowerError::Invalid(format!("unknown activation `{a}`"))),
+    };
+    if let Some(bt) = &bias
+        && bt.numel() != c
+    {
+        return Err(LowerError::Invalid("CausalConvWithState bias size".into()));
+    }
+    let kp = kw - 1;
+    if let Some(p) = &past
+        && p.dims != [b, c, kp]
+    {
+        return Err(LowerError::Invalid("past_state shape".into()));
+    }
+    let past = past.filter(|_| kp > 0);
+    let ty = x.ty.compute();
+    // Step `p` of the padded sequence (past then x) of row `row`, into `dst`.
+    let padded =
+        |xp: usize, pp: Option<usize>, row: &Expr, p: Expr, dst: smelt_kernel::Var| -> Vec<Stmt> {
+            let from_x = Stmt::Set(
+                dst,
+                load(
+                    xp,
+                    add(
+                        mul(row.clone(), idx(len as i64)),
+                        sub_(p.clone(), idx(kp as i64)),
+                    ),
+                ),
+            );
+            let from_past = match pp {
+                Some(pp) => Stmt::Set(
+                    dst,
+                    load(pp, add(mul(row.clone(), idx(kp as i64)), p.clone())),
+                ),
+                None => Stmt::Set(dst, lit(0.0, ty)),
+            };
+            vec![Stmt::If {
+                cond: cmp(CmpOp::Lt, p, idx(kp as i64)),
+                then: vec![from_past],
+                els: vec![from_x],
+            }]
+        };
+    let mut k = Kernel::new("causal_conv", vec![b * c, len]);
+    let (row, t) = (k.index(0), k.index(1));
+    let xp = param(&mut k, "x", &x, Access::Read);
+    let wp = param(&mut k, "w", &w, Access::Read);
+    let bp = bias.as_ref().map(|t| param(&mut k, "b", t, Access::Read));
+    let pp = past
+        .as_ref()
+        .map(|t| param(&mut k, "past", t, Access::Read));
+    let yp = param(&mut k, "y", &y, Access::Write);
+    let ch = k.var("ch", Ty::I64, false);
+    k.body.push(Stmt::Let(ch, rem(row.clone(), idx(c as i64))));
+    let acc = k.var("acc", ty, true);
+    let v = k.var("v", ty, true);
+    let j = k.var("j", Ty::I64, false);
+    k.body.push(Stmt::Decl(
+        acc,
+        match bp {
+            Some(bp) => load(bp, var(ch)),
+            None => lit(0.0, ty),
+        },
+    ));
+    k.body.push(Stmt::Decl(v, lit(0.0, ty)));
+    let mut body = padded(xp, pp, &row, add(t.clone(), var(j)), v);
+    body.push(Stmt::Set(
+        acc,
+        add(
+            var(acc),
+            mul(load(wp, add(mul(var(ch), idx(kw as i64)), var(j))), var(v)),
+        ),
+    ));
+    k.body.push(Stmt::Loop {
+        var: j,
+        extent: idx(kw as i64),
+        kind: LoopKind::Serial,
+        body,
+    });
+    let out = if silu {
+        mul(var(acc), activation("Sigmoid", ty, var(acc))?)
+    } else {
+        var(acc)
+    };
+    k.body.push(Stmt::Store {
+        buf: yp,
+        index: add(mul(row, idx(len as i64)), t),
+        value: out,
+    });
+    let mut args = vec![&x, &w];
+    if let Some(bt) = &bias {
+        args.push(bt);
+    }
+    if let Some(p) = &past {
+        args.push(p);
+    }
+    args.push(&y);
+    l.kernel(k, &args)?;
+    if let Some(st) = state
+        && kp > 0
+    {
+        let mut k = Kernel::new("causal_state", vec![b * c, kp]);
+        let (row, q) = (k.index(0), k.index(1));
+        let xp = param(&mut k, "x", &x, Access::Read);
+        let pp = past
+            .as_ref()
+            .map(|t| param(&mut k, "past", t, Access::Read));
+        let sp = param(&mut k, "state", &st, Access::Write);
+        let v = k.var("v", ty, true);
+        k.body.push(Stmt::Decl(v, lit(0.0, ty)));
+        let body = padded(xp, pp, &row, add(q.clone(), idx(len as i64)), v);
+        k.body.extend(body);
+        k.body.push(Stmt::Store {
+            buf: sp,
+            index: add(mul(row, idx(kp as i64)), q),
+            value: var(v),
+        });
+        let mut args = vec![&x];
+        if let Some(p) = &past {
+            args.push(p);
+        }
+        args.push(&st);
+        l.kernel(k, &args)?;
+    }
+    Ok(())
 }
