@@ -15,6 +15,7 @@ use smelt_runtime::cpu::Gemm;
 pub fn lower(l: &mut Lower) -> Option<LResult<()>> {
     Some(match l.op() {
         "Attention" => attention(l),
+        "RotaryEmbedding" => rotary(l),
         _ => return None,
     })
 }
@@ -551,4 +552,119 @@ impl MaxZero for Expr {
             e => e,
         }
     }
+}
+
+/// RotaryEmbedding: each output element reads itself and its rotation
+/// partner (the other half, or the neighbour when interleaved).
+fn rotary(l: &mut Lower) -> LResult<()> {
+    let x = l.input(0)?;
+    let cos = l.input(1)?;
+    let sin = l.input(2)?;
+    let pos = l.opt_input(3);
+    let y = l.out(0)?;
+    if !x.ty.is_float() || cos.ty != x.ty || sin.ty != x.ty || y.ty != x.ty {
+        return unsupported(format!("RotaryEmbedding of {}", x.dtype));
+    }
+    let ctx = l.ctx();
+    // The domain: [b, h, s, d] for 4-D input, [b, s, h, d] for 3-D; both
+    // are the input's own memory order.
+    let (dom, s_axis) = match *x.dims.as_slice() {
+        [b, h, s, d] => (vec![b, h, s, d], 2),
+        [b, s, hd] => {
+            let nh = ctx.int("num_heads", 0).map_err(invalid)?;
+            if nh < 1 || hd % nh as u64 != 0 {
+                return Err(LowerError::Invalid(
+                    "3-D RotaryEmbedding needs num_heads dividing the hidden size".into(),
+                ));
+            }
+            (vec![b, s, nh as u64, hd / nh as u64], 1)
+        }
+        _ => return Err(LowerError::Invalid("RotaryEmbedding rank".into())),
+    };
+    let (b, sq, d) = (dom[0], dom[s_axis], dom[3]);
+    let rd = match ctx.int("rotary_embedding_dim", 0).map_err(invalid)? {
+        0 => d,
+        r if r > 0 && (r as u64) <= d && r % 2 == 0 => r as u64,
+        _ => return Err(LowerError::Invalid("rotary_embedding_dim".into())),
+    };
+    let half = rd / 2;
+    let interleaved = ctx.int("interleaved", 0).map_err(invalid)? != 0;
+    if cos.dims.last() != Some(&half) || sin.dims != cos.dims || half == 0 {
+        return Err(LowerError::Invalid("cos/sin cache shape".into()));
+    }
+    let rows = cos.numel() / half;
+    if let Some(p) = &pos
+        && (p.ty != Ty::I64 || p.numel() != b * sq)
+    {
+        return unsupported("position_ids must be int64 [batch, seq]");
+    }
+    if pos.is_none() && rows < b * sq {
+        return Err(LowerError::Invalid("cos/sin caches are too small".into()));
+    }
+    let mut k = Kernel::new("rotary", dom.clone());
+    let ix: Vec<Expr> = (0..4).map(|i| k.index(i)).collect();
+    let xp = param(&mut k, "x", &x, Access::Read);
+    let cp = param(&mut k, "cos", &cos, Access::Read);
+    let sp = param(&mut k, "sin", &sin, Access::Read);
+    let pp = pos.as_ref().map(|t| param(&mut k, "pos", t, Access::Read));
+    let yp = param(&mut k, "y", &y, Access::Write);
+    let bs = add(mul(ix[0].clone(), idx(sq as i64)), ix[s_axis].clone());
+    let row = match pp {
+        // Out-of-range ids are clamped so that the load stays in bounds.
+        Some(pp) => bin(
+            BinOp::Max,
+            idx(0),
+            bin(BinOp::Min, load(pp, bs), idx(rows as i64 - 1)),
+        ),
+        None => bs,
+    };
+    let dd = ix[3].clone();
+    let rotated = cmp(CmpOp::Lt, dd.clone(), idx(rd as i64));
+    let (first, partner, i) = if interleaved {
+        let even = cmp(CmpOp::Eq, rem(dd.clone(), idx(2)), idx(0));
+        (
+            even.clone(),
+            select(even, add(dd.clone(), idx(1)), sub(dd.clone(), idx(1))),
+            div(dd.clone(), idx(2)),
+        )
+    } else {
+        let lo = cmp(CmpOp::Lt, dd.clone(), idx(half as i64));
+        (
+            lo.clone(),
+            select(
+                lo.clone(),
+                add(dd.clone(), idx(half as i64)),
+                sub(dd.clone(), idx(half as i64)),
+            ),
+            select(lo, dd.clone(), sub(dd.clone(), idx(half as i64))),
+        )
+    };
+    let pv = k.var("partner", Ty::I64, false);
+    let iv = k.var("i", Ty::I64, false);
+    k.body
+        .push(Stmt::Let(pv, select(rotated.clone(), partner, dd.clone())));
+    k.body
+        .push(Stmt::Let(iv, select(rotated.clone(), i, idx(0))));
+    let at = flat(&ix, &dom);
+    let base = sub(at.clone(), dd.clone());
+    let xv = load(xp, at.clone());
+    let xo = load(xp, add(base, var(pv)));
+    let ci = add(mul(row, idx(half as i64)), var(iv));
+    let (c, s) = (load(cp, ci.clone()), load(sp, ci));
+    let rot = select(
+        first,
+        sub(mul(c.clone(), xv.clone()), mul(s.clone(), xo.clone())),
+        add(mul(s, xo), mul(c, xv.clone())),
+    );
+    k.body.push(Stmt::Store {
+        buf: yp,
+        index: at,
+        value: select(rotated, rot, xv),
+    });
+    let mut args = vec![&x, &cos, &sin];
+    if let Some(p) = &pos {
+        args.push(p);
+    }
+    args.push(&y);
+    l.kernel(k, &args)
 }
