@@ -8,16 +8,21 @@
 //! `Lower`. What it cannot lower it refuses with `LowerError::Unsupported`
 //! and the node runs on the reference implementation instead.
 
+pub mod attention;
+pub mod conv;
 pub mod dft;
 pub mod dropout;
+pub mod einsum;
 pub mod elementwise;
 pub mod fill;
 pub mod fold;
 pub mod indexing;
+pub mod linalg;
 pub mod loss;
 pub mod movement;
 pub mod norm;
 pub mod pick;
+pub mod pool;
 pub mod reduce;
 pub mod resample;
 pub mod scan;
@@ -281,6 +286,11 @@ const FAMILIES: &[Family] = &[
     resample::lower,
     fill::lower,
     pick::lower,
+    linalg::lower,
+    conv::lower,
+    pool::lower,
+    attention::lower,
+    einsum::lower,
 ];
 
 /// Lowers one node; `Unsupported` when no family can.
