@@ -155,6 +155,11 @@ pub fn fuse(
     if pbuf != out {
         return None;
     }
+    // An FP8 store rounds coarsely (and saturates or overflows): the
+    // consumer must see the stored value, not the exact one.
+    if producer.params[out].ty.is_f8() {
+        return None;
+    }
     // The producer may use only its domain variables (shared with the
     // consumer by position), its own lets (renamed below) and loads.
     let rank = producer.domain.len() as u32;

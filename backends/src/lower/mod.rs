@@ -11,8 +11,10 @@
 pub mod elementwise;
 pub mod fill;
 pub mod indexing;
+pub mod misc;
 pub mod movement;
 pub mod pick;
+pub mod quant;
 pub mod resample;
 
 use smelt_ir::semantics::Ctx;
@@ -73,6 +75,10 @@ pub fn kernel_ty(d: DType) -> Option<Ty> {
         DType::U16 => Ty::U16,
         DType::U8 => Ty::U8,
         DType::Bool => Ty::Bool,
+        DType::F8E4M3FN => Ty::F8E4M3FN,
+        DType::F8E4M3FNUZ => Ty::F8E4M3FNUZ,
+        DType::F8E5M2 => Ty::F8E5M2,
+        DType::F8E5M2FNUZ => Ty::F8E5M2FNUZ,
         _ => return None,
     })
 }
@@ -256,12 +262,15 @@ pub fn param(k: &mut Kernel, name: &str, t: &T, access: Access) -> usize {
 type Family = fn(&mut Lower) -> Option<LResult<()>>;
 
 const FAMILIES: &[Family] = &[
+    // Before elementwise: it takes the FP8 forms of Cast / CastLike.
+    quant::lower,
     elementwise::lower,
     movement::lower,
     indexing::lower,
     resample::lower,
     fill::lower,
     pick::lower,
+    misc::lower,
 ];
 
 /// Lowers one node; `Unsupported` when no family can.
