@@ -1,5 +1,6 @@
-//! The 8-bit float storage types: their layouts, a decode table per format
-//! (loads look the code up) and the constants the store encoder needs.
+//! The 8-bit (and 4-bit) float storage types: their layouts, a decode
+//! table per format (loads look the code up) and the constants the store
+//! encoder needs.
 //!
 //! Own small decoder rather than smelt-ir's: codegen does not depend on the
 //! IR crate. The conformance suite checks both agree.
@@ -17,6 +18,9 @@ pub struct Format {
     pub fn_nan: bool,
     /// 0x80 is the only NaN, no inf, no negative zero (FNUZ).
     pub uz: bool,
+    /// Total bits (8, or 4 for E2M1, which has neither inf nor NaN and
+    /// always saturates).
+    pub bits: u32,
 }
 
 pub fn format(t: Ty) -> Option<Format> {
@@ -27,23 +31,32 @@ pub fn format(t: Ty) -> Option<Format> {
         ieee,
         fn_nan,
         uz,
+        bits: 8,
     };
     Some(match t {
         Ty::F8E4M3FN => f(4, 3, 7, false, true, false),
         Ty::F8E4M3FNUZ => f(4, 3, 8, false, false, true),
         Ty::F8E5M2 => f(5, 2, 15, true, false, false),
         Ty::F8E5M2FNUZ => f(5, 2, 16, false, false, true),
+        Ty::F4E2M1 => Format {
+            bits: 4,
+            ..f(2, 1, 1, false, false, false)
+        },
         _ => return None,
     })
 }
 
 impl Format {
     pub fn decode(&self, code: u8) -> f32 {
-        let code = u32::from(code);
+        let code = u32::from(code) & ((1 << self.bits) - 1);
         if self.uz && code == 0x80 {
             return f32::NAN;
         }
-        let sign = if code & 0x80 != 0 { -1.0 } else { 1.0 };
+        let sign = if code & self.sign_bit() != 0 {
+            -1.0
+        } else {
+            1.0
+        };
         let e = (code >> self.man_bits) & ((1 << self.exp_bits) - 1);
         let m = code & ((1 << self.man_bits) - 1);
         let emax = (1 << self.exp_bits) - 1;
@@ -73,8 +86,18 @@ impl Format {
         } else if self.fn_nan {
             0x7E
         } else {
-            0x7F
+            self.sign_bit() - 1
         }
+    }
+
+    pub fn sign_bit(&self) -> u32 {
+        1 << (self.bits - 1)
+    }
+
+    /// Whether an overflowing store saturates whatever the caller asks
+    /// (E2M1 has no code for inf or NaN).
+    pub fn always_saturates(&self) -> bool {
+        self.bits == 4
     }
 
     pub fn max_value(&self) -> f32 {
@@ -88,8 +111,15 @@ impl Format {
     }
 
     /// The NaN a store produces (positive where the format has a sign).
+    /// E2M1 stores NaN as 0, as the reference Cast does.
     pub fn nan_code(&self) -> u32 {
-        if self.uz { 0x80 } else { 0x7F }
+        if self.bits == 4 {
+            0
+        } else if self.uz {
+            0x80
+        } else {
+            0x7F
+        }
     }
 
     /// The smallest positive normal value, 2^(1 - bias).
@@ -119,5 +149,11 @@ mod tests {
         let f = format(Ty::F8E5M2FNUZ).unwrap();
         assert_eq!(f.max_value(), 57344.0);
         assert_eq!(f.decode(0x01), 2f32.powi(-17));
+        // E2M1 codes: 0 0.5 1 1.5 2 3 4 6, then the negatives.
+        let f = format(Ty::F4E2M1).unwrap();
+        assert_eq!(f.max_code(), 7);
+        assert_eq!(f.max_value(), 6.0);
+        assert_eq!(f.decode(1), 0.5);
+        assert_eq!(f.decode(0x9), -0.5);
     }
 }

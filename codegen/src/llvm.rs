@@ -41,6 +41,8 @@ fn storage_type<'c>(ctx: &'c Context, t: Ty) -> BasicTypeEnum<'c> {
     match t {
         Ty::Bool | Ty::I8 | Ty::U8 => ctx.i8_type().into(),
         Ty::F8E4M3FN | Ty::F8E4M3FNUZ | Ty::F8E5M2 | Ty::F8E5M2FNUZ => ctx.i8_type().into(),
+        // Packed: the byte holding the element.
+        Ty::I4 | Ty::U4 | Ty::I2 | Ty::U2 | Ty::F4E2M1 => ctx.i8_type().into(),
         Ty::I16 | Ty::U16 => ctx.i16_type().into(),
         Ty::I32 | Ty::U32 => ctx.i32_type().into(),
         Ty::I64 | Ty::U64 => ctx.i64_type().into(),
@@ -219,6 +221,9 @@ impl<'a, 'c> Emitter<'a, 'c> {
                     Error::Kernel(format!("{}: assignment to immutable variable", self.k.name))
                 })?;
                 self.b.build_store(slot, x).map_err(be)?;
+            }
+            Stmt::Store { buf, index, value } if self.k.params[*buf].ty.packed_bits().is_some() => {
+                self.store_packed(*buf, index, value)?;
             }
             Stmt::Store { buf, index, value } => {
                 let p = self.elem_ptr(*buf, index)?;
@@ -423,7 +428,7 @@ impl<'a, 'c> Emitter<'a, 'c> {
             .build_float_compare(FloatPredicate::OLT, x, f32t.const_zero(), "neg")
             .map_err(be)?;
         let sign = b
-            .build_select(neg, c(0x80), c(0), "sign")
+            .build_select(neg, c(i64::from(f.sign_bit())), c(0), "sign")
             .map_err(be)?
             .into_int_value();
         let nan = c(i64::from(f.nan_code()));
@@ -441,6 +446,9 @@ impl<'a, 'c> Emitter<'a, 'c> {
             b.build_or(code, sign, "sc").map_err(be)?
         };
         let over_code = match f.inf_code() {
+            _ if f.always_saturates() => b
+                .build_or(c(i64::from(f.max_code())), sign, "max")
+                .map_err(be)?,
             Some(i) => b.build_or(c(i64::from(i)), sign, "inf").map_err(be)?,
             None => nan,
         };
@@ -456,6 +464,106 @@ impl<'a, 'c> Emitter<'a, 'c> {
             .map_err(be)?
             .into_int_value();
         b.build_int_truncate(res, ctx.i8_type(), "f8").map_err(be)
+    }
+
+    /// The byte holding packed element `index` of `buf`, and the element's
+    /// bit offset in it (an i8).
+    fn packed_at(&mut self, buf: usize, index: &Expr) -> R<(PointerValue<'c>, IntValue<'c>)> {
+        let t = self.k.params[buf].ty;
+        let bits = t.packed_bits().ok_or(Error::Internal("packed"))?;
+        let p = *self
+            .bufs
+            .get(buf)
+            .ok_or_else(|| Error::Kernel(format!("{}: no parameter {buf}", self.k.name)))?;
+        let i = self.expr(index)?.into_int_value();
+        let i64t = self.ctx.i64_type();
+        let per = u64::from(8 / bits);
+        let byte = self
+            .b
+            .build_right_shift(
+                i,
+                i64t.const_int(per.trailing_zeros().into(), false),
+                false,
+                "byte",
+            )
+            .map_err(be)?;
+        let slot = self
+            .b
+            .build_and(i, i64t.const_int(per - 1, false), "slot")
+            .map_err(be)?;
+        let sh = self
+            .b
+            .build_int_mul(slot, i64t.const_int(bits.into(), false), "sh")
+            .map_err(be)?;
+        let sh = self
+            .b
+            .build_int_truncate(sh, self.ctx.i8_type(), "sh8")
+            .map_err(be)?;
+        // SAFETY of the GEP: as for `elem_ptr`, lowerings index within `len`.
+        let ptr = unsafe {
+            self.b
+                .build_in_bounds_gep(self.ctx.i8_type(), p, &[byte], "pb")
+        }
+        .map_err(be)?;
+        Ok((ptr, sh))
+    }
+
+    fn load_packed(&mut self, buf: usize, index: &Expr) -> R<BasicValueEnum<'c>> {
+        let t = self.k.params[buf].ty;
+        let bits = t.packed_bits().ok_or(Error::Internal("packed"))?;
+        let (p, sh) = self.packed_at(buf, index)?;
+        let i8t = self.ctx.i8_type();
+        let byte = self
+            .b
+            .build_load(i8t, p, "pk")
+            .map_err(be)?
+            .into_int_value();
+        let v = self.b.build_right_shift(byte, sh, false, "v").map_err(be)?;
+        let v = self
+            .b
+            .build_and(v, i8t.const_int((1 << bits) - 1, false), "code")
+            .map_err(be)?;
+        Ok(match t {
+            Ty::I4 | Ty::I2 => {
+                let k = i8t.const_int(u64::from(8 - bits), false);
+                let v = self.b.build_left_shift(v, k, "hi").map_err(be)?;
+                self.b
+                    .build_right_shift(v, k, true, "sx")
+                    .map_err(be)?
+                    .into()
+            }
+            Ty::F4E2M1 => self.f8_decode(v, t)?,
+            _ => v.into(),
+        })
+    }
+
+    /// Replaces only this element's bits, with two atomic read-modify-writes
+    /// (clear, then set): threads may write the other elements of the byte.
+    fn store_packed(&mut self, buf: usize, index: &Expr, value: &Expr) -> R<()> {
+        let t = self.k.params[buf].ty;
+        let bits = t.packed_bits().ok_or(Error::Internal("packed"))?;
+        let (p, sh) = self.packed_at(buf, index)?;
+        let x = self.expr(value)?;
+        let i8t = self.ctx.i8_type();
+        let code = if t == Ty::F4E2M1 {
+            self.f8_encode(x.into_float_value(), t)?
+        } else {
+            x.into_int_value()
+        };
+        let mask = i8t.const_int((1 << bits) - 1, false);
+        let code = self.b.build_and(code, mask, "c").map_err(be)?;
+        let code = self.b.build_left_shift(code, sh, "cs").map_err(be)?;
+        let m = self.b.build_left_shift(mask, sh, "ms").map_err(be)?;
+        let keep = self.b.build_not(m, "keep").map_err(be)?;
+        use inkwell::AtomicOrdering::Monotonic;
+        use inkwell::AtomicRMWBinOp;
+        self.b
+            .build_atomicrmw(AtomicRMWBinOp::And, p, keep, Monotonic)
+            .map_err(be)?;
+        self.b
+            .build_atomicrmw(AtomicRMWBinOp::Or, p, code, Monotonic)
+            .map_err(be)?;
+        Ok(())
     }
 
     fn intrinsic(
@@ -542,6 +650,9 @@ impl<'a, 'c> Emitter<'a, 'c> {
                         ))
                     })?
                 }
+            }
+            Expr::Load(buf, index) if self.k.params[*buf].ty.packed_bits().is_some() => {
+                self.load_packed(*buf, index)?
             }
             Expr::Load(buf, index) => {
                 let p = self.elem_ptr(*buf, index)?;

@@ -34,6 +34,14 @@ pub enum Ty {
     F8E4M3FNUZ,
     F8E5M2,
     F8E5M2FNUZ,
+    /// Packed sub-byte types, low bits first within a byte (ONNX's
+    /// layout). Loads give `I8`/`U8`/`F32`; a store replaces only its own
+    /// bits, atomically, so neighbours may be written concurrently.
+    I4,
+    U4,
+    I2,
+    U2,
+    F4E2M1,
 }
 
 impl Ty {
@@ -56,14 +64,30 @@ impl Ty {
             Ty::F8E4M3FNUZ => "f8e4m3fnuz",
             Ty::F8E5M2 => "f8e5m2",
             Ty::F8E5M2FNUZ => "f8e5m2fnuz",
+            Ty::I4 => "i4",
+            Ty::U4 => "u4",
+            Ty::I2 => "i2",
+            Ty::U2 => "u2",
+            Ty::F4E2M1 => "f4e2m1",
         }
     }
 
-    /// Bytes per element in memory (`Bool` is one byte, 0 or 1).
+    /// Bits per element of the packed sub-byte types, else `None`.
+    pub fn packed_bits(self) -> Option<u32> {
+        match self {
+            Ty::I4 | Ty::U4 | Ty::F4E2M1 => Some(4),
+            Ty::I2 | Ty::U2 => Some(2),
+            _ => None,
+        }
+    }
+
+    /// Bytes per element in memory (`Bool` is one byte, 0 or 1; a packed
+    /// sub-byte type counts as 1).
     pub fn bytes(self) -> u64 {
         match self {
             Ty::Bool | Ty::I8 | Ty::U8 => 1,
             Ty::F8E4M3FN | Ty::F8E4M3FNUZ | Ty::F8E5M2 | Ty::F8E5M2FNUZ => 1,
+            Ty::I4 | Ty::U4 | Ty::I2 | Ty::U2 | Ty::F4E2M1 => 1,
             Ty::I16 | Ty::U16 | Ty::F16 | Ty::BF16 => 2,
             Ty::I32 | Ty::U32 | Ty::F32 => 4,
             Ty::I64 | Ty::U64 | Ty::F64 => 8,
@@ -71,7 +95,7 @@ impl Ty {
     }
 
     pub fn is_float(self) -> bool {
-        matches!(self, Ty::F16 | Ty::BF16 | Ty::F32 | Ty::F64) || self.is_f8()
+        matches!(self, Ty::F16 | Ty::BF16 | Ty::F32 | Ty::F64 | Ty::F4E2M1) || self.is_f8()
     }
 
     /// One of the 8-bit float storage types.
@@ -83,11 +107,11 @@ impl Ty {
     }
 
     pub fn is_signed(self) -> bool {
-        matches!(self, Ty::I8 | Ty::I16 | Ty::I32 | Ty::I64)
+        matches!(self, Ty::I8 | Ty::I16 | Ty::I32 | Ty::I64 | Ty::I4 | Ty::I2)
     }
 
     pub fn is_unsigned(self) -> bool {
-        matches!(self, Ty::U8 | Ty::U16 | Ty::U32 | Ty::U64)
+        matches!(self, Ty::U8 | Ty::U16 | Ty::U32 | Ty::U64 | Ty::U4 | Ty::U2)
     }
 
     pub fn is_int(self) -> bool {
@@ -99,6 +123,9 @@ impl Ty {
         match self {
             Ty::F16 | Ty::BF16 => Ty::F32,
             t if t.is_f8() => Ty::F32,
+            Ty::F4E2M1 => Ty::F32,
+            Ty::I4 | Ty::I2 => Ty::I8,
+            Ty::U4 | Ty::U2 => Ty::U8,
             t => t,
         }
     }

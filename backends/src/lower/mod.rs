@@ -79,6 +79,11 @@ pub fn kernel_ty(d: DType) -> Option<Ty> {
         DType::F8E4M3FNUZ => Ty::F8E4M3FNUZ,
         DType::F8E5M2 => Ty::F8E5M2,
         DType::F8E5M2FNUZ => Ty::F8E5M2FNUZ,
+        DType::I4 => Ty::I4,
+        DType::U4 => Ty::U4,
+        DType::I2 => Ty::I2,
+        DType::U2 => Ty::U2,
+        DType::F4E2M1 => Ty::F4E2M1,
         _ => return None,
     })
 }

@@ -14,7 +14,8 @@ pub fn lower(l: &mut Lower) -> Option<LResult<()>> {
     let r = match l.op() {
         "Cast" | "CastLike" => {
             let (x, y) = (l.opt_input(0)?, l.output(0)?);
-            if !x.ty.is_f8() && !y.ty.is_f8() {
+            let odd = |t: Ty| t.is_f8() || t.packed_bits().is_some();
+            if !odd(x.ty) && !odd(y.ty) {
                 return None;
             }
             cast_f8(l, x, y)
@@ -52,11 +53,25 @@ fn saturate(v: Expr, t: Ty) -> LResult<Expr> {
 fn cast_f8(l: &mut Lower, x: T, y: T) -> LResult<()> {
     let sat = l.ctx().int("saturate", 1).map_err(ierr)? != 0;
     let (from, to) = (x.ty, y.ty);
-    if to.is_f8() && !matches!(from, Ty::F16 | Ty::BF16 | Ty::F32) && !from.is_f8() {
+    let small_float = |t: Ty| t.is_f8() || t == Ty::F4E2M1;
+    if small_float(to) && !matches!(from, Ty::F16 | Ty::BF16 | Ty::F32) && !small_float(from) {
         // From f64 or an integer, going through f32 first could round twice.
         return unsupported(format!("cast from {} to {}", from.name(), to.name()));
     }
+    let float_to_packed_int = to.packed_bits().is_some() && to.is_int() && from.is_float();
     elementwise::map(l, "cast", &[x], &y, move |_, v| {
+        if float_to_packed_int {
+            // Sub-byte integers (ml_dtypes) truncate and wrap; NaN and inf
+            // give 0. The store keeps the low bits.
+            let xf = cast(Ty::F64, v[0].clone());
+            let finite = cmp(
+                smelt_kernel::CmpOp::Lt,
+                un(UnOp::Abs, xf.clone()),
+                lit(f64::INFINITY, Ty::F64),
+            );
+            let i = select(finite, cast(Ty::I64, xf), idx(0));
+            return Ok(cast(to, i));
+        }
         let v = cast(to, v[0].clone());
         if to.is_f8() && sat {
             saturate(v, to)
@@ -156,7 +171,11 @@ fn quantize(l: &mut Lower) -> LResult<()> {
         Ty::U8 => Some((0.0, 255.0)),
         Ty::I16 => Some((-32768.0, 32767.0)),
         Ty::U16 => Some((0.0, 65535.0)),
-        t if t.is_f8() => None,
+        Ty::I4 => Some((-8.0, 7.0)),
+        Ty::U4 => Some((0.0, 15.0)),
+        Ty::I2 => Some((-2.0, 1.0)),
+        Ty::U2 => Some((0.0, 3.0)),
+        t if t.is_f8() || t == Ty::F4E2M1 => None,
         t => return unsupported(format!("QuantizeLinear to {}", t.name())),
     };
     let mut k = Kernel::new("quantize", domain(&y.dims));
@@ -165,8 +184,9 @@ fn quantize(l: &mut Lower) -> LResult<()> {
     let ps = param(&mut k, "scale", &s, Access::Read);
     let si = param_index(l, &x, &s, &idxs)?;
     let mut args = vec![x.clone(), s.clone()];
+    // FP8 ignores its zero point; FP4 adds it (it saturates anyway).
     let zl = match (&zp, range) {
-        (Some(z), Some(_)) => {
+        (Some(z), _) if !y.ty.is_f8() => {
             let pz = param(&mut k, "zero_point", z, Access::Read);
             let zi = param_index(l, &x, z, &idxs)?;
             args.push(z.clone());
@@ -199,6 +219,13 @@ fn quantize(l: &mut Lower) -> LResult<()> {
                 bin(BinOp::Max, bin(BinOp::Min, r, lit(hi, ct)), lit(lo, ct)),
             )
         }
+        None if y.ty == Ty::F4E2M1 => {
+            let v = cast(Ty::F32, v);
+            match zl {
+                Some(z) => add(v, cast(Ty::F32, z)),
+                None => v,
+            }
+        }
         None => {
             let v = cast(Ty::F32, v);
             if sat { saturate(v, y.ty)? } else { v }
@@ -230,7 +257,9 @@ fn dequantize(l: &mut Lower) -> LResult<()> {
     // (x - zp) * scale is exact in f64 for these inputs, as the reference
     // computes it; in f32 it rounds once to the same f32 result when the
     // difference has few bits.
-    let narrow = matches!(x.ty, Ty::I8 | Ty::U8 | Ty::I16 | Ty::U16) || x.ty.is_f8();
+    let narrow = matches!(x.ty, Ty::I8 | Ty::U8 | Ty::I16 | Ty::U16)
+        || x.ty.is_f8()
+        || x.ty.packed_bits().is_some();
     let ct = if y.ty == Ty::F32 && narrow && s.ty != Ty::F64 {
         Ty::F32
     } else {
