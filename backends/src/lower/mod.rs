@@ -16,6 +16,7 @@ pub mod movement;
 pub mod pick;
 pub mod quant;
 pub mod resample;
+pub mod signal;
 
 use smelt_ir::semantics::Ctx;
 use smelt_ir::{DType, Node, TensorData};
@@ -276,6 +277,7 @@ const FAMILIES: &[Family] = &[
     fill::lower,
     pick::lower,
     misc::lower,
+    signal::lower,
 ];
 
 /// Lowers one node; `Unsupported` when no family can.
