@@ -2,6 +2,7 @@
 //! The only crate of smelt that links LLVM: `llvm` builds target-independent
 //! LLVM IR from scheduled kernels; `jit` compiles it for the host CPU.
 
+pub mod f8;
 pub mod jit;
 pub mod llvm;
 

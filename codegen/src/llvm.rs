@@ -7,6 +7,7 @@
 //! unpacks the argument array: one calling convention for every kernel.
 
 use crate::Error;
+use crate::f8;
 use inkwell::builder::Builder;
 use inkwell::context::Context;
 use inkwell::intrinsics::Intrinsic;
@@ -39,6 +40,9 @@ pub fn module<'c>(ctx: &'c Context, name: &str, kernels: &[Scheduled]) -> R<Modu
 fn storage_type<'c>(ctx: &'c Context, t: Ty) -> BasicTypeEnum<'c> {
     match t {
         Ty::Bool | Ty::I8 | Ty::U8 => ctx.i8_type().into(),
+        Ty::F8E4M3FN | Ty::F8E4M3FNUZ | Ty::F8E5M2 | Ty::F8E5M2FNUZ => ctx.i8_type().into(),
+        // Packed: the byte holding the element.
+        Ty::I4 | Ty::U4 | Ty::I2 | Ty::U2 | Ty::F4E2M1 => ctx.i8_type().into(),
         Ty::I16 | Ty::U16 => ctx.i16_type().into(),
         Ty::I32 | Ty::U32 => ctx.i32_type().into(),
         Ty::I64 | Ty::U64 => ctx.i64_type().into(),
@@ -218,6 +222,9 @@ impl<'a, 'c> Emitter<'a, 'c> {
                 })?;
                 self.b.build_store(slot, x).map_err(be)?;
             }
+            Stmt::Store { buf, index, value } if self.k.params[*buf].ty.packed_bits().is_some() => {
+                self.store_packed(*buf, index, value)?;
+            }
             Stmt::Store { buf, index, value } => {
                 let p = self.elem_ptr(*buf, index)?;
                 let x = self.expr(value)?;
@@ -317,8 +324,246 @@ impl<'a, 'c> Emitter<'a, 'c> {
                 )
                 .map_err(be)?
                 .into(),
+            t if t.is_f8() => self.f8_encode(x.into_float_value(), t)?.into(),
             _ => x,
         })
+    }
+
+    /// An FP8 code as its value: a lookup in the format's 256-entry table
+    /// (a module-private constant, one per format).
+    fn f8_decode(&self, code: IntValue<'c>, t: Ty) -> R<BasicValueEnum<'c>> {
+        let f = f8::format(t).ok_or(Error::Internal("f8 format"))?;
+        let f32t = self.ctx.f32_type();
+        let arr = f32t.array_type(256);
+        let name = format!("smelt.decode.{}", t.name());
+        let g = match self.m.get_global(&name) {
+            Some(g) => g,
+            None => {
+                let vals: Vec<FloatValue> = (0..=255u8)
+                    .map(|c| f32t.const_float(f64::from(f.decode(c))))
+                    .collect();
+                let g = self.m.add_global(arr, None, &name);
+                g.set_initializer(&f32t.const_array(&vals));
+                g.set_constant(true);
+                g.set_linkage(Linkage::Private);
+                g
+            }
+        };
+        let i64t = self.ctx.i64_type();
+        let i = self.b.build_int_z_extend(code, i64t, "code").map_err(be)?;
+        // SAFETY of the GEP: a zero-extended byte indexes a 256-entry table.
+        let p = unsafe {
+            self.b
+                .build_in_bounds_gep(arr, g.as_pointer_value(), &[i64t.const_zero(), i], "dec")
+        }
+        .map_err(be)?;
+        self.b.build_load(f32t, p, "f8").map_err(be)
+    }
+
+    /// Rounds `x` to nearest even in FP8 format `t`; beyond the largest
+    /// finite value it gives inf where the format has one, else NaN. The
+    /// normal range rounds the f32 bit pattern (a carry moves to the next
+    /// binade by itself); the subnormal range scales by a power of two,
+    /// which is exact, and rounds to an integer code.
+    fn f8_encode(&self, x: FloatValue<'c>, t: Ty) -> R<IntValue<'c>> {
+        let f = f8::format(t).ok_or(Error::Internal("f8 format"))?;
+        let (b, ctx) = (&self.b, self.ctx);
+        let (i32t, f32t) = (ctx.i32_type(), ctx.f32_type());
+        let c = |n: i64| i32t.const_int(n as u64, true);
+        let x = if x.get_type() == f32t {
+            x
+        } else {
+            b.build_float_cast(x, f32t, "x32").map_err(be)?
+        };
+        let bits = b
+            .build_bit_cast(x, i32t, "bits")
+            .map_err(be)?
+            .into_int_value();
+        let abits = b.build_and(bits, c(0x7fff_ffff), "abits").map_err(be)?;
+        let a = b
+            .build_bit_cast(abits, f32t, "a")
+            .map_err(be)?
+            .into_float_value();
+        let man = i64::from(f.man_bits);
+        let sh = 23 - man;
+        let lsb = b
+            .build_right_shift(abits, c(sh), false, "lsb")
+            .map_err(be)?;
+        let lsb = b.build_and(lsb, c(1), "lsb1").map_err(be)?;
+        let r = b
+            .build_int_add(abits, c((1 << (sh - 1)) - 1), "r0")
+            .map_err(be)?;
+        let r = b.build_int_add(r, lsb, "r1").map_err(be)?;
+        let r = b.build_right_shift(r, c(sh), false, "r2").map_err(be)?;
+        let normal = b
+            .build_int_sub(r, c((127 - i64::from(f.bias)) << man), "norm")
+            .map_err(be)?;
+        let scaled = b
+            .build_float_mul(
+                a,
+                f32t.const_float(2f64.powi(f.bias - 1 + f.man_bits as i32)),
+                "sc",
+            )
+            .map_err(be)?;
+        let q = self
+            .intrinsic("llvm.roundeven", &[f32t.into()], &[scaled.into()])?
+            .into_float_value();
+        let q = b.build_float_to_signed_int(q, i32t, "q").map_err(be)?;
+        let small = b
+            .build_float_compare(
+                FloatPredicate::OLT,
+                a,
+                f32t.const_float(f64::from(f.min_normal())),
+                "small",
+            )
+            .map_err(be)?;
+        let code = b
+            .build_select(small, q, normal, "code")
+            .map_err(be)?
+            .into_int_value();
+        let over = b
+            .build_int_compare(IntPredicate::SGT, code, c(i64::from(f.max_code())), "over")
+            .map_err(be)?;
+        let neg = b
+            .build_float_compare(FloatPredicate::OLT, x, f32t.const_zero(), "neg")
+            .map_err(be)?;
+        let sign = b
+            .build_select(neg, c(i64::from(f.sign_bit())), c(0), "sign")
+            .map_err(be)?
+            .into_int_value();
+        let nan = c(i64::from(f.nan_code()));
+        // FNUZ has no negative zero: a tiny negative value rounds to +0.
+        let signed_code = if f.uz {
+            let nz = b
+                .build_int_compare(IntPredicate::NE, code, c(0), "nz")
+                .map_err(be)?;
+            let s = b
+                .build_select(nz, sign, c(0), "s")
+                .map_err(be)?
+                .into_int_value();
+            b.build_or(code, s, "sc").map_err(be)?
+        } else {
+            b.build_or(code, sign, "sc").map_err(be)?
+        };
+        let over_code = match f.inf_code() {
+            _ if f.always_saturates() => b
+                .build_or(c(i64::from(f.max_code())), sign, "max")
+                .map_err(be)?,
+            Some(i) => b.build_or(c(i64::from(i)), sign, "inf").map_err(be)?,
+            None => nan,
+        };
+        let res = b
+            .build_select(over, over_code, signed_code, "ov")
+            .map_err(be)?
+            .into_int_value();
+        let isnan = b
+            .build_float_compare(FloatPredicate::UNO, x, x, "isnan")
+            .map_err(be)?;
+        let res = b
+            .build_select(isnan, nan, res, "nn")
+            .map_err(be)?
+            .into_int_value();
+        b.build_int_truncate(res, ctx.i8_type(), "f8").map_err(be)
+    }
+
+    /// The byte holding packed element `index` of `buf`, and the element's
+    /// bit offset in it (an i8).
+    fn packed_at(&mut self, buf: usize, index: &Expr) -> R<(PointerValue<'c>, IntValue<'c>)> {
+        let t = self.k.params[buf].ty;
+        let bits = t.packed_bits().ok_or(Error::Internal("packed"))?;
+        let p = *self
+            .bufs
+            .get(buf)
+            .ok_or_else(|| Error::Kernel(format!("{}: no parameter {buf}", self.k.name)))?;
+        let i = self.expr(index)?.into_int_value();
+        let i64t = self.ctx.i64_type();
+        let per = u64::from(8 / bits);
+        let byte = self
+            .b
+            .build_right_shift(
+                i,
+                i64t.const_int(per.trailing_zeros().into(), false),
+                false,
+                "byte",
+            )
+            .map_err(be)?;
+        let slot = self
+            .b
+            .build_and(i, i64t.const_int(per - 1, false), "slot")
+            .map_err(be)?;
+        let sh = self
+            .b
+            .build_int_mul(slot, i64t.const_int(bits.into(), false), "sh")
+            .map_err(be)?;
+        let sh = self
+            .b
+            .build_int_truncate(sh, self.ctx.i8_type(), "sh8")
+            .map_err(be)?;
+        // SAFETY of the GEP: as for `elem_ptr`, lowerings index within `len`.
+        let ptr = unsafe {
+            self.b
+                .build_in_bounds_gep(self.ctx.i8_type(), p, &[byte], "pb")
+        }
+        .map_err(be)?;
+        Ok((ptr, sh))
+    }
+
+    fn load_packed(&mut self, buf: usize, index: &Expr) -> R<BasicValueEnum<'c>> {
+        let t = self.k.params[buf].ty;
+        let bits = t.packed_bits().ok_or(Error::Internal("packed"))?;
+        let (p, sh) = self.packed_at(buf, index)?;
+        let i8t = self.ctx.i8_type();
+        let byte = self
+            .b
+            .build_load(i8t, p, "pk")
+            .map_err(be)?
+            .into_int_value();
+        let v = self.b.build_right_shift(byte, sh, false, "v").map_err(be)?;
+        let v = self
+            .b
+            .build_and(v, i8t.const_int((1 << bits) - 1, false), "code")
+            .map_err(be)?;
+        Ok(match t {
+            Ty::I4 | Ty::I2 => {
+                let k = i8t.const_int(u64::from(8 - bits), false);
+                let v = self.b.build_left_shift(v, k, "hi").map_err(be)?;
+                self.b
+                    .build_right_shift(v, k, true, "sx")
+                    .map_err(be)?
+                    .into()
+            }
+            Ty::F4E2M1 => self.f8_decode(v, t)?,
+            _ => v.into(),
+        })
+    }
+
+    /// Replaces only this element's bits, with two atomic read-modify-writes
+    /// (clear, then set): threads may write the other elements of the byte.
+    fn store_packed(&mut self, buf: usize, index: &Expr, value: &Expr) -> R<()> {
+        let t = self.k.params[buf].ty;
+        let bits = t.packed_bits().ok_or(Error::Internal("packed"))?;
+        let (p, sh) = self.packed_at(buf, index)?;
+        let x = self.expr(value)?;
+        let i8t = self.ctx.i8_type();
+        let code = if t == Ty::F4E2M1 {
+            self.f8_encode(x.into_float_value(), t)?
+        } else {
+            x.into_int_value()
+        };
+        let mask = i8t.const_int((1 << bits) - 1, false);
+        let code = self.b.build_and(code, mask, "c").map_err(be)?;
+        let code = self.b.build_left_shift(code, sh, "cs").map_err(be)?;
+        let m = self.b.build_left_shift(mask, sh, "ms").map_err(be)?;
+        let keep = self.b.build_not(m, "keep").map_err(be)?;
+        use inkwell::AtomicOrdering::Monotonic;
+        use inkwell::AtomicRMWBinOp;
+        self.b
+            .build_atomicrmw(AtomicRMWBinOp::And, p, keep, Monotonic)
+            .map_err(be)?;
+        self.b
+            .build_atomicrmw(AtomicRMWBinOp::Or, p, code, Monotonic)
+            .map_err(be)?;
+        Ok(())
     }
 
     fn intrinsic(
@@ -406,6 +651,9 @@ impl<'a, 'c> Emitter<'a, 'c> {
                     })?
                 }
             }
+            Expr::Load(buf, index) if self.k.params[*buf].ty.packed_bits().is_some() => {
+                self.load_packed(*buf, index)?
+            }
             Expr::Load(buf, index) => {
                 let p = self.elem_ptr(*buf, index)?;
                 let t = self.k.params[*buf].ty;
@@ -429,6 +677,7 @@ impl<'a, 'c> Emitter<'a, 'c> {
                         .build_float_ext(x.into_float_value(), ctx.f32_type(), "f")
                         .map_err(be)?
                         .into(),
+                    t if t.is_f8() => self.f8_decode(x.into_int_value(), t)?,
                     _ => x,
                 }
             }

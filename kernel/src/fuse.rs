@@ -155,6 +155,13 @@ pub fn fuse(
     if pbuf != out {
         return None;
     }
+    // An FP8 / FP4 store rounds coarsely (and saturates or overflows), a
+    // sub-byte integer store keeps the low bits: the consumer must see the
+    // stored value, not the exact one.
+    let pty = producer.params[out].ty;
+    if pty.is_f8() || pty.packed_bits().is_some() {
+        return None;
+    }
     // The producer may use only its domain variables (shared with the
     // consumer by position), its own lets (renamed below) and loads.
     let rank = producer.domain.len() as u32;

@@ -10,7 +10,11 @@ use serde::{Deserialize, Serialize};
 
 /// Element types as kernels see them. `F16` and `BF16` are storage types:
 /// loading one gives an `F32` value and storing rounds to nearest even, so
-/// arithmetic never happens in a 16-bit float.
+/// arithmetic never happens in a 16-bit float. The 8-bit floats (FP8 E4M3 /
+/// E5M2 and their FNUZ variants) are storage types the same way: a load
+/// decodes to `F32` and a store rounds to nearest even, overflowing to inf
+/// where the format has one and NaN otherwise (saturation, when wanted, is
+/// a clamp the lowering applies before the store).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Ty {
     Bool,
@@ -26,6 +30,18 @@ pub enum Ty {
     BF16,
     F32,
     F64,
+    F8E4M3FN,
+    F8E4M3FNUZ,
+    F8E5M2,
+    F8E5M2FNUZ,
+    /// Packed sub-byte types, low bits first within a byte (ONNX's
+    /// layout). Loads give `I8`/`U8`/`F32`; a store replaces only its own
+    /// bits, atomically, so neighbours may be written concurrently.
+    I4,
+    U4,
+    I2,
+    U2,
+    F4E2M1,
 }
 
 impl Ty {
@@ -44,13 +60,34 @@ impl Ty {
             Ty::BF16 => "bf16",
             Ty::F32 => "f32",
             Ty::F64 => "f64",
+            Ty::F8E4M3FN => "f8e4m3fn",
+            Ty::F8E4M3FNUZ => "f8e4m3fnuz",
+            Ty::F8E5M2 => "f8e5m2",
+            Ty::F8E5M2FNUZ => "f8e5m2fnuz",
+            Ty::I4 => "i4",
+            Ty::U4 => "u4",
+            Ty::I2 => "i2",
+            Ty::U2 => "u2",
+            Ty::F4E2M1 => "f4e2m1",
         }
     }
 
-    /// Bytes per element in memory (`Bool` is one byte, 0 or 1).
+    /// Bits per element of the packed sub-byte types, else `None`.
+    pub fn packed_bits(self) -> Option<u32> {
+        match self {
+            Ty::I4 | Ty::U4 | Ty::F4E2M1 => Some(4),
+            Ty::I2 | Ty::U2 => Some(2),
+            _ => None,
+        }
+    }
+
+    /// Bytes per element in memory (`Bool` is one byte, 0 or 1; a packed
+    /// sub-byte type counts as 1).
     pub fn bytes(self) -> u64 {
         match self {
             Ty::Bool | Ty::I8 | Ty::U8 => 1,
+            Ty::F8E4M3FN | Ty::F8E4M3FNUZ | Ty::F8E5M2 | Ty::F8E5M2FNUZ => 1,
+            Ty::I4 | Ty::U4 | Ty::I2 | Ty::U2 | Ty::F4E2M1 => 1,
             Ty::I16 | Ty::U16 | Ty::F16 | Ty::BF16 => 2,
             Ty::I32 | Ty::U32 | Ty::F32 => 4,
             Ty::I64 | Ty::U64 | Ty::F64 => 8,
@@ -58,15 +95,23 @@ impl Ty {
     }
 
     pub fn is_float(self) -> bool {
-        matches!(self, Ty::F16 | Ty::BF16 | Ty::F32 | Ty::F64)
+        matches!(self, Ty::F16 | Ty::BF16 | Ty::F32 | Ty::F64 | Ty::F4E2M1) || self.is_f8()
+    }
+
+    /// One of the 8-bit float storage types.
+    pub fn is_f8(self) -> bool {
+        matches!(
+            self,
+            Ty::F8E4M3FN | Ty::F8E4M3FNUZ | Ty::F8E5M2 | Ty::F8E5M2FNUZ
+        )
     }
 
     pub fn is_signed(self) -> bool {
-        matches!(self, Ty::I8 | Ty::I16 | Ty::I32 | Ty::I64)
+        matches!(self, Ty::I8 | Ty::I16 | Ty::I32 | Ty::I64 | Ty::I4 | Ty::I2)
     }
 
     pub fn is_unsigned(self) -> bool {
-        matches!(self, Ty::U8 | Ty::U16 | Ty::U32 | Ty::U64)
+        matches!(self, Ty::U8 | Ty::U16 | Ty::U32 | Ty::U64 | Ty::U4 | Ty::U2)
     }
 
     pub fn is_int(self) -> bool {
@@ -77,6 +122,10 @@ impl Ty {
     pub fn compute(self) -> Ty {
         match self {
             Ty::F16 | Ty::BF16 => Ty::F32,
+            t if t.is_f8() => Ty::F32,
+            Ty::F4E2M1 => Ty::F32,
+            Ty::I4 | Ty::I2 => Ty::I8,
+            Ty::U4 | Ty::U2 => Ty::U8,
             t => t,
         }
     }

@@ -19,10 +19,12 @@ pub mod fold;
 pub mod indexing;
 pub mod linalg;
 pub mod loss;
+pub mod misc;
 pub mod movement;
 pub mod norm;
 pub mod pick;
 pub mod pool;
+pub mod quant;
 pub mod reduce;
 pub mod resample;
 pub mod scan;
@@ -88,6 +90,15 @@ pub fn kernel_ty(d: DType) -> Option<Ty> {
         DType::U16 => Ty::U16,
         DType::U8 => Ty::U8,
         DType::Bool => Ty::Bool,
+        DType::F8E4M3FN => Ty::F8E4M3FN,
+        DType::F8E4M3FNUZ => Ty::F8E4M3FNUZ,
+        DType::F8E5M2 => Ty::F8E5M2,
+        DType::F8E5M2FNUZ => Ty::F8E5M2FNUZ,
+        DType::I4 => Ty::I4,
+        DType::U4 => Ty::U4,
+        DType::I2 => Ty::I2,
+        DType::U2 => Ty::U2,
+        DType::F4E2M1 => Ty::F4E2M1,
         _ => return None,
     })
 }
@@ -271,6 +282,8 @@ pub fn param(k: &mut Kernel, name: &str, t: &T, access: Access) -> usize {
 type Family = fn(&mut Lower) -> Option<LResult<()>>;
 
 const FAMILIES: &[Family] = &[
+    // Before elementwise: it takes the FP8 forms of Cast / CastLike.
+    quant::lower,
     elementwise::lower,
     reduce::lower,
     softmax::lower,
@@ -291,6 +304,7 @@ const FAMILIES: &[Family] = &[
     pool::lower,
     attention::lower,
     einsum::lower,
+    misc::lower,
 ];
 
 /// Lowers one node; `Unsupported` when no family can.
