@@ -940,7 +940,18 @@ impl<'a, 'c> Emitter<'a, 'c> {
                 } else {
                     b.build_right_shift(ix, iy, s, "shr").map_err(be)?
                 };
-                b.build_select(big, zero, r, "sh").map_err(be)?
+                // An arithmetic right shift that far fills with the sign.
+                let empty = if op == BinOp::Shr && s {
+                    let neg = b
+                        .build_int_compare(IntPredicate::SLT, ix, zero, "neg")
+                        .map_err(be)?;
+                    b.build_select(neg, it.const_all_ones(), zero, "fill")
+                        .map_err(be)?
+                        .into_int_value()
+                } else {
+                    zero
+                };
+                b.build_select(big, empty, r, "sh").map_err(be)?
             }
             BinOp::Pow => {
                 // Integer power through f64: exact for results below 2^53.

@@ -237,6 +237,8 @@ pub enum BinOp {
     And,
     Or,
     Xor,
+    /// Shifts by the width or more (amounts compared unsigned, so negative
+    /// ones too) give 0, or -1 for a right shift of a negative signed value.
     Shl,
     Shr,
 }

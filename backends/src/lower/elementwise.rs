@@ -338,8 +338,33 @@ fn binary(l: &mut Lower, op: &str) -> LResult<()> {
                 bin(BinOp::Pow, x, z)
             }
             "Mod" => {
-                if fmod != 0 || ty.is_float() {
+                if fmod != 0 {
                     rem(x, z)
+                } else if ty.is_float() {
+                    // numpy's mod: the remainder takes the divisor's sign (a
+                    // zero one too); x mod 0 and NaNs stay fmod's NaN.
+                    let m = rem(x, z.clone());
+                    let zero = lit(0.0, ty);
+                    let zneg = cmp(CmpOp::Lt, z.clone(), zero.clone());
+                    let keep = bin(
+                        BinOp::Or,
+                        cmp(CmpOp::Eq, z.clone(), zero.clone()),
+                        un(UnOp::IsNan, m.clone()),
+                    );
+                    let flip = cmp(
+                        CmpOp::Ne,
+                        cmp(CmpOp::Lt, m.clone(), zero.clone()),
+                        zneg.clone(),
+                    );
+                    select(
+                        keep,
+                        m.clone(),
+                        select(
+                            cmp(CmpOp::Eq, m.clone(), zero.clone()),
+                            select(zneg, lit(-0.0, ty), zero),
+                            select(flip, add(m.clone(), z), m),
+                        ),
+                    )
                 } else {
                     // Python-style: the result takes the divisor's sign.
                     let r = rem(x, z.clone());
