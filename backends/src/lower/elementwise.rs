@@ -281,6 +281,7 @@ pub fn lower(l: &mut Lower) -> Option<LResult<()>> {
         })(),
         "Abs" | "Neg" | "Sign" | "Not" | "BitwiseNot" | "IsNaN" | "IsInf" => simple_unary(l, op),
         "Where" => where_(l),
+        "FusedElementwise" => fused_chain(l),
         "Clip" => clip(l),
         "Cast" => cast_node(l),
         "PRelu" => prelu(l),
@@ -480,6 +481,48 @@ fn simple_unary(l: &mut Lower, op: &str) -> LResult<()> {
             }
             _ => return unsupported(op.to_string()),
         })
+    })
+}
+
+/// smelt's `FusedElementwise {ops=[..]}`: the unary ops applied in order,
+/// one expression. 16-bit floats are refused: the reference rounds to the
+/// dtype after every step, which one fused f32 expression would skip.
+fn fused_chain(l: &mut Lower) -> LResult<()> {
+    let x = l.input(0)?;
+    let y = l.out(0)?;
+    let ops = match l.node.attr("ops") {
+        Some(smelt_ir::Attr::Strings(v)) => v.clone(),
+        _ => return Err(LowerError::Invalid("FusedElementwise needs `ops`".into())),
+    };
+    if !matches!(x.ty, Ty::F32 | Ty::F64) {
+        return unsupported(format!("FusedElementwise of {}", x.dtype));
+    }
+    let ty = x.ty;
+    let none = UnaryAttrs {
+        alpha: None,
+        beta: None,
+        gamma: None,
+        tanh_gelu: false,
+    };
+    map(l, "fused", &[x], &y, |_, v| {
+        let mut e = v[0].clone();
+        for op in &ops {
+            e = match op.as_str() {
+                "Neg" => un(UnOp::Neg, e),
+                "Abs" => un(UnOp::Abs, e),
+                "Sign" => {
+                    let zero = lit(0.0, ty);
+                    select(
+                        cmp(CmpOp::Gt, e.clone(), zero.clone()),
+                        lit(1.0, ty),
+                        select(cmp(CmpOp::Lt, e.clone(), zero), lit(-1.0, ty), e),
+                    )
+                }
+                other => unary_float(&none, other, ty, e)
+                    .ok_or_else(|| LowerError::Unsupported(format!("{other} in a fused chain")))?,
+            };
+        }
+        Ok(e)
     })
 }
 
