@@ -96,5 +96,6 @@ pub fn bench_program(hw: &crate::maia::hw::HwConfig, n: usize) -> Artifact {
         hw: hw.clone(),
         regions: vec![region],
         commands,
+        io: Default::default(),
     }
 }

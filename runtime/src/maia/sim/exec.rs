@@ -178,6 +178,15 @@ impl Sim<'_> {
                             VOp::Rsqrt => 1.0 / x.sqrt(),
                             VOp::Tanh => x.tanh(),
                             VOp::Relu => x.max(0.0),
+                            VOp::Pow => x.powf(y),
+                            VOp::Log => x.ln(),
+                            VOp::Erf => erf(x as f64) as f32,
+                            VOp::Sigmoid => (1.0 / (1.0 + (-x as f64).exp())) as f32,
+                            VOp::Abs => x.abs(),
+                            VOp::Floor => x.floor(),
+                            VOp::Ceil => x.ceil(),
+                            VOp::Sin => x.sin(),
+                            VOp::Cos => x.cos(),
                         };
                     }
                     let d = *dst as usize;
@@ -367,5 +376,47 @@ impl Sim<'_> {
             }
         }
         Ok(cycles)
+    }
+}
+
+/// The error function to f64 accuracy (the vector unit's `erf`; std has
+/// none): its Maclaurin series converges fast enough below 4.5, and beyond
+/// that erf rounds to ±1 in every dtype the unit computes in.
+fn erf(x: f64) -> f64 {
+    if x.is_nan() {
+        return x;
+    }
+    if x.abs() >= 4.5 {
+        return x.signum();
+    }
+    // erf(x) = 2/sqrt(pi) * sum_n (-1)^n x^(2n+1) / (n! (2n+1))
+    let x2 = x * x;
+    let mut term = x;
+    let mut sum = x;
+    let mut n = 0.0;
+    while term.abs() > 1e-17 * sum.abs().max(1e-300) {
+        n += 1.0;
+        term *= -x2 / n;
+        sum += term / (2.0 * n + 1.0);
+    }
+    sum * std::f64::consts::FRAC_2_SQRT_PI
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn erf_matches_known_values() {
+        // Values of erf from Abramowitz & Stegun table 7.1 (10 digits).
+        for (x, want) in [
+            (0.5, 0.520_499_877_8),
+            (1.0, 0.842_700_792_9),
+            (2.0, 0.995_322_265_0),
+            (3.0, 0.999_977_909_5),
+        ] {
+            assert!((super::erf(x) - want).abs() < 1e-9, "erf({x})");
+            assert!((super::erf(-x) + want).abs() < 1e-9, "erf(-{x})");
+        }
+        assert_eq!(super::erf(0.0), 0.0);
+        assert_eq!(super::erf(10.0), 1.0);
     }
 }

@@ -263,6 +263,46 @@ impl<'a> Sim<'a> {
         Ok(out)
     }
 
+    /// Writes raw bytes (the region's whole contents) into one device's HBM:
+    /// how a host feeds data of any width (an i64 region holds i32 words).
+    pub fn write_region_bytes(
+        &mut self,
+        device: usize,
+        name: &str,
+        bytes: &[u8],
+    ) -> Result<(), Error> {
+        let r = self
+            .art
+            .region(name)
+            .ok_or_else(|| Error::Meta(format!("no region `{name}`")))?;
+        if bytes.len() as u64 != r.bytes {
+            return Err(Error::Meta(format!(
+                "region `{name}` holds {} bytes, got {}",
+                r.bytes,
+                bytes.len()
+            )));
+        }
+        let (off, len) = (r.offset as usize, r.bytes as usize);
+        let m = self
+            .hbm
+            .get_mut(device)
+            .ok_or_else(|| Error::Meta(format!("no device {device} (or timing-only)")))?;
+        m[off..off + len].copy_from_slice(bytes);
+        Ok(())
+    }
+
+    pub fn read_region_bytes(&self, device: usize, name: &str) -> Result<Vec<u8>, Error> {
+        let r = self
+            .art
+            .region(name)
+            .ok_or_else(|| Error::Meta(format!("no region `{name}`")))?;
+        let m = self
+            .hbm
+            .get(device)
+            .ok_or_else(|| Error::Meta(format!("no device {device} (or timing-only)")))?;
+        Ok(m[r.offset as usize..(r.offset + r.bytes) as usize].to_vec())
+    }
+
     pub fn events(&self) -> &[Event] {
         &self.events
     }
