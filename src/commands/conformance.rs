@@ -37,6 +37,11 @@ pub struct Args {
     passes: Option<String>,
 }
 
+/// An accelerator target (`--target maia100`): each case is compiled to a
+/// command stream and run on the simulator instead of the interpreter.
+static ACCEL: std::sync::OnceLock<(String, smelt_runtime::maia::HwConfig)> =
+    std::sync::OnceLock::new();
+
 /// The passes chosen with `--passes`, read by every worker thread.
 static PASSES: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
 
@@ -179,6 +184,16 @@ fn run_case(case: &Path) -> (Status, String) {
         Ok(g) => g,
         Err(e) => return (Status::Error, e),
     };
+    let compiled = match ACCEL.get() {
+        None => None,
+        Some((name, hw)) => {
+            match super::maia::compile(&g, hw, name, smelt_backends::maia::Precision::F32) {
+                Ok(a) => Some(a),
+                Err(e) if e.is_unsupported() => return (Status::Unsupported, e.to_string()),
+                Err(e) => return (Status::Error, format!("compile: {e}")),
+            }
+        }
+    };
     let mut sets: Vec<PathBuf> = std::fs::read_dir(case)
         .into_iter()
         .flatten()
@@ -202,6 +217,17 @@ fn run_case(case: &Path) -> (Status, String) {
                 Err(e) => return (Status::Unsupported, format!("input {i}: {e}")),
             }
         }
+        if let Some(art) = &compiled {
+            match super::maia::execute(art, &inputs) {
+                Ok(outs) => {
+                    if let Some(r) = check_outputs(&g, &set, &outs, rtol, atol) {
+                        return r;
+                    }
+                    continue;
+                }
+                Err(e) => return (Status::Error, format!("{e:#}")),
+            }
+        }
         let outs = match smelt_ir::interp::run(&g, inputs) {
             Ok(o) => o,
             Err(e @ smelt_ir::interp::InterpError::Unsupported { .. }) => {
@@ -209,18 +235,32 @@ fn run_case(case: &Path) -> (Status, String) {
             }
             Err(e) => return (Status::Error, e.to_string()),
         };
-        for (i, got) in outs.iter().enumerate() {
-            let want = match read_pb(&set.join(format!("output_{i}.pb"))) {
-                Ok(t) => t,
-                Err(e) => return (Status::Unsupported, format!("output {i}: {e}")),
-            };
-            if let Err(m) = compare(&want, got, rtol, atol) {
-                let name = &g.value(g.outputs[i]).name;
-                return (Status::Wrong, format!("output {i} \"{name}\": {m}"));
-            }
+        if let Some(r) = check_outputs(&g, &set, &outs, rtol, atol) {
+            return r;
         }
     }
     (Status::Pass, String::new())
+}
+
+/// Compares one data set's outputs with the expected ones; None if all match.
+fn check_outputs(
+    g: &smelt_ir::Graph,
+    set: &Path,
+    outs: &[Tensor],
+    rtol: f64,
+    atol: f64,
+) -> Option<(Status, String)> {
+    for (i, got) in outs.iter().enumerate() {
+        let want = match read_pb(&set.join(format!("output_{i}.pb"))) {
+            Ok(t) => t,
+            Err(e) => return Some((Status::Unsupported, format!("output {i}: {e}"))),
+        };
+        if let Err(m) = compare(&want, got, rtol, atol) {
+            let name = &g.value(g.outputs[i]).name;
+            return Some((Status::Wrong, format!("output {i} \"{name}\": {m}")));
+        }
+    }
+    None
 }
 
 fn run_guarded(case: &Path) -> (Status, String) {
@@ -328,7 +368,14 @@ fn run_all(cases: &[PathBuf], timeout: Duration) -> Vec<CaseResult> {
 }
 
 pub fn main(a: Args) -> Result<ExitCode> {
-    super::check_target(&a.target)?;
+    if super::maia::is_accelerator(&a.target) {
+        let (name, text) = super::maia::target_text(&a.target, None)?;
+        if let Some(hw) = super::maia::accelerator(&text)? {
+            let _ = ACCEL.set((name, hw));
+        }
+    } else {
+        super::check_target(&a.target)?;
+    }
     if let Some(p) = &a.passes {
         let passes = smelt_passes::parse_passes(p)?;
         let _ = PASSES.set(passes);

@@ -3,6 +3,7 @@ pub mod conformance;
 pub mod disasm;
 pub mod explain;
 pub mod import;
+pub mod maia;
 pub mod run;
 pub mod simulate;
 

@@ -11,7 +11,8 @@ use std::process::ExitCode;
 /// Run a model and write each output as output_<i>.pb (ONNX TensorProto).
 #[derive(clap::Args)]
 pub struct Args {
-    /// ONNX model, IR text file, or checkpoint folder (config.json + *.safetensors).
+    /// ONNX model, IR text file, checkpoint folder (config.json +
+    /// *.safetensors), or a compiled .smx program (runs on the simulator).
     model: PathBuf,
     /// Where to run it.
     #[arg(long, default_value = "interp")]
@@ -164,6 +165,9 @@ fn generate(dir: &Path, tokens: &[i64], n: usize) -> Result<Vec<i64>> {
 }
 
 pub fn main(a: Args) -> Result<ExitCode> {
+    if a.model.extension().is_some_and(|e| e == "smx") {
+        return super::maia::run_main(&a.model, &a.inputs, &a.output_dir);
+    }
     super::check_target(&a.target)?;
     if !a.tokens.is_empty() && !a.model.is_dir() {
         bail!(
