@@ -7,6 +7,7 @@ mod common;
 mod conformance;
 mod filetests;
 mod fixtures;
+mod maia_target;
 mod models;
 mod optimizer_models;
 mod roundtrip;
