@@ -110,7 +110,7 @@ fn const_parts(
 
 /// A run-time tensor given as a strided view with `shape` ([.., rows, k])
 /// copied into the unit's layout and dtype, split if asked.
-fn dyn_parts(
+pub fn dyn_parts(
     lw: &mut Lw,
     x: &TRef,
     view: &View,

@@ -230,6 +230,19 @@ pub fn lower(lw: &mut Lw, n: &Node) -> Result<(), Error> {
     }
 }
 
+/// softmax over the last axis of x viewed as rows × cols.
+pub fn softmax_rows(lw: &mut Lw, x: &TRef, y: &TRef, rows: u64, cols: u64) -> Result<(), Error> {
+    run(lw, x, y, rows, cols, true, &[], &[], &|b, f| {
+        vec![
+            red(ROp::Max, b, f.r1, f.x),
+            b.v(VOp::Sub, f.y, f.x, VSrc::Row(f.r1)),
+            b.v(VOp::Exp, f.y, f.y, VSrc::None),
+            red(ROp::Sum, b, f.r2, f.y),
+            b.v(VOp::Div, f.y, f.y, VSrc::Row(f.r2)),
+        ]
+    })
+}
+
 fn softmax(lw: &mut Lw, n: &Node) -> Result<(), Error> {
     check_float(lw, n, 1)?;
     let x = lw.input(n, 0)?;
