@@ -83,7 +83,7 @@ fn gdt_of(dt: Dt) -> DType {
 
 /// A compile-time tensor [.., rows, k] (already in n×k / m×k layout) as
 /// the unit's parts.
-fn const_parts(
+pub fn const_parts(
     lw: &mut Lw,
     name: &str,
     t: &Tensor,

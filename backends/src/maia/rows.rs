@@ -243,6 +243,35 @@ pub fn softmax_rows(lw: &mut Lw, x: &TRef, y: &TRef, rows: u64, cols: u64) -> Re
     })
 }
 
+/// One value per row: the max, or the mean, of x viewed as rows × cols.
+pub fn row_reduce(
+    lw: &mut Lw,
+    x: &TRef,
+    y: &TRef,
+    rows: u64,
+    cols: u64,
+    max: bool,
+) -> Result<(), Error> {
+    let inv = 1.0 / cols.max(1) as f32;
+    run(lw, x, y, rows, cols, false, &[], &[], &move |b, f| {
+        if max {
+            vec![red(ROp::Max, b, f.r1, f.x)]
+        } else {
+            vec![
+                red(ROp::Sum, b, f.r1, f.x),
+                rv(b, VOp::Mul, f.r1, f.r1, VSrc::Imm(inv)),
+            ]
+        }
+    })
+}
+
+/// One value per row: the sum of x viewed as rows × cols.
+pub fn row_sum(lw: &mut Lw, x: &TRef, y: &TRef, rows: u64, cols: u64) -> Result<(), Error> {
+    run(lw, x, y, rows, cols, false, &[], &[], &|b, f| {
+        vec![red(ROp::Sum, b, f.r1, f.x)]
+    })
+}
+
 fn softmax(lw: &mut Lw, n: &Node) -> Result<(), Error> {
     check_float(lw, n, 1)?;
     let x = lw.input(n, 0)?;
