@@ -351,30 +351,22 @@ pub fn lower(lw: &mut Lw, n: &Node) -> Result<(), Error> {
             })
         }
         Op::Clip => {
-            let lo = if Lw::has_input(n, 1) {
-                Some(
-                    known_scalar(lw, n, 1)
-                        .ok_or_else(|| unsup(n.op, "min not known at compile time"))?,
-                )
-            } else {
-                None
-            };
-            let hi = if Lw::has_input(n, 2) {
-                Some(
-                    known_scalar(lw, n, 2)
-                        .ok_or_else(|| unsup(n.op, "max not known at compile time"))?,
-                )
-            } else {
-                None
-            };
+            // min and max are scalars: immediates when known, else one
+            // value broadcast to every row.
             let x = lw.input(n, 0)?;
-            run(lw, &out, vec![(x, None)], true, &move |b, d, s, _| {
-                let mut v = vec![b.v(VOp::Copy, d, first(s), VSrc::None)];
-                if let Some(l) = lo {
-                    v.push(b.v(VOp::Max, d, d, VSrc::Imm(l)));
+            let mut ins = vec![(x, None)];
+            let mut which = Vec::new();
+            for (i, op) in [(1, VOp::Max), (2, VOp::Min)] {
+                if Lw::has_input(n, i) {
+                    let t = lw.input(n, i)?;
+                    ins.push((t, known_scalar(lw, n, i)));
+                    which.push(op);
                 }
-                if let Some(h) = hi {
-                    v.push(b.v(VOp::Min, d, d, VSrc::Imm(h)));
+            }
+            run(lw, &out, ins, true, &move |b, d, s, _| {
+                let mut v = vec![b.v(VOp::Copy, d, first(s), VSrc::None)];
+                for (k, &op) in which.iter().enumerate() {
+                    v.push(b.v(op, d, d, s[k + 1]));
                 }
                 v
             })

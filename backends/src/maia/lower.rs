@@ -58,6 +58,9 @@ pub struct Lw<'g> {
     direct: HashMap<ValueId, TRef>,
     /// Values known at compile time (graph constants and folded nodes).
     known: HashMap<ValueId, Tensor>,
+    /// Types made static by re-running type inference with the values
+    /// known at compile time (the importer could not see folded ones).
+    types: HashMap<ValueId, smelt_ir::TensorType>,
     /// The node being lowered, for error messages.
     pub node_op: String,
 }
@@ -94,6 +97,7 @@ fn compile_inner(g: &Graph, hw: &HwConfig, opts: &Options) -> Result<Artifact, E
         vals: HashMap::new(),
         direct: HashMap::new(),
         known: HashMap::new(),
+        types: HashMap::new(),
         node_op: String::new(),
     };
     for &v in &g.inputs {
@@ -158,6 +162,11 @@ fn binding(name: &str, region: &str, d: DType, shape: &[usize]) -> IoBinding {
 
 impl Lw<'_> {
     pub fn static_ty(&self, v: ValueId) -> Result<(Vec<usize>, DType), Error> {
+        if let Some(t) = self.types.get(&v)
+            && let Some(s) = t.shape.as_static()
+        {
+            return Ok((s, t.dtype));
+        }
         let val = self.g.value(v);
         let shape = val.ty.shape.as_static().ok_or_else(|| {
             Error::Graph(format!(
@@ -381,7 +390,60 @@ impl Lw<'_> {
         Ok(true)
     }
 
+    /// Re-infers the output types of `n` from the current (refined) input
+    /// types and known values, where the graph left them non-static.
+    fn refine(&mut self, n: &Node) {
+        let need = n
+            .outputs
+            .iter()
+            .flatten()
+            .any(|&o| self.static_ty(o).is_err());
+        let Some(imp) = smelt_ir::semantics::lookup(n.op) else {
+            return;
+        };
+        if !need {
+            return;
+        }
+        let tys: Vec<Option<smelt_ir::TensorType>> = n
+            .inputs
+            .iter()
+            .map(|v| {
+                v.map(|v| {
+                    self.types
+                        .get(&v)
+                        .cloned()
+                        .unwrap_or_else(|| self.g.value(v).ty.clone())
+                })
+            })
+            .collect();
+        let vals: Vec<Option<Tensor>> = n
+            .inputs
+            .iter()
+            .map(|v| v.and_then(|v| self.known(v)))
+            .collect();
+        let ins: Vec<Option<smelt_ir::semantics::TypeInput>> = tys
+            .iter()
+            .zip(&vals)
+            .map(|(t, v)| {
+                t.as_ref().map(|ty| smelt_ir::semantics::TypeInput {
+                    ty,
+                    value: v.as_ref(),
+                })
+            })
+            .collect();
+        if let Ok(outs) = (imp.infer)(&smelt_ir::semantics::Ctx::new(n), &ins) {
+            for (o, t) in n.outputs.iter().zip(outs) {
+                if let Some(o) = o
+                    && t.shape.as_static().is_some()
+                {
+                    self.types.insert(*o, t);
+                }
+            }
+        }
+    }
+
     fn node(&mut self, n: &Node) -> Result<(), Error> {
+        self.refine(n);
         if self.fold(n)? {
             return Ok(());
         }

@@ -88,7 +88,7 @@ impl Program {
     pub fn buffer(&mut self, name: &str, bytes: u64, home: Home, dt: Dt, shape: Vec<u64>) -> Buf {
         self.bufs.push(BufInfo {
             name: name.to_string(),
-            bytes: bytes.max(1),
+            bytes,
             home,
             dt,
             shape,

@@ -210,8 +210,10 @@ fn axes_last(lw: &mut Lw, x: &TRef, moved: &[usize]) -> Result<TRef, Error> {
     Ok(t)
 }
 
-fn check_float(lw: &mut Lw, n: &Node, outputs: usize) -> Result<(), Error> {
-    let mut vs: Vec<_> = n.inputs.iter().flatten().copied().collect();
+/// The first `inputs` inputs and `outputs` outputs must be floats (axes
+/// and other integer operands come after them).
+fn check_float(lw: &mut Lw, n: &Node, inputs: usize, outputs: usize) -> Result<(), Error> {
+    let mut vs: Vec<_> = n.inputs.iter().take(inputs).flatten().copied().collect();
     vs.extend(n.outputs.iter().take(outputs).flatten().copied());
     for v in vs {
         let (_, d) = lw.static_ty(v)?;
@@ -273,7 +275,7 @@ pub fn row_sum(lw: &mut Lw, x: &TRef, y: &TRef, rows: u64, cols: u64) -> Result<
 }
 
 fn softmax(lw: &mut Lw, n: &Node) -> Result<(), Error> {
-    check_float(lw, n, 1)?;
+    check_float(lw, n, 1, 1)?;
     let x = lw.input(n, 0)?;
     let r = x.shape.len();
     let ax = norm_axis(int_attr(n, "axis", -1), r)?;
@@ -335,7 +337,7 @@ fn softmax(lw: &mut Lw, n: &Node) -> Result<(), Error> {
 }
 
 fn norm(lw: &mut Lw, n: &Node) -> Result<(), Error> {
-    check_float(lw, n, 3)?;
+    check_float(lw, n, 3, 3)?;
     let x = lw.input(n, 0)?;
     let r = x.shape.len();
     let ax = norm_axis(int_attr(n, "axis", -1), r)?;
@@ -410,16 +412,34 @@ fn norm(lw: &mut Lw, n: &Node) -> Result<(), Error> {
     )
 }
 
+/// Axes given at run time: with keepdims the static output shape says
+/// which axes shrink (an axis of extent 1 reduces to itself either way).
+fn axes_from_shapes(lw: &mut Lw, n: &Node, x: &[usize]) -> Result<Vec<i64>, Error> {
+    let no = || unsup(n.op, "axes not known at compile time");
+    let y = n.outputs.first().copied().flatten().ok_or_else(no)?;
+    let (ys, _) = lw.static_ty(y)?;
+    if int_attr(n, "keepdims", 1) == 0 || ys.len() != x.len() {
+        return Err(no());
+    }
+    let axes: Vec<i64> = (0..x.len())
+        .filter(|&i| ys[i] != x[i] || x[i] == 1)
+        .map(|i| i as i64)
+        .collect();
+    if axes.iter().any(|&i| ys[i as usize] != 1) {
+        return Err(no());
+    }
+    Ok(axes)
+}
+
 fn reduce(lw: &mut Lw, n: &Node) -> Result<(), Error> {
-    check_float(lw, n, 1)?;
+    check_float(lw, n, 1, 1)?;
     let x = lw.input(n, 0)?;
     let r = x.shape.len();
     let axes: Option<Vec<i64>> = if Lw::has_input(n, 1) {
-        Some(
-            lw.known_input(n, 1)
-                .and_then(|t| t.to_i64_vec())
-                .ok_or_else(|| unsup(n.op, "axes not known at compile time"))?,
-        )
+        match lw.known_input(n, 1).and_then(|t| t.to_i64_vec()) {
+            Some(a) => Some(a),
+            None => Some(axes_from_shapes(lw, n, &x.shape)?),
+        }
     } else {
         match n.attr("axes") {
             Some(Attr::Ints(v)) => Some(v.clone()),
