@@ -289,7 +289,100 @@ fn chain(n: &Node) -> Result<Vec<Op>, Error> {
         .collect()
 }
 
+/// Dtypes a comparison, logic op or Where can read and write: the DMA
+/// widens them to f32 exactly (booleans as 0/1).
+fn check_small(lw: &mut Lw, n: &Node) -> Result<(), Error> {
+    for v in n.inputs.iter().flatten().chain(n.outputs.iter().flatten()) {
+        let (_, d) = lw.static_ty(*v)?;
+        if !matches!(
+            d,
+            smelt_ir::DType::F32
+                | smelt_ir::DType::F16
+                | smelt_ir::DType::BF16
+                | smelt_ir::DType::Bool
+                | smelt_ir::DType::I8
+                | smelt_ir::DType::I32
+        ) {
+            return Err(unsup(n.op, format!("dtype {d}")));
+        }
+    }
+    Ok(())
+}
+
+/// Comparisons, boolean logic and Where on 0/1 values.
+fn logic(lw: &mut Lw, n: &Node) -> Result<(), Error> {
+    check_small(lw, n)?;
+    let out = lw.output(n, 0)?;
+    let mut ins = Vec::new();
+    for i in 0..n.inputs.len() {
+        let t = lw.input(n, i)?;
+        ins.push((t, known_scalar(lw, n, i)));
+    }
+    let vop = match n.op {
+        Op::Less => VOp::Lt,
+        Op::LessOrEqual => VOp::Le,
+        Op::Greater => VOp::Gt,
+        Op::GreaterOrEqual => VOp::Ge,
+        Op::Equal => VOp::Eq,
+        Op::And => VOp::Mul,
+        Op::Or => VOp::Max,
+        Op::Xor => VOp::Sub,
+        _ => VOp::Copy,
+    };
+    if n.op == Op::Not {
+        return run(lw, &out, ins, true, &|b, d, s, _| {
+            vec![
+                b.v(VOp::Neg, d, first(s), VSrc::None),
+                b.v(VOp::Add, d, d, VSrc::Imm(1.0)),
+            ]
+        });
+    }
+    if n.op == Op::Where {
+        // c·x + (1-c)·y with c in {0, 1}: the condition first, as it is
+        // the operand that fills the whole block most often.
+        return run(lw, &out, ins, true, &|b, d, s, tmp| {
+            vec![
+                b.v(VOp::Mul, d, first(s), s[1]),
+                b.v(VOp::Neg, tmp, first(s), VSrc::None),
+                b.v(VOp::Add, tmp, tmp, VSrc::Imm(1.0)),
+                b.v(VOp::Mul, tmp, tmp, s[2]),
+                b.v(VOp::Add, d, d, VSrc::Full(tmp)),
+            ]
+        });
+    }
+    // x > y on a broadcast first operand: materialized by `run`.
+    let xor = n.op == Op::Xor;
+    run(lw, &out, ins, true, &move |b, d, s, _| {
+        let mut v = vec![b.v(vop, d, first(s), s[1])];
+        if xor {
+            v.push(b.v(VOp::Abs, d, d, VSrc::None));
+        }
+        v
+    })
+}
+
 pub fn lower(lw: &mut Lw, n: &Node) -> Result<(), Error> {
+    if matches!(
+        n.op,
+        Op::Less
+            | Op::LessOrEqual
+            | Op::Greater
+            | Op::GreaterOrEqual
+            | Op::Equal
+            | Op::And
+            | Op::Or
+            | Op::Xor
+            | Op::Not
+            | Op::Where
+    ) {
+        return logic(lw, n);
+    }
+    if unary::binary(n.op).is_none()
+        && !matches!(n.op, Op::Mean | Op::Clip | Op::PRelu | Op::FusedElementwise)
+        && !unary::supported(n.op, Some(n))
+    {
+        return Err(unsup(n.op, ""));
+    }
     check_float(lw, n)?;
     let out = lw.output(n, 0)?;
     if let Some(vop) = unary::binary(n.op) {
@@ -344,12 +437,6 @@ pub fn lower(lw: &mut Lw, n: &Node) -> Result<(), Error> {
         });
     }
     match n.op {
-        Op::Mean => {
-            let x = lw.input(n, 0)?;
-            run(lw, &out, vec![(x, None)], true, &|b, d, s, _| {
-                vec![b.v(VOp::Copy, d, first(s), VSrc::None)]
-            })
-        }
         Op::Clip => {
             // min and max are scalars: immediates when known, else one
             // value broadcast to every row.

@@ -188,6 +188,7 @@ pub fn binary(op: Op) -> Option<VOp> {
         Op::Max => VOp::Max,
         Op::Min => VOp::Min,
         Op::Pow => VOp::Pow,
+        Op::Mean => VOp::Add,
         _ => return None,
     })
 }

@@ -90,6 +90,11 @@ pub enum VOp {
     Max = 4,
     Min = 5,
     Pow = 6,
+    Lt = 7,
+    Le = 8,
+    Gt = 9,
+    Ge = 10,
+    Eq = 11,
     Copy = 16,
     Neg = 17,
     Exp = 18,
@@ -109,7 +114,7 @@ pub enum VOp {
 }
 
 impl VOp {
-    pub const ALL: [VOp; 23] = [
+    pub const ALL: [VOp; 28] = [
         VOp::Add,
         VOp::Sub,
         VOp::Mul,
@@ -117,6 +122,11 @@ impl VOp {
         VOp::Max,
         VOp::Min,
         VOp::Pow,
+        VOp::Lt,
+        VOp::Le,
+        VOp::Gt,
+        VOp::Ge,
+        VOp::Eq,
         VOp::Copy,
         VOp::Neg,
         VOp::Exp,
@@ -151,6 +161,11 @@ impl VOp {
             VOp::Tanh => "tanh",
             VOp::Relu => "relu",
             VOp::Pow => "pow",
+            VOp::Lt => "lt",
+            VOp::Le => "le",
+            VOp::Gt => "gt",
+            VOp::Ge => "ge",
+            VOp::Eq => "eq",
             VOp::Log => "log",
             VOp::Erf => "erf",
             VOp::Sigmoid => "sigmoid",
