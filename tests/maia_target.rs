@@ -5,8 +5,8 @@
 use crate::common::{repo, smelt};
 use std::path::Path;
 
-const MATMUL: &str = r#"graph "g"(%x: f32[512,512], %w: f32[512,512]) {
-  %y: f32[512,512] = MatMul(%x, %w)
+const MATMUL: &str = r#"graph "g"(%x: f32[1024,1024], %w: f32[1024,1024]) {
+  %y: f32[1024,1024] = MatMul(%x, %w)
   return %y
 }
 "#;
@@ -69,7 +69,7 @@ fn halving_sram_or_hbm_bandwidth_changes_tiling_and_time() {
     let (mm0, hbm0, c0) = compile_and_time(dir.path(), &graph, &t0, "base");
     let (mm1, hbm1, c1) = compile_and_time(dir.path(), &graph, &t1, "sram");
     let (_, _, c2) = compile_and_time(dir.path(), &graph, &t2, "hbm");
-    // Less SRAM: smaller tiles, so more matmul commands and more operand
+    // Less SRAM: smaller tiles, so more matmul commands, more operand
     // re-reads from HBM, and a slower program.
     assert!(mm1 > mm0, "matmul commands: {mm1} with half SRAM vs {mm0}");
     assert!(

@@ -118,7 +118,8 @@ pub fn dyn_parts(
     dt: Dt,
     split: bool,
 ) -> Result<Vec<TRef>, Error> {
-    let contiguous = view.off == 0 && view.strides == strides(shape) && x.dt == dt && !split;
+    // A contiguous operand is read as it is: the load DMA converts it.
+    let contiguous = view.off == 0 && view.strides == strides(shape) && x.mult == 1 && !split;
     if contiguous {
         return Ok(vec![x.clone()]);
     }
@@ -182,12 +183,15 @@ pub fn emit(lw: &mut Lw, spec: &Spec, dt: Dt) -> Result<(), Error> {
         .ok_or_else(|| unsup("MatMul", format!("the tensor unit does not take {dt}")))?;
     let residual = spec.epi.iter().any(|e| matches!(e, Epi::Residual(_)));
     let parts = spec.a.len() as u64;
+    let eb0 = dt.bytes(1);
     let shape = tiling::Shape {
         m: spec.m,
         n: spec.n,
         k: spec.k,
         batch: spec.jobs.len() as u64,
         elem: dt.bytes(1),
+        a_bytes: spec.a.first().map_or(eb0, |t| t.dt.bytes(1)),
+        b_bytes: spec.b.first().map_or(eb0, |t| t.dt.bytes(1)),
         parts,
         residual,
     };
@@ -228,6 +232,7 @@ pub fn emit(lw: &mut Lw, spec: &Spec, dt: Dt) -> Result<(), Error> {
                     kcount[tile as usize] += 1;
                     let base = s * in_slot;
                     let mut loads = Vec::new();
+                    let mut loads_b = Vec::new();
                     for (p, t) in spec.a.iter().enumerate() {
                         loads.push(Xfer {
                             src: t.at(job.a + m0 * k + k0),
@@ -241,7 +246,7 @@ pub fn emit(lw: &mut Lw, spec: &Spec, dt: Dt) -> Result<(), Error> {
                         });
                     }
                     for (p, t) in spec.b.iter().enumerate() {
-                        loads.push(Xfer {
+                        loads_b.push(Xfer {
                             src: t.at(job.b + n0 * k + k0),
                             dst: Mem::Sram(tile, base + parts * a_sz + p as u64 * b_sz),
                             sdt: t.dt,
@@ -266,7 +271,11 @@ pub fn emit(lw: &mut Lw, spec: &Spec, dt: Dt) -> Result<(), Error> {
                             acc: j > 0 || q > 0,
                         })
                         .collect();
-                    ksteps.push(KStep { loads, matmuls });
+                    ksteps.push(KStep {
+                        loads,
+                        loads_b,
+                        matmuls,
+                    });
                 }
                 // Epilogue operands and commands.
                 let blk = Block {

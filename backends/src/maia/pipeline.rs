@@ -47,7 +47,7 @@ fn emit(p: &mut Program, tile: u16, lane: Lane, x: &Xfer) -> Result<(), Error> {
 
 /// Semaphores a pipeline needs on each tile.
 pub const VECTOR_SEMS: u32 = 6;
-pub const MATMUL_SEMS: u32 = 12;
+pub const MATMUL_SEMS: u32 = 14;
 
 pub fn check_sems(p: &Program, need: u32) -> Result<(), Error> {
     if p.hw.tile.semaphores < need {
@@ -115,7 +115,10 @@ pub fn vector(p: &mut Program, tile: u16, steps: &[Step]) -> Result<(), Error> {
 /// One k-chunk of an output tile: load A and B parts, run the matmuls
 /// (accumulating into the tile's accumulator).
 pub struct KStep {
+    /// Loads on the load lane (A) and on the store lane (B), so a tile
+    /// with two DMA engines streams both operands at once.
     pub loads: Vec<Xfer>,
+    pub loads_b: Vec<Xfer>,
     pub matmuls: Vec<Op>,
 }
 
@@ -138,6 +141,7 @@ pub fn matmul(p: &mut Program, tile: u16, tiles: &[MmTile]) -> Result<(), Error>
     const ACCFREE: u16 = 6;
     const EPI: u16 = 8;
     const DONE: u16 = 10;
+    const INFREE_B: u16 = 12;
     let lq = p.dma_q(tile, Lane::Load);
     let sq = p.dma_q(tile, Lane::Store);
     let tq = p.q(Engine::Tensor, tile);
@@ -166,11 +170,17 @@ pub fn matmul(p: &mut Program, tile: u16, tiles: &[MmTile]) -> Result<(), Error>
             let s = (g % 2) as u16;
             if g >= 2 {
                 p.wait(lq, INFREE + s);
+                p.wait(sq, INFREE_B + s);
             }
             for x in &ks.loads {
                 emit(p, tile, Lane::Load, x)?;
             }
             p.signal(lq, LOADED + s);
+            for x in &ks.loads_b {
+                emit(p, tile, Lane::Store, x)?;
+            }
+            p.signal(sq, LOADED + s);
+            p.wait(tq, LOADED + s);
             p.wait(tq, LOADED + s);
             if j == 0 && t >= 2 {
                 p.wait(tq, ACCFREE + o);
@@ -180,6 +190,7 @@ pub fn matmul(p: &mut Program, tile: u16, tiles: &[MmTile]) -> Result<(), Error>
             }
             if g + 2 < total {
                 p.signal(tq, INFREE + s);
+                p.signal(tq, INFREE_B + s);
             }
             g += 1;
         }

@@ -22,8 +22,12 @@ pub struct Shape {
     pub k: u64,
     /// Independent products (batch).
     pub batch: u64,
-    /// Bytes of one operand element in the tensor unit's dtype.
+    /// Bytes of one operand element in the tensor unit's dtype (SRAM).
     pub elem: u64,
+    /// Bytes of one element of A and of B as read from HBM (an f32
+    /// activation is converted by the load DMA).
+    pub a_bytes: u64,
+    pub b_bytes: u64,
     /// Parts per operand (1, or 2 for the hi/lo f32 split).
     pub parts: u64,
     /// A full-tile residual is loaded for the epilogue.
@@ -72,10 +76,17 @@ pub fn choose_matmul_tiling(hw: &HwConfig, s: &Shape, rate: f64) -> Result<Matmu
                 let kp = s.k.div_ceil(tk) * tk;
                 let flops = 2.0 * (tm * tn * kp) as f64 * s.parts as f64;
                 let compute = flops / rate;
-                let bytes = ((tm + tn) * s.k * s.elem * s.parts) as f64;
+                let a = (tm * s.k * s.a_bytes * s.parts) as f64;
+                let b = (tn * s.k * s.b_bytes * s.parts) as f64;
+                let bytes = a + b;
                 let dma = bytes / hw.tile.dma.bandwidth;
                 let issue = (s.k.div_ceil(tk) * 4) as f64 * hw.tile.issue_cycles / clock;
-                let per_tile = rounds * (compute.max(dma) + issue);
+                // The pipeline fills with one k-chunk's loads and drains with
+                // the last output tile's store: large chunks start late.
+                let fill = (((tm * s.a_bytes + tn * s.b_bytes) * tk.min(s.k) * s.parts) as f64
+                    + (4 * tm * tn) as f64)
+                    / hw.tile.dma.bandwidth;
+                let per_tile = rounds * (compute.max(dma) + issue) + fill;
                 let hbm = items as f64 * bytes / hw.hbm.bandwidth;
                 let cost = per_tile.max(hbm);
                 let better = match best {
