@@ -80,3 +80,89 @@ fn halving_sram_or_hbm_bandwidth_changes_tiling_and_time() {
     // Less HBM bandwidth: the same bytes take longer.
     assert!(c2 > c0, "cycles: {c2} with half HBM bandwidth vs {c0}");
 }
+
+/// `<models>/<name>/` built by examples/models/bert_base.py with `args`
+/// when missing (as tests/models.rs does).
+fn bert_dir(name: &str, args: &[&str]) -> std::path::PathBuf {
+    if let Some(dir) = std::env::var_os("SMELT_MODELS_DIR") {
+        let p = std::path::PathBuf::from(dir).join(name);
+        if p.join("model.onnx").is_file() {
+            return p;
+        }
+    }
+    let dir = repo().join(".cache/models").join(name);
+    if dir.join("model.onnx").is_file() {
+        return dir;
+    }
+    let py = std::env::var_os("SMELT_PYTHON").unwrap_or_else(|| {
+        panic!(
+            "no {} and no SMELT_PYTHON to build it: run `make test` or set SMELT_MODELS_DIR",
+            dir.display()
+        )
+    });
+    let out = std::process::Command::new(py)
+        .arg(repo().join("examples/models/bert_base.py"))
+        .args(args)
+        .arg(&dir)
+        .output()
+        .expect("SMELT_PYTHON runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    dir
+}
+
+fn read(p: &Path) -> Vec<f64> {
+    let (_, t) = smelt_frontend::tensor_io::read_tensor(p).unwrap();
+    t.to_f64_vec().unwrap()
+}
+
+/// A 2-layer BERT (hidden 768, 12 heads, sequence 16) compiled for maia100
+/// and run on the simulator computes what the interpreter computes, up to
+/// the bf16 rounding of matmul operands.
+#[test]
+fn bert_small_on_maia100_matches_interpreter() {
+    let dir = bert_dir("bert_l2_s16", &["--layers", "2", "--seq", "16"]);
+    let tmp = tempfile::tempdir().unwrap();
+    let smx = tmp.path().join("bert.smx");
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+    let model = s(&dir.join("model.onnx"));
+    let out = smelt(&["compile", &model, "--target", "maia100", "-o", &s(&smx)]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let inputs = [s(&dir.join("input_0.pb")), s(&dir.join("input_1.pb"))];
+    let (sim_out, interp_out) = (tmp.path().join("sim"), tmp.path().join("interp"));
+    for (prog, out_dir) in [(s(&smx), &sim_out), (model.clone(), &interp_out)] {
+        let out = smelt(&[
+            "run",
+            &prog,
+            "-i",
+            &inputs[0],
+            "-i",
+            &inputs[1],
+            "--output-dir",
+            &s(out_dir),
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let got = read(&sim_out.join("output_0.pb"));
+    let want = read(&interp_out.join("output_0.pb"));
+    assert_eq!(got.len(), 16 * 768);
+    let max = want.iter().fold(0f64, |m, x| m.max(x.abs()));
+    let err = got
+        .iter()
+        .zip(&want)
+        .fold(0f64, |m, (g, w)| m.max((g - w).abs()));
+    // bf16 keeps 8 significant bits (relative step 2^-8 = 0.4%); errors
+    // through two layers stay well under 1% of the output's range.
+    assert!(err < 0.01 * max, "max error {err} for outputs up to {max}");
+}
