@@ -45,16 +45,79 @@ fn heads(t: &TRef, h: i64) -> Result<(Vec<usize>, View), Error> {
     }
 }
 
-pub fn lower(lw: &mut Lw, n: &Node) -> Result<(), Error> {
-    for i in 4..n.inputs.len() {
-        if Lw::has_input(n, i) {
-            return Err(unsup(n.op, "past key/value or padding inputs"));
-        }
+/// K or V with the cache in front: (tensor, 4-D shape, view). Writes the
+/// present output `out` when the node asks for it.
+#[allow(clippy::too_many_arguments)]
+fn cache(
+    lw: &mut Lw,
+    n: &Node,
+    past_in: usize,
+    out: usize,
+    x: &TRef,
+    xs: Vec<usize>,
+    xv: View,
+) -> Result<(TRef, Vec<usize>, View), Error> {
+    let wanted = n.outputs.get(out).copied().flatten().is_some();
+    if !Lw::has_input(n, past_in) && !wanted {
+        return Ok((x.clone(), xs, xv));
     }
-    for i in 1..n.outputs.len() {
-        if n.outputs[i].is_some() {
-            return Err(unsup(n.op, "present key/value or qk outputs"));
-        }
+    let p = if Lw::has_input(n, past_in) {
+        Some(lw.input(n, past_in)?)
+    } else {
+        None
+    };
+    let pl = p.as_ref().map_or(0, |p| p.shape[2]);
+    let shape = vec![xs[0], xs[1], pl + xs[2], xs[3]];
+    let present = if wanted {
+        lw.output(n, out)?
+    } else {
+        lw.temp_like("present", x, &shape)
+    };
+    if present.shape != shape {
+        return Err(Error::Graph(format!("{}: present shape", n.describe())));
+    }
+    let st = strides(&shape);
+    lw.p.phase();
+    if let Some(p) = &p {
+        movement::copy_nd(
+            &mut lw.p,
+            p,
+            &movement::plain(p),
+            &present,
+            &View {
+                off: 0,
+                strides: st.clone(),
+            },
+            &p.shape.clone(),
+        )?;
+    }
+    movement::copy_nd(
+        &mut lw.p,
+        x,
+        &xv,
+        &present,
+        &View {
+            off: pl as i64 * st[2],
+            strides: st,
+        },
+        &xs,
+    )?;
+    let v = movement::plain(&present);
+    Ok((present, shape, v))
+}
+
+pub fn lower(lw: &mut Lw, n: &Node) -> Result<(), Error> {
+    if Lw::has_input(n, 6) {
+        return Err(unsup(n.op, "nonpad_kv_seqlen"));
+    }
+    if Lw::has_input(n, 4) != Lw::has_input(n, 5) {
+        return Err(Error::Graph(format!(
+            "{}: past_key without past_value",
+            n.describe()
+        )));
+    }
+    if n.outputs.get(3).copied().flatten().is_some() {
+        return Err(unsup(n.op, "qk_matmul output"));
     }
     if iattr(n, "left_window_size", -1) != -1 || iattr(n, "right_window_size", -1) != -1 {
         return Err(unsup(n.op, "sliding windows"));
@@ -74,6 +137,15 @@ pub fn lower(lw: &mut Lw, n: &Node) -> Result<(), Error> {
     let (qs, qv) = heads(&q, iattr(n, "q_num_heads", 0))?;
     let (ks, kv) = heads(&k, iattr(n, "kv_num_heads", 0))?;
     let (vs, vv) = heads(&v, iattr(n, "kv_num_heads", 0))?;
+    // The cache: present = concat(past, new) along the sequence, written to
+    // the present outputs (or scratch) and used as K and V.
+    let past = if Lw::has_input(n, 4) {
+        lw.input(n, 4)?.shape[2]
+    } else {
+        0
+    };
+    let (k, ks, kv) = cache(lw, n, 4, 1, &k, ks, kv)?;
+    let (v, vs, vv) = cache(lw, n, 5, 2, &v, vs, vv)?;
     let (b, hq, s, d) = (qs[0], qs[1], qs[2], qs[3]);
     let (hk, l) = (ks[1], ks[2]);
     let dv = vs[3];
@@ -105,18 +177,39 @@ pub fn lower(lw: &mut Lw, n: &Node) -> Result<(), Error> {
     let mut bias: Option<TRef> = None;
     if Lw::has_input(n, 3) {
         let m = lw.input(n, 3)?;
-        if m.gdt == smelt_ir::DType::Bool || m.shape.last() != Some(&l) {
-            return Err(unsup(n.op, "boolean or short masks"));
+        if m.gdt == smelt_ir::DType::Bool {
+            return Err(unsup(n.op, "boolean masks"));
         }
+        let lm = m.shape.last().copied().unwrap_or(1);
         let t = lw.temp_f32("attn.mask", &full);
-        lw.p.phase();
-        movement::expand_into(&mut lw.p, &m, &t)?;
+        if lm < l {
+            // A short mask leaves the keys after it masked out.
+            movement::fill(lw, &t, f64::NEG_INFINITY)?;
+            let part = lw.temp_f32("attn.mask.part", &[b, hq, s, lm]);
+            lw.p.phase();
+            movement::expand_into(&mut lw.p, &m, &part)?;
+            lw.p.phase();
+            movement::copy_nd(
+                &mut lw.p,
+                &part,
+                &movement::plain(&part),
+                &t,
+                &View {
+                    off: 0,
+                    strides: strides(&full),
+                },
+                &[b, hq, s, lm],
+            )?;
+        } else {
+            lw.p.phase();
+            movement::expand_into(&mut lw.p, &m, &t)?;
+        }
         bias = Some(t);
     }
     if causal {
         let tri: Vec<f64> = (0..s * l)
             .map(|i| {
-                if i % l > i / l {
+                if i % l > i / l + past {
                     f64::NEG_INFINITY
                 } else {
                     0.0
