@@ -260,7 +260,10 @@ fn known_scalar(lw: &mut Lw, n: &Node, i: usize) -> Option<f32> {
 }
 
 fn check_float(lw: &mut Lw, n: &Node) -> Result<(), Error> {
-    for v in n.inputs.iter().flatten().chain(n.outputs.iter().flatten()) {
+    // Dropout's ratio, mode and mask are not data the unit computes on.
+    let data = if n.op == Op::Dropout { 1 } else { usize::MAX };
+    let ins = n.inputs.iter().take(data).flatten();
+    for v in ins.chain(n.outputs.iter().take(data).flatten()) {
         let (_, d) = lw.static_ty(*v)?;
         if !matches!(
             d,
@@ -329,6 +332,16 @@ fn logic(lw: &mut Lw, n: &Node) -> Result<(), Error> {
         Op::Xor => VOp::Sub,
         _ => VOp::Copy,
     };
+    if n.op == Op::IsNaN {
+        // x != x only for NaN.
+        return run(lw, &out, ins, true, &|b, d, s, _| {
+            vec![
+                b.v(VOp::Eq, d, first(s), VSrc::Full(first(s))),
+                b.v(VOp::Neg, d, d, VSrc::None),
+                b.v(VOp::Add, d, d, VSrc::Imm(1.0)),
+            ]
+        });
+    }
     if n.op == Op::Not {
         return run(lw, &out, ins, true, &|b, d, s, _| {
             vec![
@@ -374,11 +387,15 @@ pub fn lower(lw: &mut Lw, n: &Node) -> Result<(), Error> {
             | Op::Xor
             | Op::Not
             | Op::Where
+            | Op::IsNaN
     ) {
         return logic(lw, n);
     }
     if unary::binary(n.op).is_none()
-        && !matches!(n.op, Op::Mean | Op::Clip | Op::PRelu | Op::FusedElementwise)
+        && !matches!(
+            n.op,
+            Op::Mean | Op::Clip | Op::PRelu | Op::FusedElementwise | Op::Dropout
+        )
         && !unary::supported(n.op, Some(n))
     {
         return Err(unsup(n.op, ""));
@@ -476,6 +493,27 @@ pub fn lower(lw: &mut Lw, n: &Node) -> Result<(), Error> {
                     ]
                 },
             )
+        }
+        Op::Dropout => {
+            // Inference: the identity, and a mask of all true.
+            let training = if Lw::has_input(n, 2) {
+                lw.known_input(n, 2)
+                    .and_then(|t| t.to_f64_vec())
+                    .and_then(|v| v.first().copied())
+                    .ok_or_else(|| unsup(n.op, "training_mode not known at compile time"))?
+            } else {
+                0.0
+            };
+            if training != 0.0 {
+                return Err(unsup(n.op, "training mode"));
+            }
+            let x = lw.input(n, 0)?;
+            if n.outputs.get(1).copied().flatten().is_some() {
+                let mask = lw.output(n, 1)?;
+                movement::fill(lw, &mask, 1.0)?;
+            }
+            lw.p.phase();
+            movement::copy_flat(&mut lw.p, &x, &out)
         }
         Op::FusedElementwise => {
             let ops = chain(n)?;

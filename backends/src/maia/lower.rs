@@ -169,10 +169,10 @@ impl Lw<'_> {
         }
         let val = self.g.value(v);
         let shape = val.ty.shape.as_static().ok_or_else(|| {
-            Error::Graph(format!(
-                "value `{}` has shape {}: the maia backend needs static shapes",
-                val.name, val.ty
-            ))
+            unsup(
+                &self.node_op,
+                format!("value `{}` has the dynamic shape {}", val.name, val.ty),
+            )
         })?;
         Ok((shape, val.ty.dtype))
     }

@@ -118,7 +118,8 @@ fn dispatch(lw: &mut lower::Lw, n: &smelt_ir::Node) -> Result<(), Error> {
         | Op::Tile
         | Op::DepthToSpace
         | Op::SpaceToDepth
-        | Op::Pad => movement::lower(lw, n),
+        | Op::Pad
+        | Op::Trilu => movement::lower(lw, n),
         Op::Conv
         | Op::FusedConv
         | Op::MaxPool

@@ -301,6 +301,7 @@ pub fn lower(lw: &mut Lw, n: &Node) -> Result<(), Error> {
         }
         Op::DepthToSpace | Op::SpaceToDepth => depth_space(lw, n),
         Op::Pad => pad(lw, n),
+        Op::Trilu => trilu(lw, n),
         _ => Err(unsup(n.op, "")),
     }
 }
@@ -310,6 +311,45 @@ pub fn plain(t: &TRef) -> View {
         off: 0,
         strides: strides(&t.shape),
     }
+}
+
+/// Zeros, then each row's kept run of columns copied (any dtype).
+fn trilu(lw: &mut Lw, n: &Node) -> Result<(), Error> {
+    let x = lw.input(n, 0)?;
+    let r = x.shape.len();
+    if r < 2 {
+        return Err(Error::Graph(format!("{}: rank below 2", n.describe())));
+    }
+    let k = if Lw::has_input(n, 1) {
+        lw.known_input(n, 1)
+            .and_then(|t| ints(&t))
+            .and_then(|v| v.first().copied())
+            .ok_or_else(|| unsup(n.op, "k not known at compile time"))?
+    } else {
+        0
+    };
+    let upper = attr_int(n, "upper", 1) != 0;
+    let y = lw.output(n, 0)?;
+    fill(lw, &y, 0.0)?;
+    let (rows, cols) = (x.shape[r - 2] as i64, x.shape[r - 1] as i64);
+    let batch: usize = x.shape[..r - 2].iter().product();
+    lw.p.phase();
+    for i in 0..rows {
+        let (a, b) = if upper {
+            ((i + k).clamp(0, cols), cols)
+        } else {
+            (0, (i + k + 1).clamp(0, cols))
+        };
+        if b <= a {
+            continue;
+        }
+        let v = View {
+            off: i * cols + a,
+            strides: vec![rows * cols, 1],
+        };
+        copy_nd(&mut lw.p, &x, &v, &y, &v, &[batch, (b - a) as usize])?;
+    }
+    Ok(())
 }
 
 fn slice(lw: &mut Lw, n: &Node) -> Result<(), Error> {

@@ -61,6 +61,32 @@ pub fn unary(op: Op, n: Option<&Node>, b: Block, dst: u32, src: u32, tmp: u32) -
         Op::Sin => one(Sin),
         Op::Cos => one(Cos),
         Op::Erf => one(Erf),
+        Op::Sign => Some(vec![
+            b.v(Lt, tmp, src, Imm(0.0)),
+            b.v(Gt, dst, src, Imm(0.0)),
+            b.v(Sub, dst, dst, Full(tmp)),
+        ]),
+        Op::ThresholdedRelu => {
+            let a = fattr(n, "alpha", 1.0);
+            Some(vec![
+                b.v(Gt, tmp, src, Imm(a)),
+                b.v(Mul, dst, src, Full(tmp)),
+            ])
+        }
+        Op::Shrink => {
+            // x + bias where x < -lambd, x - bias where x > lambd, else 0.
+            let (l, bias) = (fattr(n, "lambd", 0.5), fattr(n, "bias", 0.0));
+            Some(vec![
+                b.v(Lt, tmp, src, Imm(-l)),
+                b.v(Gt, dst, src, Imm(l)),
+                b.v(Sub, dst, dst, Full(tmp)),
+                // dst is now sign-of-region s in {-1, 0, 1}: x·|s| - bias·s.
+                b.v(Abs, tmp, dst, No),
+                b.v(Mul, tmp, tmp, Full(src)),
+                b.v(Mul, dst, dst, Imm(bias)),
+                b.v(Sub, dst, tmp, Full(dst)),
+            ])
+        }
         Op::Tan => Some(vec![
             b.v(Cos, tmp, src, No),
             b.v(Sin, dst, src, No),
