@@ -91,6 +91,10 @@ fn dispatch(lw: &mut lower::Lw, n: &smelt_ir::Node) -> Result<(), Error> {
         Op::MatMul | Op::Gemm | Op::FusedMatMul | Op::MatMulNT => matmul::lower(lw, n),
         Op::Softmax
         | Op::LogSoftmax
+        | Op::Hardmax
+        | Op::LpNormalization
+        | Op::ArgMax
+        | Op::ArgMin
         | Op::LayerNormalization
         | Op::RMSNormalization
         | Op::ReduceSum

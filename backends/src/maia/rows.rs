@@ -112,7 +112,17 @@ pub fn run(
                 mr * cols,
             )
         } else {
-            Xfer::flat(Mem::Sram(tile, r1 as u64), y.at(r0), Dt::F32, y.dt, mr)
+            // An i64 output takes the low word of each element (zeroed).
+            Xfer {
+                src: Mem::Sram(tile, r1 as u64),
+                dst: y.at(r0),
+                sdt: Dt::F32,
+                ddt: y.dt,
+                rows: mr,
+                cols: 1,
+                sstride: 1,
+                dstride: y.mult,
+            }
         }];
         for (t, second) in extra_rows {
             let a = if *second { r2 } else { r1 };
@@ -226,7 +236,8 @@ fn check_float(lw: &mut Lw, n: &Node, inputs: usize, outputs: usize) -> Result<(
 
 pub fn lower(lw: &mut Lw, n: &Node) -> Result<(), Error> {
     match n.op {
-        Op::Softmax | Op::LogSoftmax => softmax(lw, n),
+        Op::Softmax | Op::LogSoftmax | Op::Hardmax | Op::LpNormalization => along_axis(lw, n),
+        Op::ArgMax | Op::ArgMin => arg(lw, n),
         Op::LayerNormalization | Op::RMSNormalization => norm(lw, n),
         _ => reduce(lw, n),
     }
@@ -274,7 +285,9 @@ pub fn row_sum(lw: &mut Lw, x: &TRef, y: &TRef, rows: u64, cols: u64) -> Result<
     })
 }
 
-fn softmax(lw: &mut Lw, n: &Node) -> Result<(), Error> {
+/// An op mapping each row along `axis` to a row of the same length
+/// (softmax, log-softmax, hardmax, Lp normalization).
+fn along_axis(lw: &mut Lw, n: &Node) -> Result<(), Error> {
     check_float(lw, n, 1, 1)?;
     let x = lw.input(n, 0)?;
     let r = x.shape.len();
@@ -285,32 +298,81 @@ fn softmax(lw: &mut Lw, n: &Node) -> Result<(), Error> {
     let y = lw.output(n, 0)?;
     let moved = ax + 1 != r && r > 0;
     let yt = if moved {
-        lw.temp_like("softmax", &y, &xt.shape)
+        lw.temp_like("rowmap", &y, &xt.shape)
     } else {
         y.clone()
     };
-    let log = n.op == Op::LogSoftmax;
-    run(lw, &xt, &yt, rows, cols, true, &[], &[], &move |b, f| {
-        let mut v = vec![
-            red(ROp::Max, b, f.r1, f.x),
-            b.v(VOp::Sub, f.y, f.x, VSrc::Row(f.r1)),
-        ];
-        if log {
-            v.extend([
-                b.v(VOp::Exp, f.tmp, f.y, VSrc::None),
-                red(ROp::Sum, b, f.r2, f.tmp),
-                rv(b, VOp::Log, f.r2, f.r2, VSrc::None),
-                b.v(VOp::Sub, f.y, f.y, VSrc::Row(f.r2)),
-            ]);
-        } else {
-            v.extend([
-                b.v(VOp::Exp, f.y, f.y, VSrc::None),
-                red(ROp::Sum, b, f.r2, f.y),
-                b.v(VOp::Div, f.y, f.y, VSrc::Row(f.r2)),
-            ]);
-        }
-        v
-    })?;
+    let op = n.op;
+    let p = int_attr(n, "p", 2);
+    if op == Op::LpNormalization && p != 1 && p != 2 {
+        return Err(unsup(op, format!("p = {p}")));
+    }
+    let col_ops = if op == Op::Hardmax {
+        vec![iota(lw, cols, false)?]
+    } else {
+        vec![]
+    };
+    run(
+        lw,
+        &xt,
+        &yt,
+        rows,
+        cols,
+        true,
+        &col_ops,
+        &[],
+        &move |b, f| {
+            match op {
+                Op::Hardmax => {
+                    let mut v = first_max_index(b, f, f.x, f.cols[0], cols as f32);
+                    // One-hot: a row of column indices compared with the index.
+                    v.extend([
+                        b.v(VOp::Mul, f.tmp, f.x, VSrc::Imm(0.0)),
+                        b.v(VOp::Sub, f.tmp, f.tmp, VSrc::Col(f.cols[0])),
+                        b.v(VOp::Neg, f.tmp, f.tmp, VSrc::None),
+                        b.v(VOp::Add, f.tmp, f.tmp, VSrc::Imm(-(cols as f32))),
+                        b.v(VOp::Neg, f.tmp, f.tmp, VSrc::None),
+                        b.v(VOp::Eq, f.y, f.tmp, VSrc::Row(f.r1)),
+                    ]);
+                    v
+                }
+                Op::LpNormalization => {
+                    let mut v = if p == 1 {
+                        vec![b.v(VOp::Abs, f.tmp, f.x, VSrc::None)]
+                    } else {
+                        vec![b.v(VOp::Mul, f.tmp, f.x, VSrc::Full(f.x))]
+                    };
+                    v.push(red(ROp::Sum, b, f.r2, f.tmp));
+                    if p == 2 {
+                        v.push(rv(b, VOp::Sqrt, f.r2, f.r2, VSrc::None));
+                    }
+                    v.push(b.v(VOp::Div, f.y, f.x, VSrc::Row(f.r2)));
+                    v
+                }
+                _ => {
+                    let mut v = vec![
+                        red(ROp::Max, b, f.r1, f.x),
+                        b.v(VOp::Sub, f.y, f.x, VSrc::Row(f.r1)),
+                    ];
+                    if op == Op::LogSoftmax {
+                        v.extend([
+                            b.v(VOp::Exp, f.tmp, f.y, VSrc::None),
+                            red(ROp::Sum, b, f.r2, f.tmp),
+                            rv(b, VOp::Log, f.r2, f.r2, VSrc::None),
+                            b.v(VOp::Sub, f.y, f.y, VSrc::Row(f.r2)),
+                        ]);
+                    } else {
+                        v.extend([
+                            b.v(VOp::Exp, f.y, f.y, VSrc::None),
+                            red(ROp::Sum, b, f.r2, f.y),
+                            b.v(VOp::Div, f.y, f.y, VSrc::Row(f.r2)),
+                        ]);
+                    }
+                    v
+                }
+            }
+        },
+    )?;
     if moved {
         // Move the axis back: yt is x's shape with `ax` last.
         let mut perm: Vec<usize> = (0..r).filter(|&a| a != ax).collect();
@@ -334,6 +396,79 @@ fn softmax(lw: &mut Lw, n: &Node) -> Result<(), Error> {
         )?;
     }
     Ok(())
+}
+
+/// Column indices as f32: `cols - j` (first-index search) or `j + 1`
+/// (last-index search), so that the wanted index is the row maximum.
+fn iota(lw: &mut Lw, cols: u64, last: bool) -> Result<TRef, Error> {
+    let v: Vec<f64> = (0..cols)
+        .map(|j| {
+            if last {
+                (j + 1) as f64
+            } else {
+                (cols - j) as f64
+            }
+        })
+        .collect();
+    lw.weight(
+        &format!("iota.{}", lw.p.bufs.len()),
+        &smelt_ir::interp::Tensor::from_f64(DType::F32, vec![cols as usize], v),
+    )
+}
+
+/// r1 = the first column holding the row maximum of `src` (`key` holds
+/// cols - j): y = (src == max)·key, r1 = cols - max(y). Uses y.
+fn first_max_index(b: Block, f: &RowBufs, src: u32, key: u32, cols: f32) -> Vec<Cmd> {
+    vec![
+        red(ROp::Max, b, f.r1, src),
+        b.v(VOp::Eq, f.y, src, VSrc::Row(f.r1)),
+        b.v(VOp::Mul, f.y, f.y, VSrc::Col(key)),
+        red(ROp::Max, b, f.r1, f.y),
+        rv(b, VOp::Neg, f.r1, f.r1, VSrc::None),
+        rv(b, VOp::Add, f.r1, f.r1, VSrc::Imm(cols)),
+    ]
+}
+
+/// ArgMax/ArgMin: the index as f32 on the vector unit, stored into the low
+/// words of the (zeroed) i64 output.
+fn arg(lw: &mut Lw, n: &Node) -> Result<(), Error> {
+    check_float(lw, n, 1, 0)?;
+    let x = lw.input(n, 0)?;
+    let r = x.shape.len();
+    let ax = norm_axis(int_attr(n, "axis", 0), r)?;
+    let last = int_attr(n, "select_last_index", 0) != 0;
+    let xt = axes_last(lw, &x, &[ax])?;
+    let cols = x.shape.get(ax).copied().unwrap_or(1) as u64;
+    let rows = x.numel() / cols.max(1);
+    let y = lw.output(n, 0)?;
+    if y.gdt != DType::I64 {
+        return Err(unsup(n.op, format!("output dtype {}", y.gdt)));
+    }
+    movement::fill(lw, &y, 0.0)?;
+    let key = iota(lw, cols, last)?;
+    let min = n.op == Op::ArgMin;
+    let c = cols as f32;
+    run(lw, &xt, &y, rows, cols, false, &[key], &[], &move |b, f| {
+        let mut v = Vec::new();
+        let src = if min {
+            v.push(b.v(VOp::Neg, f.tmp, f.x, VSrc::None));
+            f.tmp
+        } else {
+            f.x
+        };
+        if last {
+            v.extend([
+                red(ROp::Max, b, f.r1, src),
+                b.v(VOp::Eq, f.y, src, VSrc::Row(f.r1)),
+                b.v(VOp::Mul, f.y, f.y, VSrc::Col(f.cols[0])),
+                red(ROp::Max, b, f.r1, f.y),
+                rv(b, VOp::Add, f.r1, f.r1, VSrc::Imm(-1.0)),
+            ]);
+        } else {
+            v.extend(first_max_index(b, f, src, f.cols[0], c));
+        }
+        v
+    })
 }
 
 fn norm(lw: &mut Lw, n: &Node) -> Result<(), Error> {
