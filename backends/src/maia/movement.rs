@@ -471,10 +471,18 @@ fn depth_space(lw: &mut Lw, n: &Node) -> Result<(), Error> {
         let (oh, ow) = (h / b, w / b);
         // y[n, b1, b2, c, oh, ow] (DCR order) from x[n, c, oh*b+b1, ow*b+b2]
         let xs = strides(&x.shape);
-        (
-            vec![nn, b, b, c, oh, ow],
-            vec![xs[0], xs[2], 1, xs[1], xs[2] * b as i64, b as i64],
-        )
+        if crd {
+            // y[n, c, b1, b2, oh, ow]
+            (
+                vec![nn, c, b, b, oh, ow],
+                vec![xs[0], xs[1], xs[2], 1, xs[2] * b as i64, b as i64],
+            )
+        } else {
+            (
+                vec![nn, b, b, c, oh, ow],
+                vec![xs[0], xs[2], 1, xs[1], xs[2] * b as i64, b as i64],
+            )
+        }
     };
     lw.p.phase();
     copy_nd(
