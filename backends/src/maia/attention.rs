@@ -116,9 +116,8 @@ pub fn lower(lw: &mut Lw, n: &Node) -> Result<(), Error> {
             n.describe()
         )));
     }
-    if n.outputs.get(3).copied().flatten().is_some() {
-        return Err(unsup(n.op, "qk_matmul output"));
-    }
+    let mode = iattr(n, "qk_matmul_output_mode", 0);
+    let want_qk = n.outputs.get(3).copied().flatten().is_some();
     if iattr(n, "left_window_size", -1) != -1 || iattr(n, "right_window_size", -1) != -1 {
         return Err(unsup(n.op, "sliding windows"));
     }
@@ -244,12 +243,26 @@ pub fn lower(lw: &mut Lw, n: &Node) -> Result<(), Error> {
         }
         bias = Some(t);
     }
+    // The qk output: the scores as the first phase leaves them (after
+    // softcap and bias), or the probabilities.
+    // Mode 2 is the scores with the bias; modes 0 and 1 without it (both
+    // after softcap).
+    let qk_is_scores = bias.is_none() || mode == 2;
+    // Modes 0 and 1 want the scores before the bias:
+    // the matmul writes them to the qk output and a vector phase adds the bias.
+    let split_bias = want_qk && mode != 3 && !qk_is_scores;
+    let late_bias = if split_bias { bias.take() } else { None };
     if let Some(t) = bias {
         epi.push(Epi::Residual(t));
     }
     let qp = matmul::dyn_parts(lw, &q, &qv, &qs, dt, split)?;
     let kp = matmul::dyn_parts(lw, &k, &kv, &ks, dt, split)?;
     let scores = lw.temp_f32("attn.scores", &full);
+    let raw = if split_bias {
+        lw.output(n, 3)?
+    } else {
+        scores.clone()
+    };
     let jobs: Vec<Job> = (0..b * hq)
         .map(|j| {
             let (bi, h) = (j / hq, j % hq);
@@ -270,14 +283,34 @@ pub fn lower(lw: &mut Lw, n: &Node) -> Result<(), Error> {
             k: d as u64,
             a: qp,
             b: kp,
-            out: scores.clone(),
+            out: raw.clone(),
             jobs,
             epi,
         },
         dt,
     )?;
+    if let Some(bias) = late_bias {
+        super::elementwise::run(
+            lw,
+            &scores,
+            vec![(raw.clone(), None), (bias, None)],
+            true,
+            &|bl, dd, src, _| {
+                let a = match src[0] {
+                    smelt_runtime::maia::VSrc::Full(a) => a,
+                    _ => 0,
+                };
+                vec![bl.v(smelt_runtime::maia::VOp::Add, dd, a, src[1])]
+            },
+        )?;
+    }
     let probs = lw.temp_f32("attn.probs", &full);
     rows::softmax_rows(lw, &scores, &probs, (b * hq * s) as u64, l as u64)?;
+    if want_qk && !split_bias {
+        let qk = lw.output(n, 3)?;
+        lw.p.phase();
+        movement::copy_flat(&mut lw.p, if mode == 3 { &probs } else { &scores }, &qk)?;
+    }
     // probs · V with V stored as Vᵀ [B, Hk, Dv, L].
     let mut vst = vv.strides.clone();
     vst.swap(2, 3);
