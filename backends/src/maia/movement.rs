@@ -92,31 +92,61 @@ pub fn copy_nd(
     }
     let tiles = p.tiles() as u64;
     let lanes = p.hw.tile.dma.engines.max(1) as u64;
+    // Few long commands would leave most engines idle: cut the rows so that
+    // every DMA engine of the chip gets a share.
+    let engines = tiles * lanes;
+    let pieces = if outer < engines {
+        engines.div_ceil(outer).min(rows).max(1)
+    } else {
+        1
+    };
+    let per = rows.div_ceil(pieces);
+    // A single long run is cut by columns instead.
+    let cpieces = if outer < engines && rows == 1 {
+        engines.div_ceil(outer).min(cols).max(1)
+    } else {
+        1
+    };
+    let cper = cols.div_ceil(cpieces);
     let mut idx = vec![0u64; dims.len()];
-    for c in 0..outer {
+    let mut c = 0u64;
+    for _ in 0..outer {
         let (mut so, mut dof) = (sv.off * m, dv.off * m);
         for (k, &(_, a, b)) in dims.iter().enumerate() {
             so += idx[k] as i64 * a;
             dof += idx[k] as i64 * b;
         }
-        let tile = (c % tiles) as u16;
-        let lane = if (c / tiles).is_multiple_of(lanes) {
-            Lane::Load
-        } else {
-            Lane::Store
-        };
-        let q = p.dma_q(tile, lane);
-        p.dma(
-            q,
-            Mem::Hbm(src.buf, src.off + src.dt.bytes(so as u64)),
-            Mem::Hbm(dst.buf, dst.off + dst.dt.bytes(dof as u64)),
-            src.dt,
-            dst.dt,
-            rows,
-            cols,
-            rs as u64,
-            rd as u64,
-        )?;
+        let mut r0 = 0u64;
+        while r0 < rows {
+            let nr = per.min(rows - r0);
+            let mut c0 = 0u64;
+            while c0 < cols {
+                let nc = cper.min(cols - c0);
+                let tile = (c % tiles) as u16;
+                let lane = if (c / tiles).is_multiple_of(lanes) {
+                    Lane::Load
+                } else {
+                    Lane::Store
+                };
+                c += 1;
+                let q = p.dma_q(tile, lane);
+                let s0 = so + r0 as i64 * rs + c0 as i64;
+                let d0 = dof + r0 as i64 * rd + c0 as i64;
+                p.dma(
+                    q,
+                    Mem::Hbm(src.buf, src.off + src.dt.bytes(s0 as u64)),
+                    Mem::Hbm(dst.buf, dst.off + dst.dt.bytes(d0 as u64)),
+                    src.dt,
+                    dst.dt,
+                    nr,
+                    nc,
+                    rs as u64,
+                    rd as u64,
+                )?;
+                c0 += nc;
+            }
+            r0 += nr;
+        }
         for k in (0..dims.len()).rev() {
             idx[k] += 1;
             if idx[k] < dims[k].0 {
