@@ -540,8 +540,30 @@ pub fn lower(lw: &mut Lw, n: &Node) -> Result<(), Error> {
         View { off: 0, strides: s }
     };
     let av = n.inputs[0].and_then(|v| lw.known(v));
+    // Every column tile re-reads A: when there are several, one pass
+    // converting A to the unit's narrower dtype costs less than re-reading
+    // it wide (read 4 + write 2 bytes once, against 2 bytes per re-read).
+    let rereads = nn.div_ceil(lw.p.hw.tile.tensor.shape[1] as usize);
+    let narrow = a.dt.bytes(1) > dt.bytes(1) && rereads > 3 && !split;
     let a_parts = match av {
         Some(t) if !trans_a && !a1 => const_parts(lw, "a", &t, dt, split)?,
+        _ if narrow => {
+            let mut staged = lw.temp_like("mm.a", &a, &a_shape);
+            let n_el = a_shape.iter().product::<usize>() as u64;
+            staged.buf = lw.p.temp("mm.a", dt.bytes(n_el));
+            staged.dt = dt;
+            staged.gdt = gdt_of(dt);
+            lw.p.phase();
+            movement::copy_nd(
+                &mut lw.p,
+                &a,
+                &a_view,
+                &staged,
+                &movement::plain(&staged),
+                &a_shape,
+            )?;
+            vec![staged]
+        }
         _ => dyn_parts(lw, &a, &a_view, &a_shape, dt, split)?,
     };
     let bv = n.inputs[1].and_then(|v| lw.known(v));

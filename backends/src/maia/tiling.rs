@@ -81,11 +81,17 @@ pub fn choose_matmul_tiling(hw: &HwConfig, s: &Shape, rate: f64) -> Result<Matmu
                 let bytes = a + b;
                 let dma = bytes / hw.tile.dma.bandwidth;
                 let issue = (s.k.div_ceil(tk) * 4) as f64 * hw.tile.issue_cycles / clock;
-                // The pipeline fills with one k-chunk's loads and drains with
-                // the last output tile's store: large chunks start late.
-                let fill = (((tm * s.a_bytes + tn * s.b_bytes) * tk.min(s.k) * s.parts) as f64
-                    + (4 * tm * tn) as f64)
-                    / hw.tile.dma.bandwidth;
+                // Pipeline fill and drain: a transfer-bound tile still
+                // computes its last k-chunk after the last load, a
+                // compute-bound one waits for its first chunk; both store the
+                // last output tile at the end. Large chunks start late.
+                let chunks = s.k.div_ceil(tk) as f64;
+                let store = (4 * tm * tn) as f64 / hw.tile.dma.bandwidth;
+                let fill = if dma > compute {
+                    compute / chunks
+                } else {
+                    dma / chunks
+                } + store;
                 let per_tile = rounds * (compute.max(dma) + issue) + fill;
                 let hbm = items as f64 * bytes / hw.hbm.bandwidth;
                 let cost = per_tile.max(hbm);
