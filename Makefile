@@ -16,7 +16,7 @@ ONNX_PIN := $(shell sed -n 's/^onnx==//p' scripts/requirements.txt)
 
 FIXTURES := resnet_mini resnet_mini_shape transformer_block
 
-.PHONY: prereqs bench-1b all demo check-examples test conformance lint fixtures resnet50 time-resnet50 venv cases help
+.PHONY: prereqs bench-cpu bench-1b all demo check-examples test conformance lint fixtures resnet50 time-resnet50 venv cases help
 
 all: test
 
@@ -29,6 +29,7 @@ help:
 	@echo "make fixtures     regenerate the committed models under examples/"
 	@echo "make resnet50     generate .cache/resnet50 (ResNet-50 + input + expected, ~100 MB)"
 	@echo "make time-resnet50  time the interpreter on it and compare with onnxruntime"
+	@echo "make bench-cpu    cpu target vs onnxruntime (same threads) on ResNet-50, BERT-base, MLP"
 
 venv: $(VENV_OK)
 
@@ -59,7 +60,9 @@ $(CASES): | $(VENV_OK)
 demo: $(VENV_OK)
 	$(CARGO) build --release -p smelt
 	rm -rf out/demo
-	$(SMELT) run examples/resnet_mini/model.onnx --input examples/resnet_mini/input_0.pb --output-dir out/demo
+	mkdir -p out/demo
+	$(SMELT) compile examples/resnet_mini/model.onnx --target cpu -o out/demo/resnet_mini.smc
+	$(SMELT) run out/demo/resnet_mini.smc --input examples/resnet_mini/input_0.pb --output-dir out/demo
 	$(PY) scripts/compare_tensors.py out/demo/output_0.pb examples/resnet_mini/expected_0.pb
 
 check-examples: $(VENV_OK)
@@ -111,3 +114,15 @@ bench-1b: .cache/llama-1b/config.json
 	mkdir -p out
 	/usr/bin/time -v ./target/release/smelt import .cache/llama-1b -o /dev/null 2>&1 | grep -E "Elapsed|Maximum resident"
 	/usr/bin/time -v ./target/release/smelt compile .cache/llama-1b --target cpu -o out/llama-1b.smelt 2>&1 | grep -E "Elapsed|Maximum resident"
+
+# The cpu target against onnxruntime, in one run per model (BENCHMARKS.md).
+BENCH_MODELS := resnet50 bert_base mlp
+BENCH_THREADS ?= $(shell nproc)
+.cache/models/%/model.onnx: | $(VENV_OK)
+	$(PY) examples/models/make_all.py .cache/models --only $*
+
+bench-cpu: $(foreach m,$(BENCH_MODELS),.cache/models/$(m)/model.onnx)
+	$(CARGO) build --release -p smelt
+	@for m in $(BENCH_MODELS); do \
+	  ./target/release/smelt bench .cache/models/$$m --threads $(BENCH_THREADS) --iters 10 || exit 1; \
+	done

@@ -1,2 +1,7 @@
-//! Code generation targets (PTX, HIP, command stream, cpu), each one implementation of a `Target` trait. Arrives with the backend issues; its place in the dependency order is fixed here: backends see `smelt-ir` and `smelt-passes`.
+//! Code generation targets (cpu now; PTX, HIP and the command stream share
+//! the same shape): graph lowering to kernel IR (`lower`), and per target the
+//! program builder and artifact writer.
+
+pub mod cpu;
+pub mod lower;
 pub mod maia;

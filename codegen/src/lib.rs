@@ -1,3 +1,21 @@
-pub fn host() -> String {
-    inkwell::targets::TargetMachine::get_host_cpu_name().to_string()
+//! LLVM code generation for kernel IR (`smelt-kernel`), through inkwell.
+//! The only crate of smelt that links LLVM: `llvm` builds target-independent
+//! LLVM IR from scheduled kernels; `jit` compiles it for the host CPU.
+
+pub mod jit;
+pub mod llvm;
+
+pub use jit::{Jit, KernelFn};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("LLVM: {0}")]
+    Llvm(String),
+    #[error("kernel IR: {0}")]
+    Kernel(String),
+    #[error("internal error in code generation: {0}")]
+    Internal(&'static str),
 }
+
+#[cfg(test)]
+mod tests;

@@ -15,6 +15,7 @@ sys.path.insert(0, HERE)
 import _common  # noqa: E402
 import bert_base  # noqa: E402
 import inception  # noqa: E402
+import mlp  # noqa: E402
 import nasnet  # noqa: E402
 import resnet50  # noqa: E402
 
@@ -23,6 +24,7 @@ MODELS = {
     "resnet50": lambda: resnet50.build(),
     "inception": lambda: inception.build(),
     "nasnet": lambda: nasnet.build(),
+    "mlp": lambda: mlp.build(),
 }
 
 

@@ -1,3 +1,4 @@
 //! Loads compiled artifacts and executes them. Depends on the artifact format only, never on the IR, so that it links no compiler.
 
+pub mod cpu;
 pub mod maia;

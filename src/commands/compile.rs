@@ -1,5 +1,5 @@
 //! `smelt compile`: optimize a model for a target and write the optimized
-//! IR text (code generation comes later).
+//! IR text or, for the cpu target and an `.smc` output, a runnable artifact.
 
 use anyhow::{Context, Result};
 use smelt_ir::target::Target;
@@ -14,9 +14,14 @@ pub struct Args {
     /// Target whose cost model guides the optimizer: cpu, sm_90a, gfx942, maia100.
     #[arg(long, default_value = "cpu")]
     target: String,
-    /// Where to write the optimized IR text (standard output if absent).
+    /// Where to write: FILE.smc writes a cpu artifact (kernels + weights;
+    /// run it with `smelt run FILE.smc`); any other name gets the optimized
+    /// IR text. Standard output (IR text) if absent.
     #[arg(short, long, value_name = "FILE")]
     output: Option<PathBuf>,
+    /// Print the scheduled kernel IR of every kernel (cpu target).
+    #[arg(long)]
+    print_kernels: bool,
     /// Comma-separated passes: canon (algebra, constant folding), fuse
     /// (norm/attention recognition, BN folding, epilogue fusion), tensat
     /// (parallel-branch merges), layout (NHWC / transposed weights where the
@@ -100,6 +105,30 @@ pub fn main(a: Args) -> Result<ExitCode> {
     if let Some(hw) = super::maia::accelerator(&text)? {
         let p = a.matmul_precision;
         return super::maia::compile_main(&out, &hw, &name, p, a.output.as_deref());
+    }
+    let is_smc = a
+        .output
+        .as_ref()
+        .is_some_and(|p| p.extension().is_some_and(|e| e == "smc"));
+    if is_smc || a.print_kernels {
+        if a.target != "cpu" {
+            anyhow::bail!(
+                "--target {}: .smc artifacts and --print-kernels are for the cpu target",
+                a.target
+            );
+        }
+        if a.print_kernels {
+            let p = smelt_backends::cpu::Program::build(&out)
+                .map_err(|e| anyhow::anyhow!("cpu: {e}"))?;
+            for k in &p.kernels {
+                println!("{}", smelt_kernel::print::scheduled(k));
+            }
+        }
+        if is_smc {
+            let (art, _) = super::cpu::compile(&out, false)?;
+            super::cpu::write(&art, a.output.as_ref().expect("checked"))?;
+        }
+        return Ok(ExitCode::SUCCESS);
     }
     let text = smelt_ir::text::print(&out);
     match a.output {

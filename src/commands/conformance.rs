@@ -42,6 +42,54 @@ pub struct Args {
 static ACCEL: std::sync::OnceLock<(String, smelt_runtime::maia::HwConfig)> =
     std::sync::OnceLock::new();
 
+/// The target chosen with `--target`, read by every worker thread.
+static TARGET: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Runs `g` on the chosen target. `Ok` also returns the ops that ran on the
+/// reference implementation instead of as compiled kernels.
+fn execute(
+    g: &smelt_ir::Graph,
+    inputs: Vec<Tensor>,
+) -> Result<(Vec<Tensor>, Vec<String>), (Status, String)> {
+    if let Some((name, hw)) = ACCEL.get() {
+        let art = super::maia::compile(g, hw, name, smelt_backends::maia::Precision::F32).map_err(
+            |e| {
+                let s = if e.is_unsupported() {
+                    Status::Unsupported
+                } else {
+                    Status::Error
+                };
+                (s, format!("compile: {e}"))
+            },
+        )?;
+        let outs =
+            super::maia::execute(&art, &inputs).map_err(|e| (Status::Error, format!("{e:#}")))?;
+        return Ok((outs, Vec::new()));
+    }
+    match TARGET.get().map(String::as_str).unwrap_or("interp") {
+        "cpu" => {
+            let (art, report) = smelt_backends::cpu::compile(g)
+                .map_err(|e| (Status::Error, format!("compile: {e}")))?;
+            let loaded = smelt_backends::cpu::Loaded::new(art)
+                .map_err(|e| (Status::Error, format!("load: {e}")))?;
+            let outs = loaded
+                .run(&inputs)
+                .map_err(|e| (Status::Error, e.to_string()))?;
+            Ok((
+                outs,
+                report.host_ops.into_iter().map(|(op, _)| op).collect(),
+            ))
+        }
+        _ => match smelt_ir::interp::run(g, inputs) {
+            Ok(o) => Ok((o, Vec::new())),
+            Err(e @ smelt_ir::interp::InterpError::Unsupported { .. }) => {
+                Err((Status::Unsupported, e.to_string()))
+            }
+            Err(e) => Err((Status::Error, e.to_string())),
+        },
+    }
+}
+
 /// The passes chosen with `--passes`, read by every worker thread.
 static PASSES: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
 
@@ -77,6 +125,9 @@ struct CaseResult {
     status: Status,
     ops: Vec<String>,
     message: String,
+    /// Ops that ran on the reference implementation (compiled targets).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    host_ops: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -173,7 +224,7 @@ fn read_pb(p: &Path) -> Result<Tensor, String> {
         .map_err(|e| e.to_string())
 }
 
-fn run_case(case: &Path) -> (Status, String) {
+fn run_case(case: &Path, host_ops: &mut Vec<String>) -> (Status, String) {
     let (rtol, atol) = tolerances(case);
     let g = match smelt_frontend::import_file(&case.join("model.onnx")) {
         Ok(g) => g,
@@ -183,16 +234,6 @@ fn run_case(case: &Path) -> (Status, String) {
     let g = match optimize(g) {
         Ok(g) => g,
         Err(e) => return (Status::Error, e),
-    };
-    let compiled = match ACCEL.get() {
-        None => None,
-        Some((name, hw)) => {
-            match super::maia::compile(&g, hw, name, smelt_backends::maia::Precision::F32) {
-                Ok(a) => Some(a),
-                Err(e) if e.is_unsupported() => return (Status::Unsupported, e.to_string()),
-                Err(e) => return (Status::Error, format!("compile: {e}")),
-            }
-        }
     };
     let mut sets: Vec<PathBuf> = std::fs::read_dir(case)
         .into_iter()
@@ -217,67 +258,47 @@ fn run_case(case: &Path) -> (Status, String) {
                 Err(e) => return (Status::Unsupported, format!("input {i}: {e}")),
             }
         }
-        if let Some(art) = &compiled {
-            match super::maia::execute(art, &inputs) {
-                Ok(outs) => {
-                    if let Some(r) = check_outputs(&g, &set, &outs, rtol, atol) {
-                        return r;
-                    }
-                    continue;
-                }
-                Err(e) => return (Status::Error, format!("{e:#}")),
+        let outs = match execute(&g, inputs) {
+            Ok((o, host)) => {
+                host_ops.extend(host);
+                o
             }
-        }
-        let outs = match smelt_ir::interp::run(&g, inputs) {
-            Ok(o) => o,
-            Err(e @ smelt_ir::interp::InterpError::Unsupported { .. }) => {
-                return (Status::Unsupported, e.to_string());
-            }
-            Err(e) => return (Status::Error, e.to_string()),
+            Err(r) => return r,
         };
-        if let Some(r) = check_outputs(&g, &set, &outs, rtol, atol) {
-            return r;
+        for (i, got) in outs.iter().enumerate() {
+            let want = match read_pb(&set.join(format!("output_{i}.pb"))) {
+                Ok(t) => t,
+                Err(e) => return (Status::Unsupported, format!("output {i}: {e}")),
+            };
+            if let Err(m) = compare(&want, got, rtol, atol) {
+                let name = &g.value(g.outputs[i]).name;
+                return (Status::Wrong, format!("output {i} \"{name}\": {m}"));
+            }
         }
     }
     (Status::Pass, String::new())
 }
 
-/// Compares one data set's outputs with the expected ones; None if all match.
-fn check_outputs(
-    g: &smelt_ir::Graph,
-    set: &Path,
-    outs: &[Tensor],
-    rtol: f64,
-    atol: f64,
-) -> Option<(Status, String)> {
-    for (i, got) in outs.iter().enumerate() {
-        let want = match read_pb(&set.join(format!("output_{i}.pb"))) {
-            Ok(t) => t,
-            Err(e) => return Some((Status::Unsupported, format!("output {i}: {e}"))),
-        };
-        if let Err(m) = compare(&want, got, rtol, atol) {
-            let name = &g.value(g.outputs[i]).name;
-            return Some((Status::Wrong, format!("output {i} \"{name}\": {m}")));
+fn run_guarded(case: &Path) -> (Status, String, Vec<String>) {
+    let mut host = Vec::new();
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_case(case, &mut host))) {
+        Ok((s, m)) => {
+            host.sort();
+            host.dedup();
+            (s, m, host)
         }
-    }
-    None
-}
-
-fn run_guarded(case: &Path) -> (Status, String) {
-    match std::panic::catch_unwind(|| run_case(case)) {
-        Ok(r) => r,
         Err(p) => {
             let msg = p
                 .downcast_ref::<String>()
                 .cloned()
                 .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
                 .unwrap_or_default();
-            (Status::Error, format!("panic: {msg}"))
+            (Status::Error, format!("panic: {msg}"), Vec::new())
         }
     }
 }
 
-fn case_result(case: &Path, status: Status, message: String) -> CaseResult {
+fn case_result(case: &Path, status: Status, message: String, host_ops: Vec<String>) -> CaseResult {
     CaseResult {
         name: case
             .file_name()
@@ -286,6 +307,7 @@ fn case_result(case: &Path, status: Status, message: String) -> CaseResult {
         status,
         ops: op_types(&case.join("model.onnx")),
         message,
+        host_ops,
     }
 }
 
@@ -298,7 +320,7 @@ type Running = Arc<Mutex<Vec<Option<(usize, Instant)>>>>;
 fn run_all(cases: &[PathBuf], timeout: Duration) -> Vec<CaseResult> {
     let cases: Arc<Vec<PathBuf>> = Arc::new(cases.to_vec());
     let next = Arc::new(AtomicUsize::new(0));
-    let (tx, rx) = mpsc::channel::<(usize, usize, Status, String)>();
+    let (tx, rx) = mpsc::channel::<(usize, usize, Status, String, Vec<String>)>();
     let running: Running = Arc::new(Mutex::new(Vec::new()));
     let spawn = |slot: usize| {
         let (cases, next, tx, running) = (cases.clone(), next.clone(), tx.clone(), running.clone());
@@ -307,9 +329,9 @@ fn run_all(cases: &[PathBuf], timeout: Duration) -> Vec<CaseResult> {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(case) = cases.get(i) else { break };
                 running.lock().expect("lock")[slot] = Some((i, Instant::now()));
-                let (status, msg) = run_guarded(case);
+                let (status, msg, host) = run_guarded(case);
                 running.lock().expect("lock")[slot] = None;
-                if tx.send((slot, i, status, msg)).is_err() {
+                if tx.send((slot, i, status, msg, host)).is_err() {
                     break;
                 }
             }
@@ -327,9 +349,9 @@ fn run_all(cases: &[PathBuf], timeout: Duration) -> Vec<CaseResult> {
     let mut abandoned = vec![false; slots];
     while done < cases.len() {
         match rx.recv_timeout(Duration::from_millis(200)) {
-            Ok((slot, i, status, msg)) => {
+            Ok((slot, i, status, msg, host)) => {
                 if !abandoned[slot] && results[i].is_none() {
-                    results[i] = Some(case_result(&cases[i], status, msg));
+                    results[i] = Some(case_result(&cases[i], status, msg, host));
                     done += 1;
                 }
             }
@@ -351,7 +373,7 @@ fn run_all(cases: &[PathBuf], timeout: Duration) -> Vec<CaseResult> {
             abandoned[slot] = true;
             if results[i].is_none() {
                 let msg = format!("timed out after {} s", timeout.as_secs());
-                results[i] = Some(case_result(&cases[i], Status::Error, msg));
+                results[i] = Some(case_result(&cases[i], Status::Error, msg, Vec::new()));
                 done += 1;
             }
             running.lock().expect("lock").push(None);
@@ -363,7 +385,9 @@ fn run_all(cases: &[PathBuf], timeout: Duration) -> Vec<CaseResult> {
     results
         .into_iter()
         .zip(cases.iter())
-        .map(|(r, c)| r.unwrap_or_else(|| case_result(c, Status::Error, "did not run".into())))
+        .map(|(r, c)| {
+            r.unwrap_or_else(|| case_result(c, Status::Error, "did not run".into(), Vec::new()))
+        })
         .collect()
 }
 
@@ -376,6 +400,7 @@ pub fn main(a: Args) -> Result<ExitCode> {
     } else {
         super::check_target(&a.target)?;
     }
+    let _ = TARGET.set(a.target.clone());
     if let Some(p) = &a.passes {
         let passes = smelt_passes::parse_passes(p)?;
         let _ = PASSES.set(passes);
@@ -415,6 +440,16 @@ pub fn main(a: Args) -> Result<ExitCode> {
         "conformance: {passed}/{total} cases pass ({:.1}%)",
         100.0 * passed as f64 / total as f64
     );
+    if a.target != "interp" {
+        let compiled = results
+            .iter()
+            .filter(|r| r.status == Status::Pass && r.host_ops.is_empty())
+            .count();
+        println!(
+            "  of which {compiled} ran every op as a compiled kernel; {} used the reference implementation for some op",
+            passed - compiled
+        );
+    }
     if let Some(p) = &a.json {
         let report = Report {
             target: &a.target,

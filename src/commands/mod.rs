@@ -1,5 +1,7 @@
+pub mod bench;
 pub mod compile;
 pub mod conformance;
+pub mod cpu;
 pub mod disasm;
 pub mod explain;
 pub mod import;
@@ -8,7 +10,7 @@ pub mod run;
 pub mod simulate;
 
 /// Targets that can execute a graph today.
-pub const RUN_TARGETS: &[&str] = &["interp"];
+pub const RUN_TARGETS: &[&str] = &["interp", "cpu"];
 
 pub fn check_target(t: &str) -> anyhow::Result<()> {
     if RUN_TARGETS.contains(&t) {

@@ -12,9 +12,11 @@ use std::process::ExitCode;
 #[derive(clap::Args)]
 pub struct Args {
     /// ONNX model, IR text file, checkpoint folder (config.json +
-    /// *.safetensors), or a compiled .smx program (runs on the simulator).
+    /// *.safetensors), a compiled cpu artifact (.smc), or a compiled .smx
+    /// program (runs on the Maia-style simulator).
     model: PathBuf,
-    /// Where to run it.
+    /// Where to run a model: interp (the reference interpreter) or cpu
+    /// (compile for this host, then run). A .smc always runs on cpu.
     #[arg(long, default_value = "interp")]
     target: String,
     /// An input tensor (.pb TensorProto or .npy). Either FILE, taken in
@@ -35,7 +37,18 @@ pub struct Args {
 
 /// Orders the given inputs as the graph expects them.
 pub fn bind_inputs(g: &Graph, specs: &[String]) -> Result<Vec<Tensor>> {
-    let names: Vec<&str> = g.inputs.iter().map(|&i| g.value(i).name.as_str()).collect();
+    let names: Vec<String> = g.inputs.iter().map(|&i| g.value(i).name.clone()).collect();
+    let types: Vec<String> = g
+        .inputs
+        .iter()
+        .map(|&i| g.value(i).ty.to_string())
+        .collect();
+    bind_named(&names, &types, specs)
+}
+
+/// Orders the given inputs by input name (`types` only words errors).
+pub fn bind_named(names: &[String], types: &[String], specs: &[String]) -> Result<Vec<Tensor>> {
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
     let mut slots: Vec<Option<Tensor>> = vec![None; names.len()];
     let mut next_positional = 0;
     for spec in specs {
@@ -67,9 +80,9 @@ pub fn bind_inputs(g: &Graph, specs: &[String]) -> Result<Vec<Tensor>> {
     }
     let missing: Vec<String> = slots
         .iter()
-        .zip(&g.inputs)
+        .zip(names.iter().zip(types))
         .filter(|(s, _)| s.is_none())
-        .map(|(_, &id)| format!("{}: {}", g.value(id).name, g.value(id).ty))
+        .map(|(_, (n, t))| format!("{n}: {t}"))
         .collect();
     if !missing.is_empty() {
         bail!(
@@ -189,21 +202,45 @@ pub fn main(a: Args) -> Result<ExitCode> {
         println!("{}", line.join(" "));
         return Ok(ExitCode::SUCCESS);
     }
+    if a.model.extension().is_some_and(|e| e == "smc") {
+        let l = super::cpu::load(&a.model)?;
+        let (names, types) = super::cpu::io_names(&l);
+        let inputs = bind_named(&names, &types, &a.inputs)?;
+        let outputs = super::cpu::run(&l, &inputs)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", a.model.display()))?;
+        return write_outputs(&super::cpu::output_names(&l), &outputs, &a.output_dir);
+    }
     let g = crate::model::load(&a.model)?;
     let inputs = if a.tokens.is_empty() {
         bind_inputs(&g, &a.inputs)?
     } else {
         vec![ids_tensor(&a.tokens)]
     };
-    let outputs = smelt_ir::interp::run(&g, inputs)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", a.model.display()))?;
-    std::fs::create_dir_all(&a.output_dir)
-        .with_context(|| format!("{}: cannot create folder", a.output_dir.display()))?;
-    for (i, (t, &id)) in outputs.iter().zip(&g.outputs).enumerate() {
-        let name = &g.value(id).name;
+    let outputs = if a.target == "cpu" {
+        let (art, _) = super::cpu::compile(&g, true)?;
+        let l = smelt_backends::cpu::Loaded::new(art)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", a.model.display()))?;
+        super::cpu::run(&l, &inputs).map_err(|e| anyhow::anyhow!("{}: {e}", a.model.display()))?
+    } else {
+        smelt_ir::interp::run(&g, inputs)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", a.model.display()))?
+    };
+    let names: Vec<String> = g
+        .outputs
+        .iter()
+        .map(|&id| g.value(id).name.clone())
+        .collect();
+    write_outputs(&names, &outputs, &a.output_dir)
+}
+
+/// Writes each output as `output_<i>.pb` and prints a line per output.
+fn write_outputs(names: &[String], outputs: &[Tensor], dir: &Path) -> Result<ExitCode> {
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("{}: cannot create folder", dir.display()))?;
+    for (i, (t, name)) in outputs.iter().zip(names).enumerate() {
         let bytes = smelt_frontend::tensor_io::tensor_to_proto_bytes(name, t)
             .map_err(|e| anyhow::anyhow!("output \"{name}\": {e}"))?;
-        let path = a.output_dir.join(format!("output_{i}.pb"));
+        let path = dir.join(format!("output_{i}.pb"));
         std::fs::write(&path, bytes)
             .with_context(|| format!("{}: cannot write", path.display()))?;
         let dims: Vec<String> = t.shape.iter().map(|d| d.to_string()).collect();
