@@ -54,12 +54,11 @@ fn execute(
     if let Some((name, hw)) = ACCEL.get() {
         let art = super::maia::compile(g, hw, name, smelt_backends::maia::Precision::F32).map_err(
             |e| {
-                let s = if e.is_unsupported() {
-                    Status::Unsupported
+                if e.is_unsupported() {
+                    (Status::Unsupported, e.to_string())
                 } else {
-                    Status::Error
-                };
-                (s, format!("compile: {e}"))
+                    (Status::Error, format!("compile: {e}"))
+                }
             },
         )?;
         let outs =
