@@ -95,6 +95,9 @@ fn dispatch(lw: &mut lower::Lw, n: &smelt_ir::Node) -> Result<(), Error> {
         | Op::LpNormalization
         | Op::ArgMax
         | Op::ArgMin
+        | Op::InstanceNormalization
+        | Op::GroupNormalization
+        | Op::MeanVarianceNormalization
         | Op::LayerNormalization
         | Op::RMSNormalization
         | Op::ReduceSum

@@ -238,6 +238,9 @@ pub fn lower(lw: &mut Lw, n: &Node) -> Result<(), Error> {
     match n.op {
         Op::Softmax | Op::LogSoftmax | Op::Hardmax | Op::LpNormalization => along_axis(lw, n),
         Op::ArgMax | Op::ArgMin => arg(lw, n),
+        Op::InstanceNormalization | Op::GroupNormalization | Op::MeanVarianceNormalization => {
+            group_norm(lw, n)
+        }
         Op::LayerNormalization | Op::RMSNormalization => norm(lw, n),
         _ => reduce(lw, n),
     }
@@ -468,6 +471,113 @@ fn arg(lw: &mut Lw, n: &Node) -> Result<(), Error> {
             v.extend(first_max_index(b, f, src, f.cols[0], c));
         }
         v
+    })
+}
+
+/// (x - mean) / sqrt(var + eps) over each row (no affine).
+fn standardize(b: Block, f: &RowBufs, inv_n: f32, eps: f32) -> Vec<Cmd> {
+    vec![
+        red(ROp::Sum, b, f.r1, f.x),
+        rv(b, VOp::Mul, f.r1, f.r1, VSrc::Imm(inv_n)),
+        b.v(VOp::Sub, f.y, f.x, VSrc::Row(f.r1)),
+        b.v(VOp::Mul, f.tmp, f.y, VSrc::Full(f.y)),
+        red(ROp::Sum, b, f.r2, f.tmp),
+        rv(b, VOp::Mul, f.r2, f.r2, VSrc::Imm(inv_n)),
+        rv(b, VOp::Add, f.r2, f.r2, VSrc::Imm(eps)),
+        rv(b, VOp::Rsqrt, f.r2, f.r2, VSrc::None),
+        b.v(VOp::Mul, f.y, f.y, VSrc::Row(f.r2)),
+    ]
+}
+
+/// Instance, group and mean-variance normalization: standardize rows of a
+/// view where each row is one group (moving MVN's axes last), then the
+/// per-channel scale and bias as an elementwise phase.
+fn group_norm(lw: &mut Lw, n: &Node) -> Result<(), Error> {
+    check_float(lw, n, 3, 1)?;
+    let x = lw.input(n, 0)?;
+    let r = x.shape.len();
+    if r < 2 {
+        return Err(unsup(n.op, "rank below 2"));
+    }
+    let y = lw.output(n, 0)?;
+    if n.op == Op::MeanVarianceNormalization {
+        let axes: Vec<usize> = match n.attr("axes") {
+            Some(Attr::Ints(v)) => v
+                .iter()
+                .map(|&a| norm_axis(a, r))
+                .collect::<Result<_, _>>()?,
+            _ => [0usize, 2, 3].into_iter().filter(|&a| a < r).collect(),
+        };
+        let mut axes = axes;
+        axes.sort();
+        axes.dedup();
+        let xt = axes_last(lw, &x, &axes)?;
+        let cols: u64 = axes.iter().map(|&a| x.shape[a] as u64).product();
+        let rows = x.numel() / cols.max(1);
+        let yt = lw.temp_like("mvn", &y, &xt.shape);
+        let inv = 1.0 / cols.max(1) as f32;
+        run(lw, &xt, &yt, rows, cols, true, &[], &[], &move |b, f| {
+            standardize(b, f, inv, 1e-9)
+        })?;
+        // Back to x's axis order.
+        let mut perm: Vec<usize> = (0..r).filter(|a| !axes.contains(a)).collect();
+        perm.extend_from_slice(&axes);
+        let st = strides(&yt.shape);
+        let mut inv_st = vec![0i64; r];
+        for (i, &a) in perm.iter().enumerate() {
+            inv_st[a] = st[i];
+        }
+        lw.p.phase();
+        return movement::copy_nd(
+            &mut lw.p,
+            &yt,
+            &View {
+                off: 0,
+                strides: inv_st,
+            },
+            &y,
+            &movement::plain(&y),
+            &y.shape.clone(),
+        );
+    }
+    let (nb, c) = (x.shape[0], x.shape[1]);
+    let groups = if n.op == Op::GroupNormalization {
+        int_attr(n, "num_groups", 1).max(1) as usize
+    } else {
+        c
+    };
+    if c % groups != 0 {
+        return Err(Error::Graph(format!(
+            "{}: channels not divisible by groups",
+            n.describe()
+        )));
+    }
+    let eps = float_attr(n, "epsilon", 1e-5);
+    let rows = (nb * groups) as u64;
+    let cols = x.numel() / rows.max(1);
+    let t = lw.temp_f32("norm", &x.shape);
+    let inv = 1.0 / cols.max(1) as f32;
+    run(lw, &x, &t, rows, cols, true, &[], &[], &move |b, f| {
+        standardize(b, f, inv, eps)
+    })?;
+    // Per-channel scale and bias, broadcast as [C, 1, ...].
+    let mut chan = vec![c];
+    chan.extend(std::iter::repeat_n(1, r - 2));
+    let mut ins = vec![(t, None)];
+    for i in 1..3 {
+        let mut p = lw.input(n, i)?;
+        if p.numel() != c as u64 {
+            return Err(unsup(n.op, "scale/bias shapes"));
+        }
+        p.shape = chan.clone();
+        ins.push((p, None));
+    }
+    super::elementwise::run(lw, &y, ins, true, &|b, d, s, _| {
+        let a = match s[0] {
+            VSrc::Full(a) => a,
+            _ => 0,
+        };
+        vec![b.v(VOp::Mul, d, a, s[1]), b.v(VOp::Add, d, d, s[2])]
     })
 }
 
