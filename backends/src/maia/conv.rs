@@ -189,6 +189,7 @@ pub fn lower(lw: &mut Lw, n: &Node) -> Result<(), Error> {
     }
     match n.op {
         Op::Conv | Op::FusedConv => conv(lw, n),
+        Op::ConvTranspose => conv_transpose(lw, n),
         Op::MaxPool | Op::AveragePool => pool(lw, n),
         Op::GlobalAveragePool | Op::GlobalMaxPool => {
             let x = lw.input(n, 0)?;
@@ -226,7 +227,6 @@ fn conv(lw: &mut Lw, n: &Node) -> Result<(), Error> {
     let w = window(n, kernel.clone(), &x.shape[2..], &out_sp)?;
     let (dt, split) = matmul::unit_dtype(lw)?;
     let xp = padded(lw, &x, &w, 0.0)?;
-    let ohw: usize = out_sp.iter().product();
     let kk: usize = kernel.iter().product::<usize>() * cg;
     // Epilogue: bias per output channel (a row of the per-group product),
     // activation, residual.
@@ -269,10 +269,54 @@ fn conv(lw: &mut Lw, n: &Node) -> Result<(), Error> {
             matmul::dyn_parts(lw, &wt, &v, &[oc, kk], dt, split)?
         }
     };
+    let geo = Geometry {
+        nb,
+        oc,
+        cg,
+        ocg,
+        kk,
+        groups,
+    };
+    conv_groups(lw, &xp, &w, &out_sp, &y, &w_parts, &epi, &geo, dt)
+}
+
+/// Channel bookkeeping of a (grouped) convolution.
+struct Geometry {
+    nb: usize,
+    oc: usize,
+    cg: usize,
+    ocg: usize,
+    kk: usize,
+    groups: usize,
+}
+
+/// Per group: im2col of the padded input, then W_g · colᵀ per image into y.
+#[allow(clippy::too_many_arguments)]
+fn conv_groups(
+    lw: &mut Lw,
+    xp: &TRef,
+    w: &Window,
+    out_sp: &[usize],
+    y: &TRef,
+    w_parts: &[TRef],
+    epi: &[Epi],
+    geo: &Geometry,
+    dt: smelt_runtime::maia::Dt,
+) -> Result<(), Error> {
+    let Geometry {
+        nb,
+        oc,
+        cg,
+        ocg,
+        kk,
+        groups,
+    } = *geo;
+    let split = w_parts.len() > 1;
+    let ohw: usize = out_sp.iter().product();
     for g in 0..groups {
-        let (shape, view) = windows_view(&xp, &w, &out_sp, g * cg, cg);
+        let (shape, view) = windows_view(xp, w, out_sp, g * cg, cg);
         // im2col: [N, OHW, Cg·K], the product's B (n × k).
-        let col_parts = matmul::dyn_parts(lw, &xp, &view, &shape, dt, split)?;
+        let col_parts = matmul::dyn_parts(lw, xp, &view, &shape, dt, split)?;
         let jobs: Vec<Job> = (0..nb)
             .map(|i| {
                 let out = ((i * oc + g * ocg) * ohw) as u64;
@@ -291,16 +335,152 @@ fn conv(lw: &mut Lw, n: &Node) -> Result<(), Error> {
                 m: ocg as u64,
                 n: ohw as u64,
                 k: kk as u64,
-                a: w_parts.clone(),
+                a: w_parts.to_vec(),
                 b: col_parts,
                 out: y.clone(),
                 jobs,
-                epi: epi.clone(),
+                epi: epi.to_vec(),
             },
             dt,
         )?;
     }
     Ok(())
+}
+
+/// ConvTranspose as a convolution (stride 1) of the input spread out by
+/// the strides with zeros between and around, with the kernel flipped and
+/// its channel axes swapped (done on the weights at compile time).
+fn conv_transpose(lw: &mut Lw, n: &Node) -> Result<(), Error> {
+    let x = lw.input(n, 0)?;
+    let wt = lw.input(n, 1)?;
+    let y = lw.output(n, 0)?;
+    let r = x.shape.len().saturating_sub(2);
+    if r == 0 || wt.shape.len() != r + 2 || y.shape.len() != r + 2 {
+        return Err(unsup(n.op, "rank"));
+    }
+    let wv = lw.known_input(n, 1).and_then(|t| t.to_f64_vec());
+    let groups = iattr(n, "group", 1).max(1) as usize;
+    let (nb, c) = (x.shape[0], x.shape[1]);
+    let ocg = wt.shape[1];
+    let oc = ocg * groups;
+    if wt.shape[0] != c || c % groups != 0 || y.shape[1] != oc {
+        return Err(Error::Graph(format!(
+            "{}: channels and groups disagree",
+            n.describe()
+        )));
+    }
+    let cg = c / groups;
+    let kernel: Vec<usize> = wt.shape[2..].to_vec();
+    let get = |k: &str| -> Vec<usize> {
+        ints(n, k)
+            .map(|v| v.iter().map(|&x| x.max(1) as usize).collect())
+            .unwrap_or_else(|| vec![1; r])
+    };
+    let (st, dil) = (get("strides"), get("dilations"));
+    let in_sp = &x.shape[2..];
+    let out_sp: Vec<usize> = y.shape[2..].to_vec();
+    let auto = sattr(n, "auto_pad", "NOTSET");
+    let pads = ints(n, "pads");
+    let mut lo = Vec::with_capacity(r);
+    let mut shape_u = vec![nb, c];
+    for i in 0..r {
+        let span = (kernel[i] - 1) * dil[i];
+        let full = (in_sp[i] - 1) * st[i] + span + 1;
+        let total = full as i64 - out_sp[i] as i64
+            + ints(n, "output_padding").map_or(0, |v| v.get(i).copied().unwrap_or(0));
+        let pb = match (&pads, auto.as_str()) {
+            (Some(p), "NOTSET") if p.len() == 2 * r => p[i],
+            (_, "SAME_LOWER") => total - total / 2,
+            _ => total / 2,
+        };
+        let l = span as i64 - pb;
+        // Spread input plus borders: conv output = U - span.
+        let u = out_sp[i] + span;
+        let h = u as i64 - l - ((in_sp[i] - 1) * st[i] + 1) as i64;
+        if l < 0 || h < 0 {
+            return Err(unsup(n.op, "padding beyond the kernel span"));
+        }
+        lo.push(l as usize);
+        shape_u.push(u);
+    }
+    // U: zeros, with x at stride `st` after the `lo` border.
+    let u = lw.temp_like("convt.u", &x, &shape_u);
+    movement::fill(lw, &u, 0.0)?;
+    let us = strides(&shape_u);
+    let off: i64 = (0..r).map(|i| lo[i] as i64 * us[2 + i]).sum();
+    let mut dst = us.clone();
+    for i in 0..r {
+        dst[2 + i] *= st[i] as i64;
+    }
+    lw.p.phase();
+    movement::copy_nd(
+        &mut lw.p,
+        &x,
+        &movement::plain(&x),
+        &u,
+        &View { off, strides: dst },
+        &x.shape.clone(),
+    )?;
+    // W' [OC, Cg, k...] flipped: W'[g·OCg + o, ci, k] = W[g·Cg + ci, o, K-1-k].
+    let kn: usize = kernel.iter().product();
+    let kk = cg * kn;
+    let (dt, split) = matmul::unit_dtype(lw)?;
+    let w_parts = match wv {
+        Some(wv) => {
+            let mut w2 = vec![0.0; oc * kk];
+            for g in 0..groups {
+                for o in 0..ocg {
+                    for ci in 0..cg {
+                        for k in 0..kn {
+                            let src = ((g * cg + ci) * ocg + o) * kn + (kn - 1 - k);
+                            w2[((g * ocg + o) * cg + ci) * kn + k] = wv[src];
+                        }
+                    }
+                }
+            }
+            let t = Tensor::from_f64(wt.gdt, vec![oc, kk], w2);
+            matmul::const_parts(lw, "convt.w", &t, dt, split)?
+        }
+        None => {
+            // At run time: one strided copy per kernel position (the flip).
+            let w2 = lw.temp_like("convt.w", &wt, &[oc, kk]);
+            lw.p.phase();
+            for k in 0..kn {
+                let sv = View {
+                    off: (kn - 1 - k) as i64,
+                    strides: vec![(cg * ocg * kn) as i64, kn as i64, (ocg * kn) as i64],
+                };
+                let dv = View {
+                    off: k as i64,
+                    strides: vec![(ocg * cg * kn) as i64, (cg * kn) as i64, kn as i64],
+                };
+                movement::copy_nd(&mut lw.p, &wt, &sv, &w2, &dv, &[groups, ocg, cg])?;
+            }
+            let v = movement::plain(&w2);
+            matmul::dyn_parts(lw, &w2, &v, &[oc, kk], dt, split)?
+        }
+    };
+    let mut epi = Vec::new();
+    if Lw::has_input(n, 2) {
+        epi.push(Epi::RowBias(lw.input(n, 2)?));
+    }
+    let w = Window {
+        kernel,
+        strides: vec![1; r],
+        dil,
+        pb: vec![0; r],
+        pe: vec![0; r],
+        pe_explicit: vec![0; r],
+    };
+    let geo = Geometry {
+        nb,
+        oc,
+        cg,
+        ocg,
+        kk,
+        groups,
+    };
+    conv_groups(lw, &u, &w, &out_sp, &y, &w_parts, &epi, &geo, dt)
 }
 
 fn pool(lw: &mut Lw, n: &Node) -> Result<(), Error> {

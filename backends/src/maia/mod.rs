@@ -129,6 +129,7 @@ fn dispatch(lw: &mut lower::Lw, n: &smelt_ir::Node) -> Result<(), Error> {
         | Op::Trilu => movement::lower(lw, n),
         Op::Conv
         | Op::FusedConv
+        | Op::ConvTranspose
         | Op::MaxPool
         | Op::AveragePool
         | Op::GlobalAveragePool
