@@ -190,7 +190,7 @@ pub fn lower(lw: &mut Lw, n: &Node) -> Result<(), Error> {
     match n.op {
         Op::Conv | Op::FusedConv => conv(lw, n),
         Op::ConvTranspose => conv_transpose(lw, n),
-        Op::MaxPool | Op::AveragePool => pool(lw, n),
+        Op::MaxPool | Op::AveragePool | Op::LpPool => pool(lw, n),
         Op::GlobalAveragePool | Op::GlobalMaxPool => {
             let x = lw.input(n, 0)?;
             let y = lw.output(n, 0)?;
@@ -501,6 +501,9 @@ fn pool(lw: &mut Lw, n: &Node) -> Result<(), Error> {
     let out_sp: Vec<usize> = y.shape[2..].to_vec();
     let w = window(n, kernel.clone(), &x.shape[2..], &out_sp)?;
     let max = n.op == Op::MaxPool;
+    if max && iattr(n, "storage_order", 0) != 0 {
+        return Err(unsup(n.op, "storage_order"));
+    }
     let xp = padded(lw, &x, &w, if max { f64::NEG_INFINITY } else { 0.0 })?;
     let (nb, c) = (x.shape[0], x.shape[1]);
     // Windows of all images and channels: [N·C, O..., K...] via the view
@@ -523,6 +526,10 @@ fn pool(lw: &mut Lw, n: &Node) -> Result<(), Error> {
     let rows = (nb * c * o) as u64;
     if max {
         return rows::row_reduce(lw, &cols, &y, rows, k as u64, true);
+    }
+    if n.op == Op::LpPool {
+        let p = iattr(n, "p", 2).max(1) as f32;
+        return rows::row_pnorm(lw, &cols, &y, rows, k as u64, p);
     }
     let include = iattr(n, "count_include_pad", 0) != 0;
     let pads_all_zero = w.pb.iter().chain(&w.pe).all(|&p| p == 0);

@@ -132,6 +132,7 @@ fn dispatch(lw: &mut lower::Lw, n: &smelt_ir::Node) -> Result<(), Error> {
         | Op::ConvTranspose
         | Op::MaxPool
         | Op::AveragePool
+        | Op::LpPool
         | Op::GlobalAveragePool
         | Op::GlobalMaxPool
         | Op::BatchNormalization => conv::lower(lw, n),

@@ -281,6 +281,25 @@ pub fn row_reduce(
     })
 }
 
+/// One value per row: the p-norm (sum |x|^p)^(1/p) of x viewed as rows × cols.
+pub fn row_pnorm(
+    lw: &mut Lw,
+    x: &TRef,
+    y: &TRef,
+    rows: u64,
+    cols: u64,
+    p: f32,
+) -> Result<(), Error> {
+    run(lw, x, y, rows, cols, false, &[], &[], &move |b, f| {
+        vec![
+            b.v(VOp::Abs, f.tmp, f.x, VSrc::None),
+            b.v(VOp::Pow, f.tmp, f.tmp, VSrc::Imm(p)),
+            red(ROp::Sum, b, f.r1, f.tmp),
+            rv(b, VOp::Pow, f.r1, f.r1, VSrc::Imm(1.0 / p)),
+        ]
+    })
+}
+
 /// One value per row: the sum of x viewed as rows × cols.
 pub fn row_sum(lw: &mut Lw, x: &TRef, y: &TRef, rows: u64, cols: u64) -> Result<(), Error> {
     run(lw, x, y, rows, cols, false, &[], &[], &|b, f| {
