@@ -166,3 +166,71 @@ fn bert_small_on_maia100_matches_interpreter() {
     // through two layers stay well under 1% of the output's range.
     assert!(err < 0.01 * max, "max error {err} for outputs up to {max}");
 }
+
+/// Pad's four modes, compiled for maia100 (borders copied slab by slab
+/// from the output itself), give the interpreter's values exactly.
+#[test]
+fn pad_modes_match_interpreter() {
+    let tmp = tempfile::tempdir().unwrap();
+    let x = smelt_ir::interp::Tensor::from_f64(
+        smelt_ir::DType::F32,
+        vec![3, 4],
+        (0..12).map(|i| i as f64).collect(),
+    );
+    let input = tmp.path().join("x.pb");
+    std::fs::write(
+        &input,
+        smelt_frontend::tensor_io::tensor_to_proto_bytes("x", &x).unwrap(),
+    )
+    .unwrap();
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+    for mode in ["constant", "edge", "reflect", "wrap"] {
+        // pads: begin (1, 2), end (2, 1).
+        let graph = tmp.path().join(format!("{mode}.smelt"));
+        std::fs::write(
+            &graph,
+            format!(
+                r#"graph "p"(%x: f32[3,4]) {{
+  %pads: i64[4] = const hex"0100000000000000020000000000000002000000000000000100000000000000"
+  %y: f32[6,7] = Pad(%x, %pads) {{mode="{mode}"}}
+  return %y
+}}
+"#
+            ),
+        )
+        .unwrap();
+        let smx = tmp.path().join(format!("{mode}.smx"));
+        let out = smelt(&[
+            "compile",
+            &s(&graph),
+            "--target",
+            "maia100",
+            "--passes",
+            "none",
+            "-o",
+            &s(&smx),
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let (a, b) = (
+            tmp.path().join(format!("{mode}.sim")),
+            tmp.path().join(format!("{mode}.int")),
+        );
+        for (prog, dir) in [(s(&smx), &a), (s(&graph), &b)] {
+            let out = smelt(&["run", &prog, "-i", &s(&input), "--output-dir", &s(dir)]);
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        assert_eq!(
+            read(&a.join("output_0.pb")),
+            read(&b.join("output_0.pb")),
+            "mode {mode}"
+        );
+    }
+}

@@ -537,30 +537,40 @@ fn pad(lw: &mut Lw, n: &Node) -> Result<(), Error> {
         Some(Attr::String(m)) => m.clone(),
         _ => "constant".into(),
     };
-    if mode != "constant" {
+    if !matches!(mode.as_str(), "constant" | "edge" | "reflect" | "wrap") {
         return Err(unsup(n.op, format!("mode {mode}")));
     }
     let pads = lw
         .known_input(n, 1)
         .and_then(|t| ints(&t))
         .ok_or_else(|| unsup(n.op, "pads not known at compile time"))?;
-    let value = if Lw::has_input(n, 2) {
-        lw.known_input(n, 2)
-            .and_then(|t| t.to_f64_vec())
-            .and_then(|v| v.first().copied())
-            .ok_or_else(|| unsup(n.op, "pad value not known at compile time"))?
-    } else {
-        0.0
-    };
     if Lw::has_input(n, 3) {
         return Err(unsup(n.op, "axes input"));
     }
-    if pads.iter().any(|&q| q < 0) {
+    let r = x.shape.len();
+    if pads.len() != 2 * r || pads.iter().any(|&q| q < 0) {
         return Err(unsup(n.op, "negative pads"));
     }
     let y = lw.output(n, 0)?;
-    fill(lw, &y, value)?;
-    let r = x.shape.len();
+    if mode == "constant" {
+        // The value: known (a fill) or a run-time scalar copied with stride 0.
+        match (Lw::has_input(n, 2), lw.known_input(n, 2)) {
+            (false, _) => fill(lw, &y, 0.0)?,
+            (true, Some(t)) => {
+                let v = t.to_f64_vec().and_then(|v| v.first().copied());
+                fill(lw, &y, v.ok_or_else(|| unsup(n.op, "pad value"))?)?;
+            }
+            (true, None) => {
+                let v = lw.input(n, 2)?;
+                lw.p.phase();
+                let zero = View {
+                    off: 0,
+                    strides: vec![0; r],
+                };
+                copy_nd(&mut lw.p, &v, &zero, &y, &plain(&y), &y.shape.clone())?;
+            }
+        }
+    }
     let ys = strides(&y.shape);
     let off: i64 = (0..r).map(|i| pads[i] * ys[i]).sum();
     lw.p.phase();
@@ -569,9 +579,67 @@ fn pad(lw: &mut Lw, n: &Node) -> Result<(), Error> {
         &x,
         &plain(&x),
         &y,
-        &View { off, strides: ys },
+        &View {
+            off,
+            strides: ys.clone(),
+        },
         &x.shape.clone(),
-    )
+    )?;
+    if mode == "constant" {
+        return Ok(());
+    }
+    // Edge, reflect, wrap: one axis at a time, each border slab copied from
+    // a slab of y itself (the interior of later axes, all of earlier ones).
+    for a in 0..r {
+        let (pb, pe, d) = (pads[a], pads[r + a], x.shape[a] as i64);
+        if pb + pe == 0 {
+            continue;
+        }
+        if d == 0 || (mode == "reflect" && (pb >= d || pe >= d)) {
+            return Err(unsup(n.op, "pads beyond the reflected extent"));
+        }
+        let mut shape = Vec::with_capacity(r);
+        let mut base = 0i64;
+        for i in 0..r {
+            if i < a {
+                shape.push(y.shape[i]);
+            } else if i == a {
+                shape.push(1);
+            } else {
+                shape.push(x.shape[i]);
+                base += pads[i] * ys[i];
+            }
+        }
+        lw.p.phase();
+        let slab = |lw: &mut Lw, dst: i64, src: i64| -> Result<(), Error> {
+            let sv = View {
+                off: base + src * ys[a],
+                strides: ys.clone(),
+            };
+            let dv = View {
+                off: base + dst * ys[a],
+                strides: ys.clone(),
+            };
+            copy_nd(&mut lw.p, &y, &sv, &y, &dv, &shape)
+        };
+        for j in 1..=pb {
+            let src = match mode.as_str() {
+                "edge" => pb,
+                "reflect" => pb + j,
+                _ => pb + (d - j % d) % d,
+            };
+            slab(lw, pb - j, src)?;
+        }
+        for j in 0..pe {
+            let src = match mode.as_str() {
+                "edge" => pb + d - 1,
+                "reflect" => pb + d - 2 - j,
+                _ => pb + j % d,
+            };
+            slab(lw, pb + d + j, src)?;
+        }
+    }
+    Ok(())
 }
 
 /// Fills a tensor with one value: a constant run in HBM copied with
