@@ -9,6 +9,7 @@ mod cpu;
 mod filetests;
 mod fixtures;
 mod kernel_snapshots;
+mod maia_target;
 mod models;
 mod optimizer_models;
 mod roundtrip;

@@ -31,6 +31,14 @@ pub struct Args {
     /// Print the IR text after this pass to standard error.
     #[arg(long, value_name = "PASS")]
     print_after: Option<String>,
+    /// Target description file (any TOML in the targets/ format); one with
+    /// an [accelerator] table compiles to a .smx command stream.
+    #[arg(long, value_name = "PATH")]
+    target_file: Option<PathBuf>,
+    /// Accelerators without an f32 tensor rate: bf16 (one pass) or f32
+    /// (three bf16 passes, f32-accurate).
+    #[arg(long, default_value = "bf16", value_name = "bf16|f32")]
+    matmul_precision: smelt_backends::maia::Precision,
     #[command(flatten)]
     pub opt: OptArgs,
 }
@@ -86,12 +94,17 @@ impl OptArgs {
 
 pub fn main(a: Args) -> Result<ExitCode> {
     let g = crate::model::load(&a.model)?;
-    let target = Target::builtin(&a.target)?;
+    let (name, text) = super::maia::target_text(&a.target, a.target_file.as_deref())?;
+    let target = Target::from_toml(&text)?;
     let mut opts = a.opt.options(&a.passes)?;
     opts.print_after = a.print_after.clone();
     let (out, report) = smelt_passes::optimize(&g, &target, &opts)?;
     if let Some(text) = &report.printed {
         eprint!("# after {}\n{text}", a.print_after.as_deref().unwrap_or(""));
+    }
+    if let Some(hw) = super::maia::accelerator(&text)? {
+        let p = a.matmul_precision;
+        return super::maia::compile_main(&out, &hw, &name, p, a.output.as_deref());
     }
     let is_smc = a
         .output

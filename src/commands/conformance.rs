@@ -37,6 +37,11 @@ pub struct Args {
     passes: Option<String>,
 }
 
+/// An accelerator target (`--target maia100`): each case is compiled to a
+/// command stream and run on the simulator instead of the interpreter.
+static ACCEL: std::sync::OnceLock<(String, smelt_runtime::maia::HwConfig)> =
+    std::sync::OnceLock::new();
+
 /// The target chosen with `--target`, read by every worker thread.
 static TARGET: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
@@ -46,6 +51,20 @@ fn execute(
     g: &smelt_ir::Graph,
     inputs: Vec<Tensor>,
 ) -> Result<(Vec<Tensor>, Vec<String>), (Status, String)> {
+    if let Some((name, hw)) = ACCEL.get() {
+        let art = super::maia::compile(g, hw, name, smelt_backends::maia::Precision::F32).map_err(
+            |e| {
+                if e.is_unsupported() {
+                    (Status::Unsupported, e.to_string())
+                } else {
+                    (Status::Error, format!("compile: {e}"))
+                }
+            },
+        )?;
+        let outs =
+            super::maia::execute(&art, &inputs).map_err(|e| (Status::Error, format!("{e:#}")))?;
+        return Ok((outs, Vec::new()));
+    }
     match TARGET.get().map(String::as_str).unwrap_or("interp") {
         "cpu" => {
             let (art, report) = smelt_backends::cpu::compile(g)
@@ -372,7 +391,14 @@ fn run_all(cases: &[PathBuf], timeout: Duration) -> Vec<CaseResult> {
 }
 
 pub fn main(a: Args) -> Result<ExitCode> {
-    super::check_target(&a.target)?;
+    if super::maia::is_accelerator(&a.target) {
+        let (name, text) = super::maia::target_text(&a.target, None)?;
+        if let Some(hw) = super::maia::accelerator(&text)? {
+            let _ = ACCEL.set((name, hw));
+        }
+    } else {
+        super::check_target(&a.target)?;
+    }
     let _ = TARGET.set(a.target.clone());
     if let Some(p) = &a.passes {
         let passes = smelt_passes::parse_passes(p)?;

@@ -5,6 +5,7 @@ pub mod cpu;
 pub mod disasm;
 pub mod explain;
 pub mod import;
+pub mod maia;
 pub mod run;
 pub mod simulate;
 

@@ -12,7 +12,8 @@ use std::process::ExitCode;
 #[derive(clap::Args)]
 pub struct Args {
     /// ONNX model, IR text file, checkpoint folder (config.json +
-    /// *.safetensors), or a compiled cpu artifact (.smc).
+    /// *.safetensors), a compiled cpu artifact (.smc), or a compiled .smx
+    /// program (runs on the Maia-style simulator).
     model: PathBuf,
     /// Where to run a model: interp (the reference interpreter) or cpu
     /// (compile for this host, then run). A .smc always runs on cpu.
@@ -177,6 +178,9 @@ fn generate(dir: &Path, tokens: &[i64], n: usize) -> Result<Vec<i64>> {
 }
 
 pub fn main(a: Args) -> Result<ExitCode> {
+    if a.model.extension().is_some_and(|e| e == "smx") {
+        return super::maia::run_main(&a.model, &a.inputs, &a.output_dir);
+    }
     super::check_target(&a.target)?;
     if !a.tokens.is_empty() && !a.model.is_dir() {
         bail!(

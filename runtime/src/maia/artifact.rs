@@ -16,7 +16,11 @@ use super::isa::*;
 use serde::{Deserialize, Serialize};
 
 pub const MAGIC: &[u8; 4] = b"SMX\0";
-pub const VERSION: u16 = 1;
+/// Version 2 added `io` to META (the graph's inputs and outputs: names,
+/// graph dtypes and shapes, so `smelt run` can feed and read a program).
+/// Version 1 files still load, with no bindings.
+pub const VERSION: u16 = 2;
+pub const OLDEST_VERSION: u16 = 1;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -57,6 +61,25 @@ pub struct Region {
     pub data: Option<Vec<u8>>,
 }
 
+/// One graph input or output and the region that holds it. `dtype` is the
+/// graph's dtype name (i64, bool, f32, ...); the region may store it in a
+/// command-stream dtype of the same width (an i64 as two i32 words).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IoBinding {
+    pub name: String,
+    pub region: String,
+    pub dtype: String,
+    pub shape: Vec<u64>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Io {
+    pub inputs: Vec<IoBinding>,
+    pub outputs: Vec<IoBinding>,
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct Artifact {
     /// Devices running the program (SPMD: each runs the same stream).
@@ -64,6 +87,8 @@ pub struct Artifact {
     pub hw: HwConfig,
     pub regions: Vec<Region>,
     pub commands: Vec<Command>,
+    /// The graph's inputs and outputs (empty for hand-written programs).
+    pub io: Io,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -72,6 +97,8 @@ struct Meta {
     devices: u32,
     hw: HwConfig,
     regions: Vec<Region>,
+    #[serde(default)]
+    io: Io,
 }
 
 /// CRC-32 (IEEE 802.3, reflected, polynomial 0xEDB88320), written here
@@ -127,6 +154,7 @@ impl Artifact {
             devices: self.devices,
             hw: self.hw.clone(),
             regions,
+            io: self.io.clone(),
         };
         // Serializing plain data structs to JSON cannot fail.
         let meta = serde_json::to_vec(&meta).unwrap_or_default();
@@ -172,7 +200,7 @@ impl Artifact {
             return Err(Error::BadMagic);
         }
         let version = u16::from_le_bytes([b[4], b[5]]);
-        if version != VERSION {
+        if !(OLDEST_VERSION..=VERSION).contains(&version) {
             return Err(Error::Version {
                 found: version,
                 supported: VERSION,
@@ -243,6 +271,7 @@ impl Artifact {
             hw: meta.hw,
             regions,
             commands,
+            io: meta.io,
         };
         a.validate()?;
         Ok(a)

@@ -16,7 +16,7 @@
 //! ```
 
 use super::Error;
-use super::artifact::{Artifact, Region, RegionKind, VERSION};
+use super::artifact::{Artifact, Io, OLDEST_VERSION, Region, RegionKind, VERSION};
 use super::dtype::Dt;
 use super::hw::HwConfig;
 use super::isa::*;
@@ -31,6 +31,13 @@ pub fn disasm(a: &Artifact) -> String {
         ".hw {}",
         serde_json::to_string(&a.hw).unwrap_or_default()
     );
+    if a.io != Io::default() {
+        let _ = writeln!(
+            s,
+            ".io {}",
+            serde_json::to_string(&a.io).unwrap_or_default()
+        );
+    }
     for r in &a.regions {
         let shape: Vec<String> = r.shape.iter().map(|d| d.to_string()).collect();
         let _ = writeln!(
@@ -398,12 +405,17 @@ fn parse_op(line: usize, name: &str, mut f: Fields) -> Result<Op, Error> {
 pub fn assemble(text: &str) -> Result<Artifact, Error> {
     let mut devices = None;
     let mut hw: Option<HwConfig> = None;
+    let mut io = Io::default();
     let mut regions: Vec<Region> = Vec::new();
     let mut commands = Vec::new();
     for (i, raw) in text.lines().enumerate() {
         let line = i + 1;
         let body = raw.split(';').next().unwrap_or("").trim();
         if body.is_empty() {
+            continue;
+        }
+        if let Some(json) = body.strip_prefix(".io ") {
+            io = serde_json::from_str(json).map_err(|e| err(line, format!(".io: {e}")))?;
             continue;
         }
         if let Some(json) = body.strip_prefix(".hw ") {
@@ -415,7 +427,7 @@ pub fn assemble(text: &str) -> Result<Artifact, Error> {
             ".smx" => {
                 let mut f = Fields::new(line, &toks[1..])?;
                 let v = f.u64("version")?;
-                if v != VERSION as u64 {
+                if !(OLDEST_VERSION as u64..=VERSION as u64).contains(&v) {
                     return Err(err(
                         line,
                         format!("version {v} is not supported (this build reads {VERSION})"),
@@ -495,6 +507,7 @@ pub fn assemble(text: &str) -> Result<Artifact, Error> {
         hw: hw.ok_or_else(|| err(1, "missing `.hw {...}` line"))?,
         regions,
         commands,
+        io,
     };
     a.validate()?;
     Ok(a)

@@ -89,6 +89,12 @@ pub enum VOp {
     Div = 3,
     Max = 4,
     Min = 5,
+    Pow = 6,
+    Lt = 7,
+    Le = 8,
+    Gt = 9,
+    Ge = 10,
+    Eq = 11,
     Copy = 16,
     Neg = 17,
     Exp = 18,
@@ -97,16 +103,30 @@ pub enum VOp {
     Rsqrt = 21,
     Tanh = 22,
     Relu = 23,
+    Log = 24,
+    Erf = 25,
+    Sigmoid = 26,
+    Abs = 27,
+    Floor = 28,
+    Ceil = 29,
+    Sin = 30,
+    Cos = 31,
 }
 
 impl VOp {
-    pub const ALL: [VOp; 14] = [
+    pub const ALL: [VOp; 28] = [
         VOp::Add,
         VOp::Sub,
         VOp::Mul,
         VOp::Div,
         VOp::Max,
         VOp::Min,
+        VOp::Pow,
+        VOp::Lt,
+        VOp::Le,
+        VOp::Gt,
+        VOp::Ge,
+        VOp::Eq,
         VOp::Copy,
         VOp::Neg,
         VOp::Exp,
@@ -115,6 +135,14 @@ impl VOp {
         VOp::Rsqrt,
         VOp::Tanh,
         VOp::Relu,
+        VOp::Log,
+        VOp::Erf,
+        VOp::Sigmoid,
+        VOp::Abs,
+        VOp::Floor,
+        VOp::Ceil,
+        VOp::Sin,
+        VOp::Cos,
     ];
     pub fn name(self) -> &'static str {
         match self {
@@ -132,6 +160,20 @@ impl VOp {
             VOp::Rsqrt => "rsqrt",
             VOp::Tanh => "tanh",
             VOp::Relu => "relu",
+            VOp::Pow => "pow",
+            VOp::Lt => "lt",
+            VOp::Le => "le",
+            VOp::Gt => "gt",
+            VOp::Ge => "ge",
+            VOp::Eq => "eq",
+            VOp::Log => "log",
+            VOp::Erf => "erf",
+            VOp::Sigmoid => "sigmoid",
+            VOp::Abs => "abs",
+            VOp::Floor => "floor",
+            VOp::Ceil => "ceil",
+            VOp::Sin => "sin",
+            VOp::Cos => "cos",
         }
     }
     pub fn binary(self) -> bool {
@@ -141,7 +183,18 @@ impl VOp {
     pub fn transcendental(self) -> bool {
         matches!(
             self,
-            VOp::Div | VOp::Exp | VOp::Recip | VOp::Sqrt | VOp::Rsqrt | VOp::Tanh
+            VOp::Div
+                | VOp::Exp
+                | VOp::Recip
+                | VOp::Sqrt
+                | VOp::Rsqrt
+                | VOp::Tanh
+                | VOp::Pow
+                | VOp::Log
+                | VOp::Erf
+                | VOp::Sigmoid
+                | VOp::Sin
+                | VOp::Cos
         )
     }
     pub fn from_code(c: u8) -> Option<VOp> {

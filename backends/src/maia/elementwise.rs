@@ -1,0 +1,553 @@
+//! Elementwise ops on the vector unit. The output is viewed as rows ×
+//! columns so that every operand is one of: the full block, one value per
+//! row, one value per column, or a scalar (an immediate when known at
+//! compile time). Operands that fit none of these are broadcast in HBM
+//! first. Work is cut into chunks sized from tile SRAM, dealt to all
+//! tiles, and run through the double-buffered vector pipeline.
+
+use super::Error;
+use super::lower::{Lw, TRef, unsup};
+use super::movement;
+use super::pipeline::{self, Step, Xfer};
+use super::program::Mem;
+use super::unary::{self, Block};
+use smelt_ir::{Attr, Node, Op};
+use smelt_runtime::maia::{Dt, Op as Cmd, VOp, VSrc};
+
+/// Makes the vector commands of one block: (block, dst, operand sources,
+/// scratch address).
+pub type Build = dyn Fn(Block, u32, &[VSrc], u32) -> Vec<Cmd>;
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Kind {
+    Full,
+    /// One value per row (a scalar buffer is a row operand of stride 0).
+    Row {
+        stride0: bool,
+    },
+    Col,
+    Imm(f32),
+}
+
+#[derive(Clone, Debug)]
+pub struct Operand {
+    pub t: Option<TRef>,
+    pub kind: Kind,
+}
+
+/// Classifies each input shape against `out` for a split of out's axes at
+/// `p` (rows = axes before p). None if some input fits no kind.
+fn classify(out: &[usize], ins: &[Vec<usize>], p: usize) -> Option<Vec<Kind>> {
+    let r = out.len();
+    let mut kinds = Vec::new();
+    for s in ins {
+        if s.len() > r {
+            return None;
+        }
+        let off = r - s.len();
+        let dim = |i: usize| if i < off { 1 } else { s[i - off] };
+        let present = |range: std::ops::Range<usize>| range.clone().all(|i| dim(i) == out[i]);
+        let bcast = |range: std::ops::Range<usize>| range.clone().all(|i| dim(i) == 1);
+        let k = match (present(0..p), present(p..r), bcast(0..p), bcast(p..r)) {
+            (true, true, _, _) => Kind::Full,
+            (_, true, true, _) => Kind::Col,
+            (true, _, _, true) => Kind::Row { stride0: false },
+            (_, _, true, true) => Kind::Row { stride0: true },
+            _ => return None,
+        };
+        kinds.push(k);
+    }
+    Some(kinds)
+}
+
+/// Picks the row/column split for `ins` broadcast to `out`: the first
+/// split (fewest rows) where every input fits a kind.
+fn split(out: &[usize], ins: &[Vec<usize>]) -> Option<(usize, Vec<Kind>)> {
+    (0..=out.len()).find_map(|p| classify(out, ins, p).map(|k| (p, k)))
+}
+
+/// Computes `out` from operands with `build(block, dst, srcs, tmp)`. Known
+/// scalar operands become immediates; operand 0 must end up `Full` when
+/// `first_full`, and is broadcast in HBM if needed.
+pub fn run(
+    lw: &mut Lw,
+    out: &TRef,
+    ins: Vec<(TRef, Option<f32>)>,
+    first_full: bool,
+    build: &Build,
+) -> Result<(), Error> {
+    let mut ins = ins;
+    let shapes: Vec<Vec<usize>> = ins.iter().map(|(t, _)| t.shape.clone()).collect();
+    let mut plan = split(&out.shape, &shapes);
+    let need_first = |plan: &Option<(usize, Vec<Kind>)>| {
+        first_full && plan.as_ref().is_some_and(|(_, k)| k[0] != Kind::Full)
+    };
+    if plan.is_none() || need_first(&plan) {
+        // Broadcast the operands that spoil the split (or operand 0) in HBM.
+        lw.p.phase();
+        for (i, (t, imm)) in ins.iter_mut().enumerate() {
+            if imm.is_some() && !(first_full && i == 0) {
+                continue;
+            }
+            if t.shape != out.shape && (plan.is_none() || i == 0) {
+                let full = lw.temp_like("bcast", t, &out.shape);
+                movement::expand_into(&mut lw.p, t, &full)?;
+                *t = full;
+                *imm = None;
+            }
+        }
+        let shapes: Vec<Vec<usize>> = ins.iter().map(|(t, _)| t.shape.clone()).collect();
+        plan = split(&out.shape, &shapes);
+    }
+    let (p, kinds) = plan.ok_or_else(|| unsup("broadcast", "shapes"))?;
+    let ops: Vec<Operand> = ins
+        .into_iter()
+        .zip(kinds)
+        .map(|((t, imm), k)| match (k, imm) {
+            (Kind::Row { stride0: true }, Some(x)) => Operand {
+                t: None,
+                kind: Kind::Imm(x),
+            },
+            _ => Operand {
+                t: Some(t),
+                kind: k,
+            },
+        })
+        .collect();
+    let rows: usize = out.shape[..p].iter().product();
+    let cols: usize = out.shape[p..].iter().product();
+    blocks(lw, out, rows as u64, cols as u64, &ops, build)
+}
+
+/// Chunks rows × cols over the tiles and emits the pipelines.
+pub fn blocks(
+    lw: &mut Lw,
+    out: &TRef,
+    rows: u64,
+    cols: u64,
+    ops: &[Operand],
+    build: &Build,
+) -> Result<(), Error> {
+    let hw = lw.p.hw.clone();
+    let tiles = lw.p.tiles() as u64;
+    let n = rows * cols;
+    if n == 0 {
+        return Ok(());
+    }
+    let full = ops.iter().filter(|o| o.kind == Kind::Full).count() as u64;
+    let small = ops
+        .iter()
+        .filter(|o| matches!(o.kind, Kind::Row { .. } | Kind::Col))
+        .count() as u64;
+    // Per slot: full operands, the output and one scratch block, plus the
+    // row/column vectors; two slots.
+    let slot = hw.tile.sram_bytes / 2;
+    let per_elem = 4 * (full + 2);
+    let width = hw.tile.vector.width as u64;
+    let cap = (slot / (per_elem + 4 * small)).max(1);
+    let want = n.div_ceil(tiles).next_multiple_of(width).min(cap).max(1);
+    let nc = cols.min(want).max(1);
+    let nr = (want / nc).clamp(1, rows.max(1));
+    let bytes = 4 * ((full + 2) * nr * nc + small * (nr + nc));
+    if bytes > slot {
+        return Err(Error::TooLarge(format!(
+            "an elementwise block of {nr}x{nc} needs {bytes} bytes per slot, SRAM gives {slot}"
+        )));
+    }
+    let mut chunks = Vec::new();
+    let mut r0 = 0;
+    while r0 < rows {
+        let mut c0 = 0;
+        while c0 < cols {
+            chunks.push((r0, c0, nr.min(rows - r0), nc.min(cols - c0)));
+            c0 += nc;
+        }
+        r0 += nr;
+    }
+    lw.p.phase();
+    let mut per_tile: Vec<Vec<Step>> = (0..tiles).map(|_| Vec::new()).collect();
+    for (ci, &(r0, c0, mr, mc)) in chunks.iter().enumerate() {
+        let tile = (ci as u64 % tiles) as u16;
+        let s = (per_tile[tile as usize].len() % 2) as u64;
+        let mut at = s * slot;
+        let mut alloc = |b: u64| {
+            let a = at;
+            at += b;
+            a as u32
+        };
+        let blk = Block {
+            rows: mr as u32,
+            cols: mc as u32,
+        };
+        let mut loads = Vec::new();
+        let mut srcs = Vec::new();
+        for o in ops {
+            let src = match (o.kind, &o.t) {
+                (Kind::Imm(x), _) => VSrc::Imm(x),
+                (Kind::Full, Some(t)) => {
+                    let a = alloc(4 * mr * mc);
+                    loads.push(Xfer {
+                        src: t.at(r0 * cols + c0),
+                        dst: Mem::Sram(tile, a as u64),
+                        sdt: t.dt,
+                        ddt: Dt::F32,
+                        rows: mr,
+                        cols: mc,
+                        sstride: cols,
+                        dstride: mc,
+                    });
+                    VSrc::Full(a)
+                }
+                (Kind::Row { stride0 }, Some(t)) => {
+                    let a = alloc(4 * mr);
+                    loads.push(Xfer {
+                        src: t.at(if stride0 { 0 } else { r0 }),
+                        dst: Mem::Sram(tile, a as u64),
+                        sdt: t.dt,
+                        ddt: Dt::F32,
+                        rows: mr,
+                        cols: 1,
+                        sstride: if stride0 { 0 } else { 1 },
+                        dstride: 1,
+                    });
+                    VSrc::Row(a)
+                }
+                (Kind::Col, Some(t)) => {
+                    let a = alloc(4 * mc);
+                    loads.push(Xfer::flat(
+                        t.at(c0),
+                        Mem::Sram(tile, a as u64),
+                        t.dt,
+                        Dt::F32,
+                        mc,
+                    ));
+                    VSrc::Col(a)
+                }
+                _ => return Err(Error::Graph("operand without data".into())),
+            };
+            srcs.push(src);
+        }
+        let dst = alloc(4 * mr * mc);
+        let tmp = alloc(4 * mr * mc);
+        let stores = vec![Xfer {
+            src: Mem::Sram(tile, dst as u64),
+            dst: out.at(r0 * cols + c0),
+            sdt: Dt::F32,
+            ddt: out.dt,
+            rows: mr,
+            cols: mc,
+            sstride: mc,
+            dstride: cols,
+        }];
+        per_tile[tile as usize].push(Step {
+            loads,
+            ops: build(blk, dst, &srcs, tmp),
+            stores,
+        });
+    }
+    for (t, steps) in per_tile.iter().enumerate() {
+        pipeline::vector(&mut lw.p, t as u16, steps)?;
+    }
+    Ok(())
+}
+
+fn known_scalar(lw: &mut Lw, n: &Node, i: usize) -> Option<f32> {
+    let t = lw.known_input(n, i)?;
+    if t.numel() != 1 {
+        return None;
+    }
+    t.to_f64_vec()?.first().map(|&x| x as f32)
+}
+
+fn check_float(lw: &mut Lw, n: &Node) -> Result<(), Error> {
+    // Dropout's ratio, mode and mask are not data the unit computes on.
+    let data = if n.op == Op::Dropout { 1 } else { usize::MAX };
+    let ins = n.inputs.iter().take(data).flatten();
+    for v in ins.chain(n.outputs.iter().take(data).flatten()) {
+        let (_, d) = lw.static_ty(*v)?;
+        if !matches!(
+            d,
+            smelt_ir::DType::F32 | smelt_ir::DType::F16 | smelt_ir::DType::BF16
+        ) {
+            return Err(unsup(
+                n.op,
+                format!("dtype {d} (the vector unit computes in floats)"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The unary chain of a FusedElementwise node.
+fn chain(n: &Node) -> Result<Vec<Op>, Error> {
+    let Some(Attr::Strings(names)) = n.attr("ops") else {
+        return Err(Error::Graph("FusedElementwise without `ops`".into()));
+    };
+    names
+        .iter()
+        .map(|s| {
+            s.parse::<Op>()
+                .map_err(|_| unsup(n.op, format!("unknown op {s}")))
+        })
+        .collect()
+}
+
+/// Dtypes a comparison, logic op or Where can read and write: the DMA
+/// widens them to f32 exactly (booleans as 0/1).
+fn check_small(lw: &mut Lw, n: &Node) -> Result<(), Error> {
+    for v in n.inputs.iter().flatten().chain(n.outputs.iter().flatten()) {
+        let (_, d) = lw.static_ty(*v)?;
+        if !matches!(
+            d,
+            smelt_ir::DType::F32
+                | smelt_ir::DType::F16
+                | smelt_ir::DType::BF16
+                | smelt_ir::DType::Bool
+                | smelt_ir::DType::I8
+                | smelt_ir::DType::I32
+        ) {
+            return Err(unsup(n.op, format!("dtype {d}")));
+        }
+    }
+    Ok(())
+}
+
+/// Comparisons, boolean logic and Where on 0/1 values.
+fn logic(lw: &mut Lw, n: &Node) -> Result<(), Error> {
+    check_small(lw, n)?;
+    let out = lw.output(n, 0)?;
+    let mut ins = Vec::new();
+    for i in 0..n.inputs.len() {
+        let t = lw.input(n, i)?;
+        ins.push((t, known_scalar(lw, n, i)));
+    }
+    let vop = match n.op {
+        Op::Less => VOp::Lt,
+        Op::LessOrEqual => VOp::Le,
+        Op::Greater => VOp::Gt,
+        Op::GreaterOrEqual => VOp::Ge,
+        Op::Equal => VOp::Eq,
+        Op::And => VOp::Mul,
+        Op::Or => VOp::Max,
+        Op::Xor => VOp::Sub,
+        _ => VOp::Copy,
+    };
+    if n.op == Op::IsNaN {
+        // x != x only for NaN.
+        return run(lw, &out, ins, true, &|b, d, s, _| {
+            vec![
+                b.v(VOp::Eq, d, first(s), VSrc::Full(first(s))),
+                b.v(VOp::Neg, d, d, VSrc::None),
+                b.v(VOp::Add, d, d, VSrc::Imm(1.0)),
+            ]
+        });
+    }
+    if n.op == Op::Not {
+        return run(lw, &out, ins, true, &|b, d, s, _| {
+            vec![
+                b.v(VOp::Neg, d, first(s), VSrc::None),
+                b.v(VOp::Add, d, d, VSrc::Imm(1.0)),
+            ]
+        });
+    }
+    if n.op == Op::Where {
+        // c·x + (1-c)·y with c in {0, 1}: the condition first, as it is
+        // the operand that fills the whole block most often.
+        return run(lw, &out, ins, true, &|b, d, s, tmp| {
+            vec![
+                b.v(VOp::Mul, d, first(s), s[1]),
+                b.v(VOp::Neg, tmp, first(s), VSrc::None),
+                b.v(VOp::Add, tmp, tmp, VSrc::Imm(1.0)),
+                b.v(VOp::Mul, tmp, tmp, s[2]),
+                b.v(VOp::Add, d, d, VSrc::Full(tmp)),
+            ]
+        });
+    }
+    // x > y on a broadcast first operand: materialized by `run`.
+    let xor = n.op == Op::Xor;
+    run(lw, &out, ins, true, &move |b, d, s, _| {
+        let mut v = vec![b.v(vop, d, first(s), s[1])];
+        if xor {
+            v.push(b.v(VOp::Abs, d, d, VSrc::None));
+        }
+        v
+    })
+}
+
+pub fn lower(lw: &mut Lw, n: &Node) -> Result<(), Error> {
+    if matches!(
+        n.op,
+        Op::Less
+            | Op::LessOrEqual
+            | Op::Greater
+            | Op::GreaterOrEqual
+            | Op::Equal
+            | Op::And
+            | Op::Or
+            | Op::Xor
+            | Op::Not
+            | Op::Where
+            | Op::IsNaN
+    ) {
+        return logic(lw, n);
+    }
+    if unary::binary(n.op).is_none()
+        && !matches!(
+            n.op,
+            Op::Mean | Op::Clip | Op::PRelu | Op::FusedElementwise | Op::Dropout
+        )
+        && !unary::supported(n.op, Some(n))
+    {
+        return Err(unsup(n.op, ""));
+    }
+    check_float(lw, n)?;
+    let out = lw.output(n, 0)?;
+    if let Some(vop) = unary::binary(n.op) {
+        let mut ins = Vec::new();
+        for i in 0..n.inputs.len() {
+            if Lw::has_input(n, i) {
+                let t = lw.input(n, i)?;
+                ins.push((t, known_scalar(lw, n, i)));
+            }
+        }
+        if ins.is_empty() {
+            return Err(Error::Graph(format!("{} has no inputs", n.describe())));
+        }
+        if ins.len() == 1 {
+            return run(lw, &out, ins, true, &|b, d, s, _| {
+                vec![b.v(VOp::Copy, d, first(s), VSrc::None)]
+            });
+        }
+        let commutative = matches!(vop, VOp::Add | VOp::Mul | VOp::Max | VOp::Min);
+        // Put a full operand first where the op allows it.
+        let full = |t: &TRef| t.shape == out.shape;
+        if ins.len() == 2 && !full(&ins[0].0) && full(&ins[1].0) && commutative {
+            ins.swap(0, 1);
+        }
+        if ins.len() == 2
+            && !full(&ins[0].0)
+            && full(&ins[1].0)
+            && matches!(vop, VOp::Sub | VOp::Div)
+        {
+            // a - x = (-x) + a; a / x = (1/x) * a.
+            let (pre, post) = if vop == VOp::Sub {
+                (VOp::Neg, VOp::Add)
+            } else {
+                (VOp::Recip, VOp::Mul)
+            };
+            ins.swap(0, 1);
+            return run(lw, &out, ins, true, &move |b, d, s, _| {
+                vec![b.v(pre, d, first(s), VSrc::None), b.v(post, d, d, s[1])]
+            });
+        }
+        let mean = n.op == Op::Mean;
+        let k = ins.len();
+        return run(lw, &out, ins, true, &move |b, d, s, _| {
+            let mut v = vec![b.v(vop, d, first(s), s[1])];
+            for x in &s[2..] {
+                v.push(b.v(vop, d, d, *x));
+            }
+            if mean {
+                v.push(b.v(VOp::Mul, d, d, VSrc::Imm(1.0 / k as f32)));
+            }
+            v
+        });
+    }
+    match n.op {
+        Op::Clip => {
+            // min and max are scalars: immediates when known, else one
+            // value broadcast to every row.
+            let x = lw.input(n, 0)?;
+            let mut ins = vec![(x, None)];
+            let mut which = Vec::new();
+            for (i, op) in [(1, VOp::Max), (2, VOp::Min)] {
+                if Lw::has_input(n, i) {
+                    let t = lw.input(n, i)?;
+                    ins.push((t, known_scalar(lw, n, i)));
+                    which.push(op);
+                }
+            }
+            run(lw, &out, ins, true, &move |b, d, s, _| {
+                let mut v = vec![b.v(VOp::Copy, d, first(s), VSrc::None)];
+                for (k, &op) in which.iter().enumerate() {
+                    v.push(b.v(op, d, d, s[k + 1]));
+                }
+                v
+            })
+        }
+        Op::PRelu => {
+            let x = lw.input(n, 0)?;
+            let slope = lw.input(n, 1)?;
+            let k = known_scalar(lw, n, 1);
+            run(
+                lw,
+                &out,
+                vec![(x, None), (slope, k)],
+                true,
+                &|b, d, s, tmp| {
+                    vec![
+                        b.v(VOp::Min, tmp, first(s), VSrc::Imm(0.0)),
+                        b.v(VOp::Mul, tmp, tmp, s[1]),
+                        b.v(VOp::Relu, d, first(s), VSrc::None),
+                        b.v(VOp::Add, d, d, VSrc::Full(tmp)),
+                    ]
+                },
+            )
+        }
+        Op::Dropout => {
+            // Inference: the identity, and a mask of all true.
+            let training = if Lw::has_input(n, 2) {
+                lw.known_input(n, 2)
+                    .and_then(|t| t.to_f64_vec())
+                    .and_then(|v| v.first().copied())
+                    .ok_or_else(|| unsup(n.op, "training_mode not known at compile time"))?
+            } else {
+                0.0
+            };
+            if training != 0.0 {
+                return Err(unsup(n.op, "training mode"));
+            }
+            let x = lw.input(n, 0)?;
+            if n.outputs.get(1).copied().flatten().is_some() {
+                let mask = lw.output(n, 1)?;
+                movement::fill(lw, &mask, 1.0)?;
+            }
+            lw.p.phase();
+            movement::copy_flat(&mut lw.p, &x, &out)
+        }
+        Op::FusedElementwise => {
+            let ops = chain(n)?;
+            for &o in &ops {
+                if !unary::supported(o, None) {
+                    return Err(unsup(o, ""));
+                }
+            }
+            let x = lw.input(n, 0)?;
+            run(lw, &out, vec![(x, None)], true, &move |b, d, s, tmp| {
+                let mut v = Vec::new();
+                let mut src = first(s);
+                for &o in &ops {
+                    v.extend(unary::unary(o, None, b, d, src, tmp).unwrap_or_default());
+                    src = d;
+                }
+                v
+            })
+        }
+        op if unary::supported(op, Some(n)) => {
+            let x = lw.input(n, 0)?;
+            let node = n.clone();
+            run(lw, &out, vec![(x, None)], true, &move |b, d, s, tmp| {
+                unary::unary(op, Some(&node), b, d, first(s), tmp).unwrap_or_default()
+            })
+        }
+        _ => Err(unsup(n.op, "")),
+    }
+}
+
+/// The SRAM address of operand 0 (always a full block).
+fn first(s: &[VSrc]) -> u32 {
+    match s.first() {
+        Some(VSrc::Full(a)) => *a,
+        _ => 0,
+    }
+}

@@ -1,0 +1,142 @@
+//! The Maia-style backend: lowers an optimized graph with static shapes to
+//! a command stream (`smelt_runtime::maia`), packaged as a `.smx` artifact.
+//!
+//! Shape of the lowering:
+//! - every value lives in HBM (`program.rs`): weights and folded constants
+//!   as initialized regions, graph inputs and outputs in their own regions,
+//!   everything else in an arena planned by liveness, so buffers are reused;
+//! - each op becomes one or more phases; a phase spreads its work over all
+//!   tiles of the chip and runs double-buffered pipelines (`pipeline.rs`);
+//!   phases are ordered by barriers;
+//! - matmuls (`matmul.rs`) are tiled on the tensor unit with sizes chosen
+//!   from the accelerator description (`tiling.rs`), with fused epilogues
+//!   on the vector unit; elementwise ops (`elementwise.rs`), row ops such
+//!   as softmax, norms and reductions (`rows.rs`) run on the vector unit;
+//!   data movement (`movement.rs`) is strided DMA; convolutions and pools
+//!   (`conv.rs`) become strided-DMA windows plus matmuls or row reductions;
+//!   attention (`attention.rs`) becomes matmuls and a softmax.
+//!
+//! Every size (tiles, chunks, buffers) follows from the hardware
+//! description; nothing about a particular chip is written here.
+
+mod attention;
+mod conv;
+mod elementwise;
+mod lower;
+mod matmul;
+mod movement;
+mod pipeline;
+mod program;
+mod rows;
+mod tiling;
+mod unary;
+
+pub use lower::compile;
+pub use tiling::{MatmulTiling, choose_matmul_tiling};
+
+/// How f32 matmuls run on a tensor unit without an f32 rate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Precision {
+    /// Round operands to bf16 (one pass; what accelerators do by default).
+    #[default]
+    Bf16,
+    /// f32-accurate: split each operand into bf16 high and low parts and
+    /// accumulate three products (hi·hi + hi·lo + lo·hi).
+    F32,
+}
+
+impl std::str::FromStr for Precision {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "bf16" => Ok(Precision::Bf16),
+            "f32" => Ok(Precision::F32),
+            _ => Err(format!("unknown matmul precision `{s}` (bf16 or f32)")),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    pub precision: Precision,
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Error {
+    /// The lowering has no way to run this op (or this form of it).
+    #[error("unsupported on {target}: op {op}{}", if .why.is_empty() { String::new() } else { format!(" ({})", .why) })]
+    Unsupported {
+        target: String,
+        op: String,
+        why: String,
+    },
+    #[error("{0}")]
+    TooLarge(String),
+    #[error("target: {0}")]
+    Target(String),
+    #[error("{0}")]
+    Graph(String),
+}
+
+impl Error {
+    pub fn is_unsupported(&self) -> bool {
+        matches!(self, Error::Unsupported { .. })
+    }
+}
+
+/// Chooses the lowering of one node.
+fn dispatch(lw: &mut lower::Lw, n: &smelt_ir::Node) -> Result<(), Error> {
+    use smelt_ir::Op;
+    match n.op {
+        Op::MatMul | Op::Gemm | Op::FusedMatMul | Op::MatMulNT => matmul::lower(lw, n),
+        Op::Softmax
+        | Op::LogSoftmax
+        | Op::Hardmax
+        | Op::LpNormalization
+        | Op::ArgMax
+        | Op::ArgMin
+        | Op::InstanceNormalization
+        | Op::GroupNormalization
+        | Op::MeanVarianceNormalization
+        | Op::LayerNormalization
+        | Op::RMSNormalization
+        | Op::ReduceSum
+        | Op::ReduceMean
+        | Op::ReduceMax
+        | Op::ReduceMin
+        | Op::ReduceL1
+        | Op::ReduceL2
+        | Op::ReduceSumSquare
+        | Op::ReduceLogSum
+        | Op::ReduceLogSumExp => rows::lower(lw, n),
+        Op::Reshape
+        | Op::Flatten
+        | Op::Squeeze
+        | Op::Unsqueeze
+        | Op::Identity
+        | Op::Transpose
+        | Op::Expand
+        | Op::Cast
+        | Op::CastLike
+        | Op::Concat
+        | Op::Split
+        | Op::Slice
+        | Op::Gather
+        | Op::Tile
+        | Op::DepthToSpace
+        | Op::SpaceToDepth
+        | Op::Pad
+        | Op::Trilu => movement::lower(lw, n),
+        Op::Conv
+        | Op::FusedConv
+        | Op::ConvTranspose
+        | Op::MaxPool
+        | Op::AveragePool
+        | Op::LpPool
+        | Op::GlobalAveragePool
+        | Op::GlobalMaxPool
+        | Op::BatchNormalization => conv::lower(lw, n),
+        Op::Attention => attention::lower(lw, n),
+        _ => elementwise::lower(lw, n),
+    }
+}

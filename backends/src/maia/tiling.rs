@@ -1,0 +1,116 @@
+//! Matmul tile sizes from the accelerator description: the candidates are
+//! multiples of the tensor unit's step shape; each is checked against tile
+//! SRAM (two input slots, two accumulators, two output and epilogue
+//! buffers) and scored by a small model of the chip (compute per tile,
+//! DMA per tile, HBM shared by all tiles, work dealt round-robin).
+
+use super::Error;
+use smelt_runtime::maia::HwConfig;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MatmulTiling {
+    pub tm: u64,
+    pub tn: u64,
+    pub tk: u64,
+}
+
+/// What a matmul phase holds in SRAM besides its operands.
+#[derive(Clone, Copy, Debug)]
+pub struct Shape {
+    pub m: u64,
+    pub n: u64,
+    pub k: u64,
+    /// Independent products (batch).
+    pub batch: u64,
+    /// Bytes of one operand element in the tensor unit's dtype (SRAM).
+    pub elem: u64,
+    /// Bytes of one element of A and of B as read from HBM (an f32
+    /// activation is converted by the load DMA).
+    pub a_bytes: u64,
+    pub b_bytes: u64,
+    /// Parts per operand (1, or 2 for the hi/lo f32 split).
+    pub parts: u64,
+    /// A full-tile residual is loaded for the epilogue.
+    pub residual: bool,
+}
+
+impl MatmulTiling {
+    /// SRAM bytes these tiles need.
+    pub fn sram_bytes(&self, s: &Shape) -> u64 {
+        let MatmulTiling { tm, tn, tk } = *self;
+        let inputs = 2 * (tm + tn) * tk * s.elem * s.parts;
+        let acc_out = 2 * 2 * tm * tn * 4;
+        let epi = 2 * (4 * (tm + tn) + if s.residual { 4 * tm * tn } else { 0 });
+        let tmp = 4 * tm * tn;
+        inputs + acc_out + epi + tmp
+    }
+}
+
+fn candidates(step: u64, full: u64) -> Vec<u64> {
+    let top = full.max(1).next_multiple_of(step);
+    let mut v = Vec::new();
+    let mut x = step;
+    while x < top {
+        v.push(x);
+        x *= 2;
+    }
+    v.push(top);
+    v
+}
+
+/// The tiling with the lowest modelled time that fits tile SRAM.
+pub fn choose_matmul_tiling(hw: &HwConfig, s: &Shape, rate: f64) -> Result<MatmulTiling, Error> {
+    let [sm, sn, sk] = hw.tile.tensor.shape.map(|x| x as u64);
+    let tiles = hw.tiles() as f64;
+    let clock = hw.clock_hz;
+    let mut best: Option<(f64, MatmulTiling)> = None;
+    for &tm in &candidates(sm, s.m) {
+        for &tn in &candidates(sn, s.n) {
+            for &tk in &candidates(sk, s.k) {
+                let t = MatmulTiling { tm, tn, tk };
+                if t.sram_bytes(s) > hw.tile.sram_bytes {
+                    continue;
+                }
+                let items = s.m.div_ceil(tm) * s.n.div_ceil(tn) * s.batch;
+                let rounds = (items as f64 / tiles).ceil();
+                let kp = s.k.div_ceil(tk) * tk;
+                let flops = 2.0 * (tm * tn * kp) as f64 * s.parts as f64;
+                let compute = flops / rate;
+                let a = (tm * s.k * s.a_bytes * s.parts) as f64;
+                let b = (tn * s.k * s.b_bytes * s.parts) as f64;
+                let bytes = a + b;
+                let dma = bytes / hw.tile.dma.bandwidth;
+                let issue = (s.k.div_ceil(tk) * 4) as f64 * hw.tile.issue_cycles / clock;
+                // Pipeline fill and drain: a transfer-bound tile still
+                // computes its last k-chunk after the last load, a
+                // compute-bound one waits for its first chunk; both store the
+                // last output tile at the end. Large chunks start late.
+                let chunks = s.k.div_ceil(tk) as f64;
+                let store = (4 * tm * tn) as f64 / hw.tile.dma.bandwidth;
+                let fill = if dma > compute {
+                    compute / chunks
+                } else {
+                    dma / chunks
+                } + store;
+                let per_tile = rounds * (compute.max(dma) + issue) + fill;
+                let hbm = items as f64 * bytes / hw.hbm.bandwidth;
+                let cost = per_tile.max(hbm);
+                let better = match best {
+                    None => true,
+                    Some((c, b)) => {
+                        cost < c * (1.0 - 1e-9) || (cost <= c && tk * tm * tn > b.tk * b.tm * b.tn)
+                    }
+                };
+                if better {
+                    best = Some((cost, t));
+                }
+            }
+        }
+    }
+    best.map(|b| b.1).ok_or_else(|| {
+        Error::Target(format!(
+            "tile.sram_bytes = {} cannot hold one double-buffered matmul step",
+            hw.tile.sram_bytes
+        ))
+    })
+}

@@ -1,0 +1,236 @@
+//! The Maia-style backend end to end: compiled programs follow the target
+//! file (halving tile SRAM or HBM bandwidth changes tiling and simulated
+//! time the expected way).
+
+use crate::common::{repo, smelt};
+use std::path::Path;
+
+const MATMUL: &str = r#"graph "g"(%x: f32[1024,1024], %w: f32[1024,1024]) {
+  %y: f32[1024,1024] = MatMul(%x, %w)
+  return %y
+}
+"#;
+
+/// Compiles `graph` for the target file `target` and returns (matmul
+/// commands, HBM bytes read, simulated cycles).
+fn compile_and_time(dir: &Path, graph: &Path, target: &Path, tag: &str) -> (usize, u64, f64) {
+    let smx = dir.join(format!("{tag}.smx"));
+    let out = smelt(&[
+        "compile",
+        graph.to_str().unwrap(),
+        "--target-file",
+        target.to_str().unwrap(),
+        "--passes",
+        "none",
+        "-o",
+        smx.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dis = smelt(&["disasm", smx.to_str().unwrap()]);
+    assert!(dis.status.success());
+    let text = String::from_utf8_lossy(&dis.stdout);
+    let matmuls = text.lines().filter(|l| l.contains(" matmul ")).count();
+    let sim = smelt(&["simulate", smx.to_str().unwrap(), "--timing-only", "--json"]);
+    assert!(
+        sim.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sim.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_slice(&sim.stdout).unwrap();
+    (
+        matmuls,
+        r["bytes"]["hbm_read"].as_u64().unwrap(),
+        r["cycles"].as_f64().unwrap(),
+    )
+}
+
+#[test]
+fn halving_sram_or_hbm_bandwidth_changes_tiling_and_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = std::fs::read_to_string(repo().join("targets/tiny-npu.toml")).unwrap();
+    let graph = dir.path().join("g.smelt");
+    std::fs::write(&graph, MATMUL).unwrap();
+    let write = |name: &str, text: String| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    let half_sram = base.replace("sram_bytes = 262144", "sram_bytes = 131072");
+    let half_hbm = base.replace("bandwidth = 1.0e11 # hbm", "bandwidth = 5.0e10 # hbm");
+    assert_ne!(half_sram, base);
+    assert_ne!(half_hbm, base);
+    let t0 = write("base.toml", base);
+    let t1 = write("sram.toml", half_sram);
+    let t2 = write("hbm.toml", half_hbm);
+    let (mm0, hbm0, c0) = compile_and_time(dir.path(), &graph, &t0, "base");
+    let (mm1, hbm1, c1) = compile_and_time(dir.path(), &graph, &t1, "sram");
+    let (_, _, c2) = compile_and_time(dir.path(), &graph, &t2, "hbm");
+    // Less SRAM: smaller tiles, so more matmul commands, more operand
+    // re-reads from HBM, and a slower program.
+    assert!(mm1 > mm0, "matmul commands: {mm1} with half SRAM vs {mm0}");
+    assert!(
+        hbm1 > hbm0,
+        "HBM bytes read: {hbm1} with half SRAM vs {hbm0}"
+    );
+    assert!(c1 > c0, "cycles: {c1} with half SRAM vs {c0}");
+    // Less HBM bandwidth: the same bytes take longer.
+    assert!(c2 > c0, "cycles: {c2} with half HBM bandwidth vs {c0}");
+}
+
+/// `<models>/<name>/` built by examples/models/bert_base.py with `args`
+/// when missing (as tests/models.rs does).
+fn bert_dir(name: &str, args: &[&str]) -> std::path::PathBuf {
+    if let Some(dir) = std::env::var_os("SMELT_MODELS_DIR") {
+        let p = std::path::PathBuf::from(dir).join(name);
+        if p.join("model.onnx").is_file() {
+            return p;
+        }
+    }
+    let dir = repo().join(".cache/models").join(name);
+    if dir.join("model.onnx").is_file() {
+        return dir;
+    }
+    let py = std::env::var_os("SMELT_PYTHON").unwrap_or_else(|| {
+        panic!(
+            "no {} and no SMELT_PYTHON to build it: run `make test` or set SMELT_MODELS_DIR",
+            dir.display()
+        )
+    });
+    let out = std::process::Command::new(py)
+        .arg(repo().join("examples/models/bert_base.py"))
+        .args(args)
+        .arg(&dir)
+        .output()
+        .expect("SMELT_PYTHON runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    dir
+}
+
+fn read(p: &Path) -> Vec<f64> {
+    let (_, t) = smelt_frontend::tensor_io::read_tensor(p).unwrap();
+    t.to_f64_vec().unwrap()
+}
+
+/// A 2-layer BERT (hidden 768, 12 heads, sequence 16) compiled for maia100
+/// and run on the simulator computes what the interpreter computes, up to
+/// the bf16 rounding of matmul operands.
+#[test]
+fn bert_small_on_maia100_matches_interpreter() {
+    let dir = bert_dir("bert_l2_s16", &["--layers", "2", "--seq", "16"]);
+    let tmp = tempfile::tempdir().unwrap();
+    let smx = tmp.path().join("bert.smx");
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+    let model = s(&dir.join("model.onnx"));
+    let out = smelt(&["compile", &model, "--target", "maia100", "-o", &s(&smx)]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let inputs = [s(&dir.join("input_0.pb")), s(&dir.join("input_1.pb"))];
+    let (sim_out, interp_out) = (tmp.path().join("sim"), tmp.path().join("interp"));
+    for (prog, out_dir) in [(s(&smx), &sim_out), (model.clone(), &interp_out)] {
+        let out = smelt(&[
+            "run",
+            &prog,
+            "-i",
+            &inputs[0],
+            "-i",
+            &inputs[1],
+            "--output-dir",
+            &s(out_dir),
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let got = read(&sim_out.join("output_0.pb"));
+    let want = read(&interp_out.join("output_0.pb"));
+    assert_eq!(got.len(), 16 * 768);
+    let max = want.iter().fold(0f64, |m, x| m.max(x.abs()));
+    let err = got
+        .iter()
+        .zip(&want)
+        .fold(0f64, |m, (g, w)| m.max((g - w).abs()));
+    // bf16 keeps 8 significant bits (relative step 2^-8 = 0.4%); errors
+    // through two layers stay well under 1% of the output's range.
+    assert!(err < 0.01 * max, "max error {err} for outputs up to {max}");
+}
+
+/// Pad's four modes, compiled for maia100 (borders copied slab by slab
+/// from the output itself), give the interpreter's values exactly.
+#[test]
+fn pad_modes_match_interpreter() {
+    let tmp = tempfile::tempdir().unwrap();
+    let x = smelt_ir::interp::Tensor::from_f64(
+        smelt_ir::DType::F32,
+        vec![3, 4],
+        (0..12).map(|i| i as f64).collect(),
+    );
+    let input = tmp.path().join("x.pb");
+    std::fs::write(
+        &input,
+        smelt_frontend::tensor_io::tensor_to_proto_bytes("x", &x).unwrap(),
+    )
+    .unwrap();
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+    for mode in ["constant", "edge", "reflect", "wrap"] {
+        // pads: begin (1, 2), end (2, 1).
+        let graph = tmp.path().join(format!("{mode}.smelt"));
+        std::fs::write(
+            &graph,
+            format!(
+                r#"graph "p"(%x: f32[3,4]) {{
+  %pads: i64[4] = const hex"0100000000000000020000000000000002000000000000000100000000000000"
+  %y: f32[6,7] = Pad(%x, %pads) {{mode="{mode}"}}
+  return %y
+}}
+"#
+            ),
+        )
+        .unwrap();
+        let smx = tmp.path().join(format!("{mode}.smx"));
+        let out = smelt(&[
+            "compile",
+            &s(&graph),
+            "--target",
+            "maia100",
+            "--passes",
+            "none",
+            "-o",
+            &s(&smx),
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let (a, b) = (
+            tmp.path().join(format!("{mode}.sim")),
+            tmp.path().join(format!("{mode}.int")),
+        );
+        for (prog, dir) in [(s(&smx), &a), (s(&graph), &b)] {
+            let out = smelt(&["run", &prog, "-i", &s(&input), "--output-dir", &s(dir)]);
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        assert_eq!(
+            read(&a.join("output_0.pb")),
+            read(&b.join("output_0.pb")),
+            "mode {mode}"
+        );
+    }
+}
