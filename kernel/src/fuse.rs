@@ -28,39 +28,20 @@ fn let_map(k: &Kernel) -> Option<(&[Stmt], usize, &Expr, &Expr)> {
 }
 
 fn remap_vars(e: &Expr, f: &dyn Fn(crate::ir::Var) -> crate::ir::Var) -> Expr {
-    let r = |x: &Expr| Box::new(remap_vars(x, f));
-    match e {
-        Expr::Var(v) => Expr::Var(f(*v)),
-        Expr::Load(b, i) => Expr::Load(*b, r(i)),
-        Expr::Un(op, a) => Expr::Un(*op, r(a)),
-        Expr::Cast(t, a) => Expr::Cast(*t, r(a)),
-        Expr::Bin(op, a, b) => Expr::Bin(*op, r(a), r(b)),
-        Expr::Cmp(op, a, b) => Expr::Cmp(*op, r(a), r(b)),
-        Expr::Select(c, a, b) => Expr::Select(r(c), r(a), r(b)),
-        Expr::Int(..) | Expr::Float(..) => e.clone(),
-    }
+    e.rewrite(&mut |x| match x {
+        Expr::Var(v) => Expr::Var(f(v)),
+        x => x,
+    })
 }
 
 fn loads_of(e: &Expr, buf: usize, out: &mut Vec<Expr>) {
-    match e {
-        Expr::Load(b, i) => {
-            if *b == buf {
-                out.push((**i).clone());
-            }
-            loads_of(i, buf, out);
+    e.visit(&mut |x| {
+        if let Expr::Load(b, i) = x
+            && *b == buf
+        {
+            out.push((**i).clone());
         }
-        Expr::Un(_, a) | Expr::Cast(_, a) => loads_of(a, buf, out),
-        Expr::Bin(_, a, b) | Expr::Cmp(_, a, b) => {
-            loads_of(a, buf, out);
-            loads_of(b, buf, out);
-        }
-        Expr::Select(c, a, b) => {
-            loads_of(c, buf, out);
-            loads_of(a, buf, out);
-            loads_of(b, buf, out);
-        }
-        Expr::Int(..) | Expr::Float(..) | Expr::Var(_) => {}
-    }
+    });
 }
 
 fn stmt_loads(s: &[Stmt], buf: usize, out: &mut Vec<Expr>) {
@@ -87,17 +68,11 @@ fn stmt_loads(s: &[Stmt], buf: usize, out: &mut Vec<Expr>) {
 /// Rewrites expressions: loads of `buf` become `with`, other parameter
 /// indices go through `remap`.
 fn subst(e: &Expr, buf: usize, with: &Expr, remap: &dyn Fn(usize) -> usize) -> Expr {
-    let r = |x: &Expr| Box::new(subst(x, buf, with, remap));
-    match e {
-        Expr::Load(b, _) if *b == buf => with.clone(),
-        Expr::Load(b, i) => Expr::Load(remap(*b), r(i)),
-        Expr::Un(op, a) => Expr::Un(*op, r(a)),
-        Expr::Cast(t, a) => Expr::Cast(*t, r(a)),
-        Expr::Bin(op, a, b) => Expr::Bin(*op, r(a), r(b)),
-        Expr::Cmp(op, a, b) => Expr::Cmp(*op, r(a), r(b)),
-        Expr::Select(c, a, b) => Expr::Select(r(c), r(a), r(b)),
-        Expr::Int(..) | Expr::Float(..) | Expr::Var(_) => e.clone(),
-    }
+    e.rewrite(&mut |x| match x {
+        Expr::Load(b, _) if b == buf => with.clone(),
+        Expr::Load(b, i) => Expr::Load(remap(b), i),
+        x => x,
+    })
 }
 
 fn subst_stmts(s: &[Stmt], buf: usize, with: &Expr, remap: &dyn Fn(usize) -> usize) -> Vec<Stmt> {
@@ -226,31 +201,20 @@ pub fn fuse(
 }
 
 fn only_domain_vars(e: &Expr, rank: u32) -> bool {
-    match e {
-        Expr::Var(v) => v.0 < rank,
-        Expr::Load(_, i) | Expr::Un(_, i) | Expr::Cast(_, i) => only_domain_vars(i, rank),
-        Expr::Bin(_, a, b) | Expr::Cmp(_, a, b) => {
-            only_domain_vars(a, rank) && only_domain_vars(b, rank)
+    let mut ok = true;
+    e.visit(&mut |x| {
+        if let Expr::Var(v) = x {
+            ok &= v.0 < rank;
         }
-        Expr::Select(c, a, b) => {
-            only_domain_vars(c, rank) && only_domain_vars(a, rank) && only_domain_vars(b, rank)
-        }
-        Expr::Int(..) | Expr::Float(..) => true,
-    }
+    });
+    ok
 }
 
 fn subst_var0(e: &Expr, with: &Expr) -> Expr {
-    let r = |x: &Expr| Box::new(subst_var0(x, with));
-    match e {
+    e.rewrite(&mut |x| match x {
         Expr::Var(v) if v.0 == 0 => with.clone(),
-        Expr::Load(b, i) => Expr::Load(*b, r(i)),
-        Expr::Un(op, a) => Expr::Un(*op, r(a)),
-        Expr::Cast(t, a) => Expr::Cast(*t, r(a)),
-        Expr::Bin(op, a, b) => Expr::Bin(*op, r(a), r(b)),
-        Expr::Cmp(op, a, b) => Expr::Cmp(*op, r(a), r(b)),
-        Expr::Select(c, a, b) => Expr::Select(r(c), r(a), r(b)),
-        _ => e.clone(),
-    }
+        x => x,
+    })
 }
 
 /// A one-dimensional pure map re-expressed over `domain` (same number of

@@ -312,6 +312,52 @@ pub enum Expr {
     Cast(Ty, Box<Expr>),
 }
 
+impl Expr {
+    /// Rebuilds the expression bottom-up: `f` sees each node after its
+    /// children were rebuilt, and returns its replacement.
+    pub fn rewrite(&self, f: &mut dyn FnMut(Expr) -> Expr) -> Expr {
+        let mut r = |x: &Expr| Box::new(x.rewrite(f));
+        let e = match self {
+            Expr::Load(b, i) => Expr::Load(*b, r(i)),
+            Expr::Un(op, a) => Expr::Un(*op, r(a)),
+            Expr::Cast(t, a) => Expr::Cast(*t, r(a)),
+            Expr::Bin(op, a, b) => {
+                let a = r(a);
+                Expr::Bin(*op, a, r(b))
+            }
+            Expr::Cmp(op, a, b) => {
+                let a = r(a);
+                Expr::Cmp(*op, a, r(b))
+            }
+            Expr::Select(c, a, b) => {
+                let c = r(c);
+                let a = r(a);
+                Expr::Select(c, a, r(b))
+            }
+            Expr::Int(..) | Expr::Float(..) | Expr::Var(_) => self.clone(),
+        };
+        f(e)
+    }
+
+    /// Calls `f` on every node, parents before children.
+    pub fn visit(&self, f: &mut dyn FnMut(&Expr)) {
+        f(self);
+        match self {
+            Expr::Load(_, a) | Expr::Un(_, a) | Expr::Cast(_, a) => a.visit(f),
+            Expr::Bin(_, a, b) | Expr::Cmp(_, a, b) => {
+                a.visit(f);
+                b.visit(f);
+            }
+            Expr::Select(c, a, b) => {
+                c.visit(f);
+                a.visit(f);
+                b.visit(f);
+            }
+            Expr::Int(..) | Expr::Float(..) | Expr::Var(_) => {}
+        }
+    }
+}
+
 /// Loop kinds are chosen by schedules; the compute definition only has
 /// `Serial` loops (reductions and other inner iteration).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
