@@ -27,6 +27,7 @@ pub mod pool;
 pub mod quant;
 pub mod reduce;
 pub mod resample;
+pub mod rnn;
 pub mod scan;
 pub mod softmax;
 pub mod topk;
@@ -305,6 +306,7 @@ const FAMILIES: &[Family] = &[
     attention::lower,
     einsum::lower,
     misc::lower,
+    rnn::lower,
 ];
 
 /// Lowers one node; `Unsupported` when no family can.
