@@ -18,6 +18,7 @@ pub mod fill;
 pub mod fold;
 pub mod indexing;
 pub mod linalg;
+pub mod linear_attention;
 pub mod loss;
 pub mod misc;
 pub mod movement;
@@ -307,6 +308,7 @@ const FAMILIES: &[Family] = &[
     einsum::lower,
     misc::lower,
     rnn::lower,
+    linear_attention::lower,
 ];
 
 /// Lowers one node; `Unsupported` when no family can.
