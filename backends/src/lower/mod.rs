@@ -32,6 +32,7 @@ pub mod rnn;
 pub mod scan;
 pub mod softmax;
 pub mod topk;
+pub mod train;
 pub mod window;
 
 use smelt_ir::semantics::Ctx;
@@ -309,6 +310,7 @@ const FAMILIES: &[Family] = &[
     misc::lower,
     rnn::lower,
     linear_attention::lower,
+    train::lower,
 ];
 
 /// Lowers one node; `Unsupported` when no family can.
