@@ -324,7 +324,10 @@ fn binary(l: &mut Lower, op: &str) -> LResult<()> {
         .ctx()
         .int("fmod", 0)
         .map_err(|e| LowerError::Invalid(e.0))?;
-    if op == "Pow" && b.ty.compute() != ty && !ty.is_float() {
+    // An integer base with a float exponent: f64 power truncated to i64,
+    // then wrapped to the base's type, as the reference does.
+    let int_base_float_exp = op == "Pow" && !ty.is_float() && b.ty.is_float();
+    if op == "Pow" && b.ty.compute() != ty && !ty.is_float() && !int_base_float_exp {
         return unsupported("Pow of an integer base with another exponent type");
     }
     map(l, &op.to_ascii_lowercase(), &[a, b], &y, move |_, v| {
@@ -334,6 +337,10 @@ fn binary(l: &mut Lower, op: &str) -> LResult<()> {
             "Sub" => sub(x, z),
             "Mul" => mul(x, z),
             "Div" => div(x, z),
+            "Pow" if int_base_float_exp => cast(
+                ty,
+                cast(Ty::I64, bin(BinOp::Pow, cast(Ty::F64, x), cast(Ty::F64, z))),
+            ),
             "Pow" => {
                 let z = if ty.is_float() { cast(ty, z) } else { z };
                 bin(BinOp::Pow, x, z)

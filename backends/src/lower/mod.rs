@@ -18,6 +18,7 @@ pub mod fill;
 pub mod fold;
 pub mod indexing;
 pub mod linalg;
+pub mod linear_attention;
 pub mod loss;
 pub mod misc;
 pub mod movement;
@@ -27,9 +28,11 @@ pub mod pool;
 pub mod quant;
 pub mod reduce;
 pub mod resample;
+pub mod rnn;
 pub mod scan;
 pub mod softmax;
 pub mod topk;
+pub mod train;
 pub mod window;
 
 use smelt_ir::semantics::Ctx;
@@ -305,6 +308,9 @@ const FAMILIES: &[Family] = &[
     attention::lower,
     einsum::lower,
     misc::lower,
+    rnn::lower,
+    linear_attention::lower,
+    train::lower,
 ];
 
 /// Lowers one node; `Unsupported` when no family can.

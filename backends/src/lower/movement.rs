@@ -510,7 +510,15 @@ fn pad(l: &mut Lower) -> LResult<()> {
     let Some(pads) = Ints::of(l, 1)? else {
         return Err(LowerError::Invalid("Pad without pads".into()));
     };
-    let axes = const_axes(l, 3, r, r)?;
+    // Run-time axes: each dim's leading pad is chosen among the pads at
+    // run time (shapes are static either way).
+    let dyn_axes = l
+        .opt_input(3)
+        .filter(|t| l.const_ints(3).is_none() && t.ty.is_int());
+    let axes = match &dyn_axes {
+        Some(t) => (0..t.numel() as usize).collect(),
+        None => const_axes(l, 3, r, r)?,
+    };
     if pads.len() != 2 * axes.len() as u64 || y.rank() != r {
         return Err(LowerError::Invalid("Pad: pads do not match axes".into()));
     }
@@ -541,7 +549,39 @@ fn pad(l: &mut Lower) -> LResult<()> {
     };
     // Leading pad per dim: None when the dim is untouched.
     let mut before: Vec<Option<Expr>> = vec![None; r];
-    for (i, &a) in axes.iter().enumerate() {
+    if let Some(at) = &dyn_axes {
+        args.push(at);
+        let ap = param(&mut k, "axes", at, Access::Read);
+        let mut pick: Vec<Expr> = vec![idx(0); r];
+        for i in 0..axes.len() {
+            let a = k.var("a", Ty::I64, false);
+            k.body
+                .push(Stmt::Let(a, cast(Ty::I64, load(ap, idx(i as i64)))));
+            let an = select(
+                cmp(CmpOp::Lt, var(a), idx(0)),
+                add(var(a), idx(r as i64)),
+                var(a),
+            );
+            let pv = match (&pads, pp) {
+                (Ints::Const(v), _) => idx(v[i]),
+                (_, Some(p)) => cast(Ty::I64, load(p, idx(i as i64))),
+                _ => idx(0),
+            };
+            for (d, e) in pick.iter_mut().enumerate() {
+                *e = select(
+                    cmp(CmpOp::Eq, an.clone(), idx(d as i64)),
+                    pv.clone(),
+                    e.clone(),
+                );
+            }
+        }
+        for (d, e) in pick.into_iter().enumerate() {
+            let v = k.var("pb", Ty::I64, false);
+            k.body.push(Stmt::Let(v, e));
+            before[d] = Some(var(v));
+        }
+    }
+    for (i, &a) in axes.iter().enumerate().filter(|_| dyn_axes.is_none()) {
         before[a] = match (&pads, pp) {
             (Ints::Const(v), _) => {
                 if v[i] == 0 && y.dims[a] == x.dims[a] {
