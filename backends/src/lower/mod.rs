@@ -16,6 +16,7 @@ pub mod einsum;
 pub mod elementwise;
 pub mod fill;
 pub mod fold;
+pub mod grid;
 pub mod indexing;
 pub mod linalg;
 pub mod loss;
@@ -305,6 +306,7 @@ const FAMILIES: &[Family] = &[
     attention::lower,
     einsum::lower,
     misc::lower,
+    grid::lower,
 ];
 
 /// Lowers one node; `Unsupported` when no family can.
