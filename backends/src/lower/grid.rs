@@ -306,6 +306,69 @@ fn grid_sample(l: &mut Lower) -> LResult<()> {
     l.kernel(k, &[&x, &g, &y])
 }
 
-fn affine_grid(_l: &mut Lower) -> LResult<()> {
-    unsupported("AffineGrid: not yet lowered")
+/// AffineGrid: out[b, o.., r] = theta[b, r, :] . (x, y[, z], 1) where the
+/// homogeneous point holds the normalized coordinates of o, fastest dim first.
+fn affine_grid(l: &mut Lower) -> LResult<()> {
+    let th = l.input(0)?;
+    let y = l.out(0)?;
+    if !th.ty.is_float() || th.ty != y.ty {
+        return unsupported("AffineGrid: non-float theta");
+    }
+    let r = y.rank();
+    let nd = r.saturating_sub(2);
+    if !(nd == 2 || nd == 3)
+        || y.dims[r - 1] != nd as u64
+        || th.dims != [y.dims[0], nd as u64, nd as u64 + 1]
+    {
+        return Err(LowerError::Invalid(
+            "AffineGrid: theta does not fit the output".into(),
+        ));
+    }
+    if y.numel() == 0 {
+        return Ok(());
+    }
+    let align = l.ctx().int("align_corners", 0).map_err(inv)? != 0;
+    let sp: Vec<u64> = y.dims[1..r - 1].to_vec();
+    let mut k = Kernel::new("affine_grid", y.dims.clone());
+    let ts = param(&mut k, "theta", &th, Access::Read);
+    let ys = param(&mut k, "y", &y, Access::Write);
+    let o = domain_vars(&k);
+    let row = o[r - 1].clone();
+    let mut acc = cast(
+        Ty::F64,
+        load(
+            ts,
+            flat(&[o[0].clone(), row.clone(), idx(nd as i64)], &th.dims),
+        ),
+    );
+    for j in 0..nd {
+        let n = sp[nd - 1 - j];
+        let i = cast(Ty::F64, o[1 + nd - 1 - j].clone());
+        let c = if align {
+            if n == 1 {
+                f64e(-1.0)
+            } else {
+                add(f64e(-1.0), mul(i, f64e(2.0 / (n - 1) as f64)))
+            }
+        } else {
+            add(
+                f64e(-1.0),
+                div(add(mul(i, f64e(2.0)), f64e(1.0)), f64e(n as f64)),
+            )
+        };
+        let w = cast(
+            Ty::F64,
+            load(
+                ts,
+                flat(&[o[0].clone(), row.clone(), idx(j as i64)], &th.dims),
+            ),
+        );
+        acc = add(acc, mul(w, c));
+    }
+    k.body.push(Stmt::Store {
+        buf: ys,
+        index: flat(&o, &y.dims),
+        value: cast(y.ty.compute(), acc),
+    });
+    l.kernel(k, &[&th, &y])
 }

@@ -31,6 +31,7 @@ pub mod resample;
 pub mod scan;
 pub mod softmax;
 pub mod topk;
+pub mod vision;
 pub mod window;
 
 use smelt_ir::semantics::Ctx;
@@ -307,6 +308,7 @@ const FAMILIES: &[Family] = &[
     einsum::lower,
     misc::lower,
     grid::lower,
+    vision::lower,
 ];
 
 /// Lowers one node; `Unsupported` when no family can.
