@@ -85,19 +85,27 @@ fn ints_or(ctx: &Ctx, name: &str, n: usize, d: i64) -> LResult<Vec<i64>> {
 
 /// Col2Im: each output pixel sums the columns of every (kernel offset,
 /// block) pair that lands on it; the block along a dim is found by
-/// division and must be exact and in range.
+/// division and must be exact and in range. The image shape is the
+/// output's static shape; a block shape given at run time is read by the
+/// kernel (its product is static: input channels / output channels).
 fn col2im(l: &mut Lower) -> LResult<()> {
     let x = l.input(0)?;
+    let bsh = l.input(2)?;
     let y = l.out(0)?;
-    let (Some(img), Some(blk)) = (l.const_ints(1), l.const_ints(2)) else {
-        return unsupported("Col2Im: image or block shape is not constant");
-    };
-    if !x.ty.is_float() || x.ty != y.ty {
+    if !x.ty.is_float() || x.ty != y.ty || !bsh.ty.is_int() {
         return unsupported("Col2Im: non-float input");
     }
-    let n = img.len();
-    if blk.len() != n || x.rank() != 3 || y.rank() != n + 2 {
+    if x.rank() != 3 || y.rank() < 3 || bsh.numel() != y.rank() as u64 - 2 {
         return Err(LowerError::Invalid("Col2Im: bad ranks".into()));
+    }
+    let n = y.rank() - 2;
+    let img: Vec<i64> = y.dims[2..].iter().map(|&d| d as i64).collect();
+    if let Some(i) = l.const_ints(1)
+        && i != img
+    {
+        return Err(LowerError::Invalid(
+            "Col2Im: image shape does not match the output".into(),
+        ));
     }
     let ctx = l.ctx();
     let dil = ints_or(&ctx, "dilations", n, 1)?;
@@ -106,47 +114,65 @@ fn col2im(l: &mut Lower) -> LResult<()> {
     if dil.len() != n || st.len() != n || pads.len() != 2 * n || st.iter().any(|&s| s <= 0) {
         return Err(LowerError::Invalid("Col2Im: bad attributes".into()));
     }
-    let kk: i64 = blk.iter().product();
     let (b, ck, len) = (x.dims[0] as i64, x.dims[1] as i64, x.dims[2] as i64);
-    if kk <= 0 || ck % kk != 0 || blk.iter().any(|&v| v <= 0) {
+    let c = y.dims[1] as i64;
+    if y.dims[0] as i64 != b || c <= 0 || ck % c != 0 {
+        return Err(LowerError::Invalid("Col2Im: channels do not agree".into()));
+    }
+    let kk = ck / c;
+    if y.numel() == 0 || kk == 0 || len == 0 {
+        return unsupported("Col2Im: empty operands");
+    }
+    let const_blk = l.const_ints(2);
+    if let Some(blk) = &const_blk
+        && (blk.len() != n || blk.iter().product::<i64>() != kk)
+    {
         return Err(LowerError::Invalid("Col2Im: bad block shape".into()));
-    }
-    let c = ck / kk;
-    let mut blocks = Vec::with_capacity(n);
-    for i in 0..n {
-        let nb = (img[i] + pads[i] + pads[n + i] - (dil[i] * (blk[i] - 1) + 1)) / st[i] + 1;
-        if nb < 1 {
-            return Err(LowerError::Invalid("Col2Im: no sliding blocks".into()));
-        }
-        blocks.push(nb);
-    }
-    let mut want = vec![b as u64, c as u64];
-    want.extend(img.iter().map(|&v| v.max(0) as u64));
-    if blocks.iter().product::<i64>() != len || y.dims != want {
-        return Err(LowerError::Invalid("Col2Im: shapes do not agree".into()));
-    }
-    if y.numel() == 0 {
-        return Ok(());
     }
     let mut k = Kernel::new("col2im", y.dims.clone());
     let xs = param(&mut k, "x", &x, Access::Read);
+    let bs = param(&mut k, "block_shape", &bsh, Access::Read);
     let ys = param(&mut k, "y", &y, Access::Write);
     let o = domain_vars(&k);
+    let let_i = |k: &mut Kernel, name: &str, e: Expr| -> Expr {
+        let v = k.var(name, Ty::I64, false);
+        k.body.push(Stmt::Let(v, e));
+        var(v)
+    };
+    // Per dim: block extent, number of sliding positions.
+    let mut blk = Vec::with_capacity(n);
+    let mut nbs = Vec::with_capacity(n);
+    for i in 0..n {
+        let bi = match &const_blk {
+            Some(v) => idx(v[i]),
+            None => {
+                let e = bin(BinOp::Max, cast(Ty::I64, load(bs, idx(i as i64))), idx(1));
+                let_i(&mut k, "blk", e)
+            }
+        };
+        let span = add(mul(idx(dil[i]), sub(bi.clone(), idx(1))), idx(1));
+        let nb = add(
+            div(sub(idx(img[i] + pads[i] + pads[n + i]), span), idx(st[i])),
+            idx(1),
+        );
+        nbs.push(let_i(&mut k, "nb", nb));
+        blk.push(bi);
+    }
+    // Row-major strides of the kernel offsets and of the block positions.
+    let mut kstr = vec![idx(1); n];
+    let mut bstr = vec![idx(1); n];
+    for i in (0..n.saturating_sub(1)).rev() {
+        kstr[i] = let_i(&mut k, "ks", mul(kstr[i + 1].clone(), blk[i + 1].clone()));
+        bstr[i] = let_i(&mut k, "bst", mul(bstr[i + 1].clone(), nbs[i + 1].clone()));
+    }
     let acc = k.var("acc", Ty::F64, true);
     let kv = k.var("kv", Ty::I64, false);
     k.body.push(Stmt::Decl(acc, lit(0.0, Ty::F64)));
     let mut body = Vec::new();
     let mut ok: Option<Expr> = None;
-    let mut bo = Vec::with_capacity(n);
-    // Kernel offset along dim i from the flat kernel index (row-major).
-    let mut inner = 1i64;
-    let mut kstr = vec![0i64; n];
-    for i in (0..n).rev() {
-        kstr[i] = inner;
-        inner *= blk[i];
-    }
+    let mut col: Option<Expr> = None;
     for i in 0..n {
-        let ko = rem(div(var(kv), idx(kstr[i])), idx(blk[i]));
+        let ko = rem(div(var(kv), kstr[i].clone()), blk[i].clone());
         let q = k.var("q", Ty::I64, false);
         body.push(Stmt::Let(
             q,
@@ -160,7 +186,7 @@ fn col2im(l: &mut Lower) -> LResult<()> {
         let mut c = bin(
             BinOp::And,
             cmp(CmpOp::Ge, var(q), idx(0)),
-            cmp(CmpOp::Lt, qb.clone(), idx(blocks[i])),
+            cmp(CmpOp::Lt, qb.clone(), nbs[i].clone()),
         );
         if st[i] != 1 {
             c = bin(
@@ -170,16 +196,24 @@ fn col2im(l: &mut Lower) -> LResult<()> {
             );
         }
         ok = and(ok, c);
-        bo.push(qb);
+        let term = mul(qb, bstr[i].clone());
+        col = Some(match col {
+            None => term,
+            Some(a) => add(a, term),
+        });
     }
-    let Some(ok) = ok else {
+    let (Some(ok), Some(col)) = (ok, col) else {
         return Err(LowerError::Invalid("Col2Im: no spatial dims".into()));
     };
+    let colv = k.var("col", Ty::I64, false);
+    body.push(Stmt::Let(colv, col));
+    // A run-time block shape that disagrees with the column count must
+    // not index past the input.
+    let ok = bin(BinOp::And, ok, cmp(CmpOp::Lt, var(colv), idx(len)));
     let okv = k.var("ok", Ty::Bool, false);
     body.push(Stmt::Let(okv, ok));
-    let col = flat(&bo, &blocks.iter().map(|&v| v as u64).collect::<Vec<_>>());
     let row = add(mul(o[1].clone(), idx(kk)), var(kv));
-    let src = flat(&[o[0].clone(), row, col], &x.dims);
+    let src = flat(&[o[0].clone(), row, var(colv)], &x.dims);
     body.push(Stmt::If {
         cond: var(okv),
         then: vec![Stmt::Set(acc, add(var(acc), cast(Ty::F64, load(xs, src))))],
@@ -196,5 +230,5 @@ fn col2im(l: &mut Lower) -> LResult<()> {
         index: flat(&o, &y.dims),
         value: cast(y.ty.compute(), var(acc)),
     });
-    l.kernel(k, &[&x, &y])
+    l.kernel(k, &[&x, &bsh, &y])
 }
