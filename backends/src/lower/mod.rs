@@ -29,6 +29,7 @@ pub mod quant;
 pub mod reduce;
 pub mod resample;
 pub mod scan;
+pub mod scatter;
 pub mod softmax;
 pub mod topk;
 pub mod vision;
@@ -309,6 +310,7 @@ const FAMILIES: &[Family] = &[
     misc::lower,
     grid::lower,
     vision::lower,
+    scatter::lower,
 ];
 
 /// Lowers one node; `Unsupported` when no family can.
