@@ -10,6 +10,7 @@
 
 pub mod attention;
 pub mod conv;
+pub mod det;
 pub mod dft;
 pub mod dropout;
 pub mod einsum;
@@ -311,6 +312,7 @@ const FAMILIES: &[Family] = &[
     grid::lower,
     vision::lower,
     scatter::lower,
+    det::lower,
 ];
 
 /// Lowers one node; `Unsupported` when no family can.
