@@ -10,12 +10,14 @@
 
 pub mod attention;
 pub mod conv;
+pub mod det;
 pub mod dft;
 pub mod dropout;
 pub mod einsum;
 pub mod elementwise;
 pub mod fill;
 pub mod fold;
+pub mod grid;
 pub mod indexing;
 pub mod linalg;
 pub mod linear_attention;
@@ -30,9 +32,11 @@ pub mod reduce;
 pub mod resample;
 pub mod rnn;
 pub mod scan;
+pub mod scatter;
 pub mod softmax;
 pub mod topk;
 pub mod train;
+pub mod vision;
 pub mod window;
 
 use smelt_ir::semantics::Ctx;
@@ -311,6 +315,10 @@ const FAMILIES: &[Family] = &[
     rnn::lower,
     linear_attention::lower,
     train::lower,
+    grid::lower,
+    vision::lower,
+    scatter::lower,
+    det::lower,
 ];
 
 /// Lowers one node; `Unsupported` when no family can.
