@@ -172,3 +172,37 @@ fn smc_is_refused_for_other_targets() {
     assert!(String::from_utf8_lossy(&res.stderr).contains("cpu target"));
     assert!(!tmp.path().join("x.smc").exists());
 }
+
+/// Shapes that depend on an input's value (ReduceSum over run-time axes)
+/// compile once that value is known; the artifact then refuses other
+/// values instead of computing garbage.
+#[test]
+fn value_specialized_artifacts_guard_their_inputs() {
+    use smelt_ir::interp::Tensor;
+    let g = smelt_ir::text::parse(
+        r#"graph "reduce_axes"(%x: f32[2,3,4], %axes: i64[1]) {
+  %y: f32[?,?,?] = ReduceSum(%x, %axes) {keepdims=1}
+  return %y
+}"#,
+    )
+    .unwrap();
+    let x = Tensor::from_f64(
+        smelt_ir::DType::F32,
+        vec![2, 3, 4],
+        (0..24).map(f64::from).collect(),
+    );
+    let axes = |a: i64| Tensor::from_i64(smelt_ir::DType::I64, vec![1], vec![a]);
+    assert!(
+        smelt_backends::cpu::compile(&g).is_err(),
+        "run-time axes leave the output shape unknown"
+    );
+    let (art, report) = smelt_backends::cpu::compile_for(&g, &[x.clone(), axes(1)]).unwrap();
+    assert!(report.host_ops.is_empty(), "{:?}", report.host_ops);
+    let loaded = smelt_backends::cpu::Loaded::new(art).unwrap();
+    let out = loaded.run(&[x.clone(), axes(1)]).unwrap();
+    let want = smelt_ir::interp::run(&g, vec![x.clone(), axes(1)]).unwrap();
+    assert_eq!(out[0].shape, vec![2, 1, 4]);
+    assert_eq!(out[0].to_f64_vec(), want[0].to_f64_vec());
+    let err = loaded.run(&[x, axes(2)]).unwrap_err().to_string();
+    assert!(err.contains("specialized"), "{err}");
+}

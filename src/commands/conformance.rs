@@ -67,7 +67,7 @@ fn execute(
     }
     match TARGET.get().map(String::as_str).unwrap_or("interp") {
         "cpu" => {
-            let (art, report) = smelt_backends::cpu::compile(g)
+            let (art, report) = smelt_backends::cpu::compile_for(g, &inputs)
                 .map_err(|e| (Status::Error, format!("compile: {e}")))?;
             let loaded = smelt_backends::cpu::Loaded::new(art)
                 .map_err(|e| (Status::Error, format!("load: {e}")))?;

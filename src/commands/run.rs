@@ -217,7 +217,10 @@ pub fn main(a: Args) -> Result<ExitCode> {
         vec![ids_tensor(&a.tokens)]
     };
     let outputs = if a.target == "cpu" {
-        let (art, _) = super::cpu::compile(&g, true)?;
+        // Compiled for these inputs: shapes that depend on small integer
+        // inputs' values are specialized on them.
+        let (art, _) = smelt_backends::cpu::compile_for(&g, &inputs)
+            .map_err(|e| anyhow::anyhow!("{}: cpu: {e}", a.model.display()))?;
         let l = smelt_backends::cpu::Loaded::new(art)
             .map_err(|e| anyhow::anyhow!("{}: {e}", a.model.display()))?;
         super::cpu::run(&l, &inputs).map_err(|e| anyhow::anyhow!("{}: {e}", a.model.display()))?

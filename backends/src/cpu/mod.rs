@@ -5,9 +5,11 @@
 mod host;
 mod plan;
 mod program;
+mod specialize;
 
 pub use host::{IrHost, bytes_tensor, tensor_bytes};
 pub use program::{Program, Report};
+pub use specialize::compile_for;
 
 use smelt_codegen::Jit;
 use smelt_ir::Graph;

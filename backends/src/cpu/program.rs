@@ -601,6 +601,7 @@ fn finish(g: &Graph, mut b: Builder, out_bufs: Vec<BufId>) -> Result<Program, Cp
         arena_bytes,
         kernels: b.kernels.iter().map(|k| k.kernel.name.clone()).collect(),
         steps,
+        guards: Vec::new(),
     };
     Ok(Program {
         kernels: b.kernels,

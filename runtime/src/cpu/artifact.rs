@@ -102,6 +102,14 @@ pub enum Step {
     },
 }
 
+/// The artifact was specialized on this input's value (its shapes depend
+/// on it): any other value is refused.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Guard {
+    pub input: usize,
+    pub bytes: Vec<u8>,
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
     pub name: String,
@@ -115,6 +123,8 @@ pub struct Manifest {
     /// Kernel entry points in the bitcode, indexed by `Step::Kernel::kernel`.
     pub kernels: Vec<String>,
     pub steps: Vec<Step>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub guards: Vec<Guard>,
 }
 
 /// A whole artifact in memory.
@@ -247,6 +257,12 @@ impl Artifact {
                     io.name, io.buffer
                 )));
             }
+        }
+        if let Some(g) = m.guards.iter().find(|g| g.input >= m.inputs.len()) {
+            return Err(bad(format!(
+                "guard on input {} which does not exist",
+                g.input
+            )));
         }
         for (s, step) in m.steps.iter().enumerate() {
             let ids: Vec<usize> = match step {

@@ -19,6 +19,10 @@ pub enum ExecError {
         expected: u64,
         got: usize,
     },
+    #[error(
+        "input \"{name}\": this artifact was specialized on another value of it (its shapes depend on it); compile again for this value"
+    )]
+    Guard { name: String },
     #[error("artifact names {expected} kernels, {got} were compiled")]
     KernelCount { expected: usize, got: usize },
     #[error("step {step}: {msg}")]
@@ -128,6 +132,16 @@ impl Executor {
                 expected: m.inputs.len(),
                 got: inputs.len(),
             });
+        }
+        for g in &m.guards {
+            if inputs.get(g.input).is_none_or(|b| *b != g.bytes.as_slice()) {
+                return Err(ExecError::Guard {
+                    name: m
+                        .inputs
+                        .get(g.input)
+                        .map_or_else(String::new, |io| io.name.clone()),
+                });
+            }
         }
         // One run at a time per executor: the arena is shared state.
         let mut scratch = self

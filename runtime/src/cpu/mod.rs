@@ -5,5 +5,5 @@
 pub mod artifact;
 pub mod exec;
 
-pub use artifact::{Artifact, ArtifactError, Buffer, Gemm, Io, Manifest, Place, Step};
+pub use artifact::{Artifact, ArtifactError, Buffer, Gemm, Guard, Io, Manifest, Place, Step};
 pub use exec::{ExecError, Executor, HostOps, HostTensor, KernelFn};
