@@ -174,7 +174,20 @@ pub fn lower(lw: &mut Lw, n: &Node) -> Result<(), Error> {
     let causal = iattr(n, "is_causal", 0) != 0;
     let full = [b, hq, s, l];
     let mut bias: Option<TRef> = None;
-    if Lw::has_input(n, 3) {
+    // Every layer of a model gets the same mask: broadcast it once.
+    let mask_key = if Lw::has_input(n, 3) {
+        let m = lw.input(n, 3)?;
+        Some(format!(
+            "mask {:?} {} {:?} {causal} {past}",
+            m.buf, m.off, full
+        ))
+    } else {
+        None
+    };
+    let memo = mask_key.as_ref().and_then(|k| lw.memo.get(k)).cloned();
+    if let Some(t) = &memo {
+        bias = Some(t.clone());
+    } else if Lw::has_input(n, 3) {
         let m = lw.input(n, 3)?;
         if m.gdt == smelt_ir::DType::Bool {
             return Err(unsup(n.op, "boolean masks"));
@@ -205,7 +218,8 @@ pub fn lower(lw: &mut Lw, n: &Node) -> Result<(), Error> {
         }
         bias = Some(t);
     }
-    if causal {
+    // A memoized bias already holds the causal triangle.
+    if causal && memo.is_none() {
         let tri: Vec<f64> = (0..s * l)
             .map(|i| {
                 if i % l > i / l + past {
@@ -242,6 +256,9 @@ pub fn lower(lw: &mut Lw, n: &Node) -> Result<(), Error> {
             }
         }
         bias = Some(t);
+    }
+    if let (Some(k), Some(t), None) = (&mask_key, &bias, &memo) {
+        lw.memo.insert(k.clone(), t.clone());
     }
     // The qk output: the scores as the first phase leaves them (after
     // softcap and bias), or the probabilities.

@@ -351,14 +351,14 @@ fn logic(lw: &mut Lw, n: &Node) -> Result<(), Error> {
         });
     }
     if n.op == Op::Where {
-        // c·x + (1-c)·y with c in {0, 1}: the condition first, as it is
+        // sel(c, x) + sel(c == 0, y): selects, so an infinity or NaN in the
+        // branch not taken never leaks. The condition goes first, as it is
         // the operand that fills the whole block most often.
         return run(lw, &out, ins, true, &|b, d, s, tmp| {
             vec![
-                b.v(VOp::Mul, d, first(s), s[1]),
-                b.v(VOp::Neg, tmp, first(s), VSrc::None),
-                b.v(VOp::Add, tmp, tmp, VSrc::Imm(1.0)),
-                b.v(VOp::Mul, tmp, tmp, s[2]),
+                b.v(VOp::Sel, d, first(s), s[1]),
+                b.v(VOp::Eq, tmp, first(s), VSrc::Imm(0.0)),
+                b.v(VOp::Sel, tmp, tmp, s[2]),
                 b.v(VOp::Add, d, d, VSrc::Full(tmp)),
             ]
         });

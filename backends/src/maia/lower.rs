@@ -63,6 +63,10 @@ pub struct Lw<'g> {
     types: HashMap<ValueId, smelt_ir::TensorType>,
     /// The node being lowered, for error messages.
     pub node_op: String,
+    /// Derived tensors already made (a value converted to the tensor
+    /// unit's dtype, a mask broadcast for attention), by description: the
+    /// next user reuses them instead of repeating the phase.
+    pub memo: HashMap<String, TRef>,
 }
 
 /// An "unsupported" error for the op being lowered (the target name is
@@ -98,6 +102,7 @@ fn compile_inner(g: &Graph, hw: &HwConfig, opts: &Options) -> Result<Artifact, E
         direct: HashMap::new(),
         known: HashMap::new(),
         types: HashMap::new(),
+        memo: HashMap::new(),
         node_op: String::new(),
     };
     for &v in &g.inputs {

@@ -548,21 +548,31 @@ pub fn lower(lw: &mut Lw, n: &Node) -> Result<(), Error> {
     let a_parts = match av {
         Some(t) if !trans_a && !a1 => const_parts(lw, "a", &t, dt, split)?,
         _ if narrow => {
-            let mut staged = lw.temp_like("mm.a", &a, &a_shape);
-            let n_el = a_shape.iter().product::<usize>() as u64;
-            staged.buf = lw.p.temp("mm.a", dt.bytes(n_el));
-            staged.dt = dt;
-            staged.gdt = gdt_of(dt);
-            lw.p.phase();
-            movement::copy_nd(
-                &mut lw.p,
-                &a,
-                &a_view,
-                &staged,
-                &movement::plain(&staged),
-                &a_shape,
-            )?;
-            vec![staged]
+            // Q, K and V projections read the same activation: convert once.
+            let key = format!(
+                "narrow {:?} {} {:?} {:?} {dt}",
+                a.buf, a.off, a_view, a_shape
+            );
+            if let Some(t) = lw.memo.get(&key) {
+                vec![t.clone()]
+            } else {
+                let mut staged = lw.temp_like("mm.a", &a, &a_shape);
+                let n_el = a_shape.iter().product::<usize>() as u64;
+                staged.buf = lw.p.temp("mm.a", dt.bytes(n_el));
+                staged.dt = dt;
+                staged.gdt = gdt_of(dt);
+                lw.p.phase();
+                movement::copy_nd(
+                    &mut lw.p,
+                    &a,
+                    &a_view,
+                    &staged,
+                    &movement::plain(&staged),
+                    &a_shape,
+                )?;
+                lw.memo.insert(key, staged.clone());
+                vec![staged]
+            }
         }
         _ => dyn_parts(lw, &a, &a_view, &a_shape, dt, split)?,
     };

@@ -140,3 +140,62 @@ fn dispatch(lw: &mut lower::Lw, n: &smelt_ir::Node) -> Result<(), Error> {
         _ => elementwise::lower(lw, n),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use smelt_runtime::maia::HwConfig;
+    use smelt_runtime::maia::sim::{Options as SimOptions, Sim};
+
+    /// Compiles IR text for tiny-npu and runs it on given f32 inputs.
+    fn run(text: &str, inputs: &[(&str, Vec<f32>)], output: &str) -> Vec<f32> {
+        let g = smelt_ir::text::parse(text).unwrap();
+        let art = compile(&g, &HwConfig::tiny(), "tiny-npu", &Options::default()).unwrap();
+        let art = smelt_runtime::maia::Artifact::from_bytes(&art.to_bytes()).unwrap();
+        let mut sim = Sim::new(&art, SimOptions::default());
+        for (name, v) in inputs {
+            sim.write_region(0, &format!("in.{name}"), v).unwrap();
+        }
+        sim.run().unwrap();
+        sim.read_region(0, &format!("out.{output}")).unwrap()
+    }
+
+    #[test]
+    fn broadcast_add_relu_and_row_softmax() {
+        // y = relu(x + b) with b broadcast over rows; s = softmax(y) per row.
+        let text = r#"graph "g"(%x: f32[4,3], %b: f32[3]) {
+  %a: f32[4,3] = Add(%x, %b)
+  %y: f32[4,3] = Relu(%a)
+  %s: f32[4,3] = Softmax(%y) {axis=-1}
+  return %y, %s
+}"#;
+        let x: Vec<f32> = (0..12).map(|i| i as f32 - 6.0).collect();
+        let b = vec![1.0, -1.0, 0.5];
+        let want: Vec<f32> = (0..12).map(|i| (x[i] + b[i % 3]).max(0.0)).collect();
+        let y = run(text, &[("x", x.clone()), ("b", b.clone())], "y");
+        assert_eq!(y, want);
+        let s = run(text, &[("x", x), ("b", b)], "s");
+        for r in 0..4 {
+            let row = &want[3 * r..3 * r + 3];
+            let z: f32 = row.iter().map(|v| v.exp()).sum();
+            for c in 0..3 {
+                let e = row[c].exp() / z;
+                assert!((s[3 * r + c] - e).abs() < 1e-6, "{} vs {e}", s[3 * r + c]);
+            }
+        }
+    }
+
+    #[test]
+    fn unsupported_op_is_named() {
+        let g = smelt_ir::text::parse(
+            r#"graph "g"(%x: f32[4]) {
+  %y: f32[4] = Round(%x)
+  return %y
+}"#,
+        )
+        .unwrap();
+        let e = compile(&g, &HwConfig::tiny(), "tiny-npu", &Options::default()).unwrap_err();
+        assert!(e.is_unsupported());
+        assert_eq!(e.to_string(), "unsupported on tiny-npu: op Round");
+    }
+}

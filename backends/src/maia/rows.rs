@@ -368,6 +368,8 @@ fn along_axis(lw: &mut Lw, n: &Node) -> Result<(), Error> {
                     if p == 2 {
                         v.push(rv(b, VOp::Sqrt, f.r2, f.r2, VSrc::None));
                     }
+                    // A zero row stays zero (0 / tiny) instead of 0/0.
+                    v.push(rv(b, VOp::Max, f.r2, f.r2, VSrc::Imm(f32::MIN_POSITIVE)));
                     v.push(b.v(VOp::Div, f.y, f.x, VSrc::Row(f.r2)));
                     v
                 }

@@ -114,3 +114,52 @@ pub fn choose_matmul_tiling(hw: &HwConfig, s: &Shape, rate: f64) -> Result<Matmu
         ))
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shape(m: u64, n: u64, k: u64) -> Shape {
+        Shape {
+            m,
+            n,
+            k,
+            batch: 1,
+            elem: 2,
+            a_bytes: 2,
+            b_bytes: 2,
+            parts: 1,
+            residual: false,
+        }
+    }
+
+    #[test]
+    fn tiles_are_steps_of_the_unit_and_fit_sram() {
+        let hw = HwConfig::tiny();
+        let s = shape(1024, 1024, 1024);
+        let t = choose_matmul_tiling(&hw, &s, hw.tile.tensor.rate["bf16"]).unwrap();
+        let [sm, sn, sk] = hw.tile.tensor.shape.map(|x| x as u64);
+        assert!(
+            t.tm.is_multiple_of(sm) && t.tn.is_multiple_of(sn) && t.tk.is_multiple_of(sk),
+            "{t:?}"
+        );
+        assert!(t.sram_bytes(&s) <= hw.tile.sram_bytes, "{t:?}");
+        // Half the SRAM: the chosen tiles still fit it, so they shrink.
+        let mut half = hw.clone();
+        half.tile.sram_bytes /= 2;
+        let h = choose_matmul_tiling(&half, &s, half.tile.tensor.rate["bf16"]).unwrap();
+        assert!(h.sram_bytes(&s) <= half.tile.sram_bytes, "{h:?}");
+        assert!(
+            t.sram_bytes(&s) > half.tile.sram_bytes,
+            "{t:?} would fit half"
+        );
+    }
+
+    #[test]
+    fn sram_too_small_for_one_step_is_an_error() {
+        let mut hw = HwConfig::tiny();
+        hw.tile.sram_bytes = 1024;
+        let e = choose_matmul_tiling(&hw, &shape(64, 64, 64), 1e11).unwrap_err();
+        assert!(e.to_string().contains("tile.sram_bytes"), "{e}");
+    }
+}

@@ -95,6 +95,7 @@ pub enum VOp {
     Gt = 9,
     Ge = 10,
     Eq = 11,
+    Sel = 12,
     Copy = 16,
     Neg = 17,
     Exp = 18,
@@ -114,7 +115,7 @@ pub enum VOp {
 }
 
 impl VOp {
-    pub const ALL: [VOp; 28] = [
+    pub const ALL: [VOp; 29] = [
         VOp::Add,
         VOp::Sub,
         VOp::Mul,
@@ -127,6 +128,7 @@ impl VOp {
         VOp::Gt,
         VOp::Ge,
         VOp::Eq,
+        VOp::Sel,
         VOp::Copy,
         VOp::Neg,
         VOp::Exp,
@@ -166,6 +168,7 @@ impl VOp {
             VOp::Gt => "gt",
             VOp::Ge => "ge",
             VOp::Eq => "eq",
+            VOp::Sel => "sel",
             VOp::Log => "log",
             VOp::Erf => "erf",
             VOp::Sigmoid => "sigmoid",

@@ -184,6 +184,15 @@ impl Sim<'_> {
                             VOp::Gt => f32::from(x > y),
                             VOp::Ge => f32::from(x >= y),
                             VOp::Eq => f32::from(x == y),
+                            // A select, not a product: NaN and infinities in
+                            // the unselected lanes do not leak.
+                            VOp::Sel => {
+                                if x != 0.0 {
+                                    y
+                                } else {
+                                    0.0
+                                }
+                            }
                             VOp::Log => x.ln(),
                             VOp::Erf => erf(x as f64) as f32,
                             VOp::Sigmoid => (1.0 / (1.0 + (-x as f64).exp())) as f32,
