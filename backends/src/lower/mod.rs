@@ -33,7 +33,9 @@ pub mod resample;
 pub mod rnn;
 pub mod scan;
 pub mod scatter;
+pub mod signal;
 pub mod softmax;
+pub mod table;
 pub mod topk;
 pub mod train;
 pub mod vision;
@@ -319,6 +321,8 @@ const FAMILIES: &[Family] = &[
     vision::lower,
     scatter::lower,
     det::lower,
+    table::lower,
+    signal::lower,
 ];
 
 /// Lowers one node; `Unsupported` when no family can.
