@@ -108,6 +108,7 @@ pub fn kernel_ty(d: DType) -> Option<Ty> {
         DType::I2 => Ty::I2,
         DType::U2 => Ty::U2,
         DType::F4E2M1 => Ty::F4E2M1,
+        DType::F8E8M0 => Ty::F8E8M0,
         _ => return None,
     })
 }
