@@ -39,7 +39,7 @@ pub fn module<'c>(ctx: &'c Context, name: &str, kernels: &[Scheduled]) -> R<Modu
 
 fn storage_type<'c>(ctx: &'c Context, t: Ty) -> BasicTypeEnum<'c> {
     match t {
-        Ty::Bool | Ty::I8 | Ty::U8 => ctx.i8_type().into(),
+        Ty::Bool | Ty::I8 | Ty::U8 | Ty::F8E8M0 => ctx.i8_type().into(),
         Ty::F8E4M3FN | Ty::F8E4M3FNUZ | Ty::F8E5M2 | Ty::F8E5M2FNUZ => ctx.i8_type().into(),
         // Packed: the byte holding the element.
         Ty::I4 | Ty::U4 | Ty::I2 | Ty::U2 | Ty::F4E2M1 => ctx.i8_type().into(),

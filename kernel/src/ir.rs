@@ -34,6 +34,11 @@ pub enum Ty {
     F8E4M3FNUZ,
     F8E5M2,
     F8E5M2FNUZ,
+    /// E8M0 scales held as their raw byte code: loads give the code as
+    /// `U8` and stores take one (the lowering decodes and encodes, since
+    /// Cast's rounding mode decides the code). Neither float nor int, so
+    /// arithmetic lowerings refuse it; data movement copies codes.
+    F8E8M0,
     /// Packed sub-byte types, low bits first within a byte (ONNX's
     /// layout). Loads give `I8`/`U8`/`F32`; a store replaces only its own
     /// bits, atomically, so neighbours may be written concurrently.
@@ -64,6 +69,7 @@ impl Ty {
             Ty::F8E4M3FNUZ => "f8e4m3fnuz",
             Ty::F8E5M2 => "f8e5m2",
             Ty::F8E5M2FNUZ => "f8e5m2fnuz",
+            Ty::F8E8M0 => "f8e8m0",
             Ty::I4 => "i4",
             Ty::U4 => "u4",
             Ty::I2 => "i2",
@@ -85,7 +91,7 @@ impl Ty {
     /// sub-byte type counts as 1).
     pub fn bytes(self) -> u64 {
         match self {
-            Ty::Bool | Ty::I8 | Ty::U8 => 1,
+            Ty::Bool | Ty::I8 | Ty::U8 | Ty::F8E8M0 => 1,
             Ty::F8E4M3FN | Ty::F8E4M3FNUZ | Ty::F8E5M2 | Ty::F8E5M2FNUZ => 1,
             Ty::I4 | Ty::U4 | Ty::I2 | Ty::U2 | Ty::F4E2M1 => 1,
             Ty::I16 | Ty::U16 | Ty::F16 | Ty::BF16 => 2,
@@ -125,7 +131,7 @@ impl Ty {
             t if t.is_f8() => Ty::F32,
             Ty::F4E2M1 => Ty::F32,
             Ty::I4 | Ty::I2 => Ty::I8,
-            Ty::U4 | Ty::U2 => Ty::U8,
+            Ty::U4 | Ty::U2 | Ty::F8E8M0 => Ty::U8,
             t => t,
         }
     }

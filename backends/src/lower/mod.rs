@@ -33,7 +33,9 @@ pub mod resample;
 pub mod rnn;
 pub mod scan;
 pub mod scatter;
+pub mod signal;
 pub mod softmax;
+pub mod table;
 pub mod topk;
 pub mod train;
 pub mod vision;
@@ -106,6 +108,7 @@ pub fn kernel_ty(d: DType) -> Option<Ty> {
         DType::I2 => Ty::I2,
         DType::U2 => Ty::U2,
         DType::F4E2M1 => Ty::F4E2M1,
+        DType::F8E8M0 => Ty::F8E8M0,
         _ => return None,
     })
 }
@@ -319,6 +322,8 @@ const FAMILIES: &[Family] = &[
     vision::lower,
     scatter::lower,
     det::lower,
+    table::lower,
+    signal::lower,
 ];
 
 /// Lowers one node; `Unsupported` when no family can.

@@ -14,6 +14,9 @@ pub fn lower(l: &mut Lower) -> Option<LResult<()>> {
     let r = match l.op() {
         "Cast" | "CastLike" => {
             let (x, y) = (l.opt_input(0)?, l.output(0)?);
+            if x.ty == Ty::F8E8M0 || y.ty == Ty::F8E8M0 {
+                return Some(cast_e8m0(l, x, y));
+            }
             let odd = |t: Ty| t.is_f8() || t.packed_bits().is_some();
             if !odd(x.ty) && !odd(y.ty) {
                 return None;
@@ -78,6 +81,98 @@ fn cast_f8(l: &mut Lower, x: T, y: T) -> LResult<()> {
         } else {
             Ok(v)
         }
+    })
+}
+
+/// Casts to and from E8M0 scales. Kernels hold E8M0 as raw codes: decoding
+/// is 2^(code - 127) (0xFF is NaN); encoding keeps the f32 exponent field,
+/// rounded up per `round_mode` from the mantissa bits, which are recovered
+/// exactly in f64 (the value's power of two is found with a log and then
+/// corrected, so it does not hinge on the log's rounding).
+fn cast_e8m0(l: &mut Lower, x: T, y: T) -> LResult<()> {
+    let ctx = l.ctx();
+    let sat = ctx.int("saturate", 1).map_err(ierr)? != 0;
+    let mode = ctx.string("round_mode", "up").map_err(ierr)?;
+    let plain_float = |t: Ty| matches!(t, Ty::F16 | Ty::BF16 | Ty::F32 | Ty::F64);
+    let f = |v: f64| lit(v, Ty::F64);
+    if x.ty == Ty::F8E8M0 {
+        if !plain_float(y.ty) {
+            return unsupported(format!("cast from f8e8m0 to {}", y.ty.name()));
+        }
+        let to = y.ty.compute();
+        return elementwise::map(l, "cast_e8m0", &[x], &y, move |_, v| {
+            let c = cast(Ty::I64, v[0].clone());
+            let p = bin(BinOp::Pow, f(2.0), cast(Ty::F64, sub(c.clone(), idx(127))));
+            Ok(cast(
+                to,
+                select(cmp(smelt_kernel::CmpOp::Eq, c, idx(255)), f(f64::NAN), p),
+            ))
+        });
+    }
+    if !plain_float(x.ty) || !matches!(mode.as_str(), "up" | "down" | "nearest") {
+        return unsupported(format!("cast from {} to f8e8m0 ({mode})", x.ty.name()));
+    }
+    elementwise::map(l, "cast_e8m0", &[x], &y, move |k, v| {
+        use smelt_kernel::CmpOp::*;
+        // The reference reads the f32 bits, so round to f32 first.
+        let a = k.var("a", Ty::F64, false);
+        let a_e = un(UnOp::Abs, cast(Ty::F64, cast(Ty::F32, v[0].clone())));
+        let e0 = un(
+            UnOp::Floor,
+            div(un(UnOp::Log, var(a)), f(std::f64::consts::LN_2)),
+        );
+        let (e0v, ev) = (k.var("e0", Ty::F64, false), k.var("e", Ty::F64, false));
+        let pw = |e: Expr| bin(BinOp::Pow, f(2.0), e);
+        let e = add(
+            sub(
+                var(e0v),
+                select(cmp(Gt, pw(var(e0v)), var(a)), f(1.0), f(0.0)),
+            ),
+            select(cmp(Le, mul(f(2.0), pw(var(e0v))), var(a)), f(1.0), f(0.0)),
+        );
+        let normal = cmp(Ge, var(a), f(2f64.powi(-126)));
+        // The exponent field and the 23 mantissa bits.
+        let exp = select(
+            normal.clone(),
+            cast(Ty::I64, add(var(ev), f(127.0))),
+            idx(0),
+        );
+        let frac = select(
+            normal,
+            sub(div(var(a), pw(var(ev))), f(1.0)),
+            div(var(a), f(2f64.powi(-126))),
+        );
+        let (expv, mv) = (k.var("exp", Ty::I64, false), k.var("m", Ty::I64, false));
+        let bit = |m: i64| cmp(Ne, bin(BinOp::And, var(mv), idx(m)), idx(0));
+        let up = match mode.as_str() {
+            "up" => bit(0x7F_FFFF),
+            "down" => cmp(Ne, idx(0), idx(0)),
+            _ => select(
+                bit(0x40_0000),
+                select(bit(0x3F_FFFF), bit(0x3F_FFFF), cmp(Gt, var(expv), idx(0))),
+                cmp(Ne, idx(0), idx(0)),
+            ),
+        };
+        let up = if sat {
+            select(cmp(Eq, var(expv), idx(0xFE)), cmp(Ne, idx(0), idx(0)), up)
+        } else {
+            up
+        };
+        let code = add(var(expv), select(up, idx(1), idx(0)));
+        let special = select(
+            un(UnOp::IsNan, var(a)),
+            cmp(Eq, idx(0), idx(0)),
+            cmp(Eq, var(a), f(f64::INFINITY)),
+        );
+        let code = select(special, idx(255), code);
+        k.body.extend([
+            Stmt::Let(a, a_e),
+            Stmt::Let(e0v, e0),
+            Stmt::Let(ev, e),
+            Stmt::Let(expv, exp),
+            Stmt::Let(mv, cast(Ty::I64, mul(frac, f(8_388_608.0)))),
+        ]);
+        Ok(cast(Ty::U8, code))
     })
 }
 
