@@ -27,6 +27,7 @@ pub mod movement;
 pub mod norm;
 pub mod pick;
 pub mod pool;
+pub mod qconv;
 pub mod quant;
 pub mod reduce;
 pub mod resample;
@@ -319,6 +320,7 @@ const FAMILIES: &[Family] = &[
     vision::lower,
     scatter::lower,
     det::lower,
+    qconv::lower,
 ];
 
 /// Lowers one node; `Unsupported` when no family can.
