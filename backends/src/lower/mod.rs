@@ -37,6 +37,7 @@ pub mod scatter;
 pub mod softmax;
 pub mod topk;
 pub mod train;
+pub mod unpool;
 pub mod vision;
 pub mod window;
 
@@ -321,6 +322,7 @@ const FAMILIES: &[Family] = &[
     scatter::lower,
     det::lower,
     qconv::lower,
+    unpool::lower,
 ];
 
 /// Lowers one node; `Unsupported` when no family can.
