@@ -32,6 +32,7 @@ pub mod quant;
 pub mod reduce;
 pub mod resample;
 pub mod rnn;
+pub mod roialign;
 pub mod scan;
 pub mod scatter;
 pub mod softmax;
@@ -323,6 +324,7 @@ const FAMILIES: &[Family] = &[
     det::lower,
     qconv::lower,
     unpool::lower,
+    roialign::lower,
 ];
 
 /// Lowers one node; `Unsupported` when no family can.
