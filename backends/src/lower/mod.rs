@@ -10,6 +10,7 @@
 
 pub mod attention;
 pub mod conv;
+pub mod deform;
 pub mod det;
 pub mod dft;
 pub mod dropout;
@@ -325,6 +326,7 @@ const FAMILIES: &[Family] = &[
     qconv::lower,
     unpool::lower,
     roialign::lower,
+    deform::lower,
 ];
 
 /// Lowers one node; `Unsupported` when no family can.
