@@ -10,6 +10,7 @@
 
 pub mod attention;
 pub mod conv;
+pub mod deform;
 pub mod det;
 pub mod dft;
 pub mod dropout;
@@ -27,10 +28,12 @@ pub mod movement;
 pub mod norm;
 pub mod pick;
 pub mod pool;
+pub mod qconv;
 pub mod quant;
 pub mod reduce;
 pub mod resample;
 pub mod rnn;
+pub mod roialign;
 pub mod scan;
 pub mod scatter;
 pub mod signal;
@@ -38,6 +41,7 @@ pub mod softmax;
 pub mod table;
 pub mod topk;
 pub mod train;
+pub mod unpool;
 pub mod vision;
 pub mod window;
 
@@ -324,6 +328,10 @@ const FAMILIES: &[Family] = &[
     det::lower,
     table::lower,
     signal::lower,
+    qconv::lower,
+    unpool::lower,
+    roialign::lower,
+    deform::lower,
 ];
 
 /// Lowers one node; `Unsupported` when no family can.
