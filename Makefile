@@ -24,7 +24,7 @@ help:
 	@echo "make demo         build smelt, run examples/resnet_mini, compare with onnxruntime"
 	@echo "make check-examples  run every committed example model, compare with onnxruntime"
 	@echo "make test         the whole test suite (venv + conformance cases + cargo test --workspace)"
-	@echo "make conformance  regenerate CONFORMANCE.md from a run of the interpreter on $(CASES)"
+	@echo "make conformance  regenerate CONFORMANCE.md (interpreter) and CONFORMANCE-cpu.md (cpu target) from runs on $(CASES)"
 	@echo "make lint         cargo fmt --check + clippy -D warnings"
 	@echo "make fixtures     regenerate the committed models under examples/"
 	@echo "make resnet50     generate .cache/resnet50 (ResNet-50 + input + expected, ~100 MB)"
@@ -84,6 +84,9 @@ conformance: $(VENV_OK) $(CASES)
 	rm -f $(CONF_JSON)
 	$(SMELT) conformance $(CASES) --target interp --json $(CONF_JSON) || test -s $(CONF_JSON)
 	$(PY) scripts/conformance_table.py $(CONF_JSON) -o CONFORMANCE.md
+	rm -f .cache/conformance-cpu.json
+	$(SMELT) conformance $(CASES) --target cpu --json .cache/conformance-cpu.json || test -s .cache/conformance-cpu.json
+	$(PY) scripts/conformance_table.py .cache/conformance-cpu.json -o CONFORMANCE-cpu.md
 
 lint: $(PREREQS_OK)
 	$(CARGO) fmt --all -- --check

@@ -61,6 +61,15 @@ def render(report):
         f"**Target `{report['target']}`: {passed} / {total} cases pass ({pct(passed, total)}).** "
         + ", ".join(f"{s}: {by_status.get(s, 0)}" for s in STATUSES),
         "",
+    ]
+    hosted = [c for c in cases if c["status"] == "pass" and c.get("host_ops")]
+    if report["target"] != "interp":
+        out += [
+            f"Of the passing cases, {passed - len(hosted)} ran with every op compiled; "
+            f"{len(hosted)} ran some op on the reference implementation (listed at the end).",
+            "",
+        ]
+    out += [
         "## Per op",
         "",
         "A case counts once for every distinct op its model uses.",
@@ -88,6 +97,11 @@ def render(report):
         for c in group:
             ops = ", ".join(sorted(set(c.get("ops") or [])))
             out.append(f"| {cell(c['name'])} | {cell(ops)} | {cell(c.get('message', ''))} |")
+        out.append("")
+    if hosted:
+        out += ["## Passing with an op on the reference implementation", "", "| case | ops not compiled |", "|---|---|"]
+        for c in hosted:
+            out.append(f"| {cell(c['name'])} | {cell(', '.join(c['host_ops']))} |")
         out.append("")
     return "\n".join(out).rstrip("\n") + "\n"
 
