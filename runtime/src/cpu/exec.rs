@@ -409,7 +409,7 @@ mod avx512 {
 
     const MR: usize = 6;
     const NR: usize = 32;
-    const KC: usize = 128;
+    const KC: usize = 256;
 
     pub fn available() -> bool {
         std::arch::is_x86_feature_detected!("avx512f")
@@ -440,8 +440,20 @@ mod avx512 {
     /// One MR x NR tile of C (its first `rows` rows are stored) over
     /// k-block `p0..p0+kc`. Accumulators are named, not an array, so that
     /// they live in registers at any optimization level.
+    /// `bp` points at B's element (p0, j0), rows `rsb` apart (B itself, or
+    /// a packed panel).
     #[target_feature(enable = "avx512f")]
-    unsafe fn tile(g: &Args, rows: usize, i0: usize, j0: usize, p0: usize, kc: usize) {
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn tile(
+        g: &Args,
+        rows: usize,
+        i0: usize,
+        j0: usize,
+        p0: usize,
+        kc: usize,
+        bp: *const f32,
+        rsb: isize,
+    ) {
         unsafe {
             let nleft = g.n - j0;
             let m0: __mmask16 = if nleft >= 16 {
@@ -467,7 +479,7 @@ mod avx512 {
             let z = _mm512_setzero_ps();
             let (mut c00, mut c01, mut c10, mut c11, mut c20, mut c21) = (z, z, z, z, z, z);
             let (mut c30, mut c31, mut c40, mut c41, mut c50, mut c51) = (z, z, z, z, z, z);
-            let mut bp = g.b.wrapping_offset(p0 as isize * g.rsb + j0 as isize);
+            let mut bp = bp;
             let csa = g.csa;
             for _ in 0..kc {
                 let b0 = _mm512_maskz_loadu_ps(m0, bp);
@@ -490,7 +502,7 @@ mod avx512 {
                 let x = _mm512_broadcastss_ps(_mm_load_ss(a5));
                 c50 = _mm512_fmadd_ps(x, b0, c50);
                 c51 = _mm512_fmadd_ps(x, b1, c51);
-                bp = bp.wrapping_offset(g.rsb);
+                bp = bp.wrapping_offset(rsb);
                 a0 = a0.wrapping_offset(csa);
                 a1 = a1.wrapping_offset(csa);
                 a2 = a2.wrapping_offset(csa);
@@ -525,16 +537,38 @@ mod avx512 {
         }
     }
 
-    /// Rows `i0..i1` of C for column strip `j0..j0+NR`, all of k.
+    /// Rows `i0..i1` of C for column strip `j0..j0+NR`, all of k. Each
+    /// k-block of the strip's B columns is first copied into a contiguous
+    /// panel: B's own rows are a whole row of the matrix apart (16 KB for a
+    /// 4096-wide weight), which maps every row to the same L1 sets, and the
+    /// panel is then reused by every row tile.
     unsafe fn strip(g: &Args, i0: usize, i1: usize, j0: usize) {
+        let mut panel = [0f32; KC * NR];
+        let ncols = NR.min(g.n - j0);
         let mut p0 = 0;
         while p0 < g.k {
             let kc = KC.min(g.k - p0);
+            let tiles = (i1 - i0).div_ceil(MR);
+            let (bp, rsb) = if tiles > 1 {
+                for p in 0..kc {
+                    // SAFETY: row p0 + p and columns j0..j0+ncols are in B.
+                    let src = g.b.wrapping_offset((p0 + p) as isize * g.rsb + j0 as isize);
+                    unsafe {
+                        std::ptr::copy_nonoverlapping(src, panel.as_mut_ptr().add(p * NR), ncols)
+                    };
+                }
+                (panel.as_ptr(), NR as isize)
+            } else {
+                (
+                    g.b.wrapping_offset(p0 as isize * g.rsb + j0 as isize),
+                    g.rsb,
+                )
+            };
             let mut i = i0;
             while i < i1 {
                 let r = MR.min(i1 - i);
                 // SAFETY: the caller checked avx512f; indices are in bounds.
-                unsafe { tile(g, r, i, j0, p0, kc) };
+                unsafe { tile(g, r, i, j0, p0, kc, bp, rsb) };
                 i += r;
             }
             p0 += kc;
@@ -586,7 +620,9 @@ mod tests {
         if !avx512::available() {
             return;
         }
-        let (m, n, k) = (7usize, 35usize, 130usize);
+        // Several row tiles (the packed-panel path), a ragged column strip
+        // and more than one k-block.
+        let (m, n, k) = (13usize, 35usize, 300usize);
         let a: Vec<f32> = (0..m * k).map(|i| ((i * 7) % 5) as f32 - 2.0).collect();
         let b: Vec<f32> = (0..k * n).map(|i| ((i * 3) % 7) as f32 - 3.0).collect();
         for (acc, alpha) in [(false, 1.0f32), (true, 2.0)] {
