@@ -93,12 +93,16 @@ impl OptArgs {
 }
 
 pub fn main(a: Args) -> Result<ExitCode> {
+    let t0 = std::time::Instant::now();
     let g = crate::model::load(&a.model)?;
+    let import_s = t0.elapsed().as_secs_f64();
     let (name, text) = super::maia::target_text(&a.target, a.target_file.as_deref())?;
     let target = Target::from_toml(&text)?;
     let mut opts = a.opt.options(&a.passes)?;
     opts.print_after = a.print_after.clone();
+    let t0 = std::time::Instant::now();
     let (out, report) = smelt_passes::optimize(&g, &target, &opts)?;
+    let optimize_s = t0.elapsed().as_secs_f64();
     if let Some(text) = &report.printed {
         eprint!("# after {}\n{text}", a.print_after.as_deref().unwrap_or(""));
     }
@@ -125,6 +129,18 @@ pub fn main(a: Args) -> Result<ExitCode> {
             }
         }
         if is_smc {
+            eprintln!(
+                "  import      {} · {} nodes · {} params   {import_s:.2} s",
+                a.model.display(),
+                g.nodes.len(),
+                thousands(g.const_elements())
+            );
+            eprintln!(
+                "  optimize    {}: {} -> {} nodes   {optimize_s:.2} s",
+                a.passes,
+                g.nodes.len(),
+                out.nodes.len()
+            );
             let (art, _) = super::cpu::compile(&out, false)?;
             super::cpu::write(&art, a.output.as_ref().expect("checked"))?;
         }
@@ -138,4 +154,17 @@ pub fn main(a: Args) -> Result<ExitCode> {
         None => print!("{text}"),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// 85054788 -> "85,054,788".
+fn thousands(n: usize) -> String {
+    let d = n.to_string();
+    let mut out = String::new();
+    for (i, c) in d.chars().enumerate() {
+        if i > 0 && (d.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }
