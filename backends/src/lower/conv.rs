@@ -104,6 +104,41 @@ pub(super) fn in_range(e: Expr, hi: u64) -> Expr {
     )
 }
 
+/// Where output position `out` (spatial indices) reads the input for kernel
+/// tap `taps`: one `Let` per spatial dim (`out * stride + tap * dilation -
+/// pad`), the condition that all lie inside `ins`, and the index variables.
+pub(super) fn tap_input(
+    k: &mut Kernel,
+    win: &Window,
+    out: &[Expr],
+    taps: &[Expr],
+    ins: &[u64],
+) -> (Vec<Stmt>, Expr, Vec<Expr>) {
+    let mut pre = Vec::new();
+    let mut cond: Option<Expr> = None;
+    let mut pos = Vec::new();
+    for j in 0..taps.len() {
+        let iv = k.var(format!("ii{j}"), Ty::I64, false);
+        pre.push(Stmt::Let(
+            iv,
+            add(
+                add(
+                    mul(out[j].clone(), idx(win.strides[j] as i64)),
+                    mul(taps[j].clone(), idx(win.dilations[j] as i64)),
+                ),
+                idx(-win.pads[j]),
+            ),
+        ));
+        let ok = in_range(var(iv), ins[j]);
+        cond = Some(match cond {
+            None => ok,
+            Some(a) => bin(BinOp::And, a, ok),
+        });
+        pos.push(var(iv));
+    }
+    (pre, cond.unwrap_or(Expr::Int(1, Ty::Bool)), pos)
+}
+
 fn conv_node(l: &mut Lower, fused: bool) -> LResult<()> {
     let x = l.input(0)?;
     let w = l.input(1)?;
@@ -320,28 +355,9 @@ fn direct_conv(
     let c0 = mul(div(mv.clone(), idx(mg as i64)), idx(cg as i64));
     let cin = add(c0, var(ic));
     let inner = tap_loops(&mut k, &win.kernel, |k, taps| {
+        let (mut pre, cond, pos) = tap_input(k, win, &all[2..2 + sp], taps, &ins[..sp]);
         let mut sub = vec![nv.clone(), cin.clone()];
-        let mut cond: Option<Expr> = None;
-        let mut pre = Vec::new();
-        for j in 0..sp {
-            let iv = k.var(format!("ii{j}"), Ty::I64, false);
-            pre.push(Stmt::Let(
-                iv,
-                add(
-                    add(
-                        mul(all[2 + j].clone(), idx(win.strides[j] as i64)),
-                        mul(taps[j].clone(), idx(win.dilations[j] as i64)),
-                    ),
-                    idx(-win.pads[j]),
-                ),
-            ));
-            let ok = in_range(var(iv), ins[j]);
-            cond = Some(match cond {
-                None => ok,
-                Some(a) => bin(BinOp::And, a, ok),
-            });
-            sub.push(var(iv));
-        }
+        sub.extend(pos);
         let mut wsub = vec![mv.clone(), var(ic)];
         wsub.extend(taps.iter().cloned());
         let prod = mul(
@@ -349,7 +365,7 @@ fn direct_conv(
             load(wp, flat(&wsub, &w.dims)),
         );
         pre.push(Stmt::If {
-            cond: cond.unwrap_or(Expr::Int(1, Ty::Bool)),
+            cond,
             then: vec![Stmt::Set(acc, add(var(acc), prod))],
             els: vec![],
         });

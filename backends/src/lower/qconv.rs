@@ -5,7 +5,7 @@
 //! contributes 0 after the shift, as in the reference), then (QLinear) the
 //! int32 bias, the rescale, round half to even and saturation.
 
-use super::conv::{Window, in_range, tap_loops};
+use super::conv::{Window, tap_input, tap_loops};
 use super::linalg::invalid;
 use super::{LResult, Lower, LowerError, T, param, unsupported};
 use smelt_kernel::ir::build::*;
@@ -105,28 +105,9 @@ fn int_conv(l: &mut Lower, qlinear: bool) -> LResult<()> {
     let c0 = mul(div(mv.clone(), idx(mg as i64)), idx(cg as i64));
     let cin = add(c0, var(ic));
     let inner = tap_loops(&mut k, &win.kernel, |k, taps| {
+        let (mut pre, cond, pos) = tap_input(k, &win, &all[2..2 + sp], taps, &ins[..sp]);
         let mut sub_ix = vec![nv.clone(), cin.clone()];
-        let mut cond: Option<Expr> = None;
-        let mut pre = Vec::new();
-        for j in 0..sp {
-            let iv = k.var(format!("ii{j}"), Ty::I64, false);
-            pre.push(Stmt::Let(
-                iv,
-                add(
-                    add(
-                        mul(all[2 + j].clone(), idx(win.strides[j] as i64)),
-                        mul(taps[j].clone(), idx(win.dilations[j] as i64)),
-                    ),
-                    idx(-win.pads[j]),
-                ),
-            ));
-            let ok = in_range(var(iv), ins[j]);
-            cond = Some(match cond {
-                None => ok,
-                Some(a) => bin(BinOp::And, a, ok),
-            });
-            sub_ix.push(var(iv));
-        }
+        sub_ix.extend(pos);
         let mut wsub = vec![mv.clone(), var(ic)];
         wsub.extend(taps.iter().cloned());
         let prod = mul(
@@ -134,7 +115,7 @@ fn int_conv(l: &mut Lower, qlinear: bool) -> LResult<()> {
             sub(cast(Ty::I64, load(wp, flat(&wsub, &w.dims))), var(wzv)),
         );
         pre.push(Stmt::If {
-            cond: cond.unwrap_or(Expr::Int(1, Ty::Bool)),
+            cond,
             then: vec![Stmt::Set(acc, add(var(acc), prod))],
             els: vec![],
         });
