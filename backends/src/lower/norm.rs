@@ -115,40 +115,7 @@ fn layer_norm(l: &mut Lower, rms: bool) -> LResult<()> {
     }
     let base = mul(k.index(0), idx(inner as i64));
     let elem = |j: Var| cast(at, load(xp, add(base.clone(), var(j))));
-    let n = lit(inner as f64, at);
-    let mean = k.var("mean", at, false);
-    if rms {
-        k.body.push(Stmt::Let(mean, lit(0.0, at)));
-    } else {
-        let (st, s) = Fold {
-            ty: at,
-            init: lit(0.0, at),
-            term: &|_, i| cast(at, load(xp, i)),
-            combine: &add,
-        }
-        .run(&mut k, base.clone(), inner, 1);
-        k.body.extend(st);
-        k.body.push(Stmt::Let(mean, div(var(s), n.clone())));
-    }
-    let (st, ss) = Fold {
-        ty: at,
-        init: lit(0.0, at),
-        term: &|_, i| {
-            let d = sub(cast(at, load(xp, i)), var(mean));
-            mul(d.clone(), d)
-        },
-        combine: &add,
-    }
-    .run(&mut k, base.clone(), inner, 1);
-    k.body.extend(st);
-    let inv = k.var("inv", at, false);
-    k.body.push(Stmt::Let(
-        inv,
-        div(
-            lit(1.0, at),
-            un(UnOp::Sqrt, add(div(var(ss), n), lit(eps, at))),
-        ),
-    ));
+    let (mean, inv) = moments(&mut k, at, xp, base.clone(), inner, eps, !rms);
     let j = k.var("j", Ty::I64, false);
     let pick = |p: usize, per: bool| {
         let i = if per { var(j) } else { idx(0) };
@@ -458,37 +425,8 @@ fn group_norm(l: &mut Lower, instance: bool) -> LResult<()> {
     let bp = param(&mut k, "bias", &bias, Access::Read);
     let yp = param(&mut k, "y", &y, Access::Write);
     let base = mul(k.index(0), idx(gsize as i64));
-    let nf = lit(gsize as f64, at);
     // The group is contiguous: statistics fold over it flat.
-    let (st, s) = Fold {
-        ty: at,
-        init: lit(0.0, at),
-        term: &|_, i| cast(at, load(xp, i)),
-        combine: &add,
-    }
-    .run(&mut k, base.clone(), gsize, 1);
-    k.body.extend(st);
-    let mean = k.var("mean", at, false);
-    k.body.push(Stmt::Let(mean, div(var(s), nf.clone())));
-    let (st, ss) = Fold {
-        ty: at,
-        init: lit(0.0, at),
-        term: &|_, i| {
-            let d = sub(cast(at, load(xp, i)), var(mean));
-            mul(d.clone(), d)
-        },
-        combine: &add,
-    }
-    .run(&mut k, base.clone(), gsize, 1);
-    k.body.extend(st);
-    let inv = k.var("inv", at, false);
-    k.body.push(Stmt::Let(
-        inv,
-        div(
-            lit(1.0, at),
-            un(UnOp::Sqrt, add(div(var(ss), nf), lit(eps, at))),
-        ),
-    ));
+    let (mean, inv) = moments(&mut k, at, xp, base.clone(), gsize, eps, true);
     // Per channel: y = x * a + b with a = inv * scale, b = bias - mean * a.
     let cc = k.var("cc", Ty::I64, false);
     let p = k.var("p", Ty::I64, false);
@@ -630,4 +568,53 @@ fn mvn(l: &mut Lower) -> LResult<()> {
     });
     k.body.extend(body);
     l.kernel(k, &[&x, &y])
+}
+
+/// Mean and 1/sqrt(variance + eps) of `len` contiguous elements of `xp`
+/// from `base`, as `Let`s appended to the body. Uncentred (`centered`
+/// false, RMSNorm): the mean is 0 and the variance is the mean square.
+fn moments(
+    k: &mut Kernel,
+    at: Ty,
+    xp: usize,
+    base: Expr,
+    len: u64,
+    eps: f64,
+    centered: bool,
+) -> (Var, Var) {
+    let n = lit(len as f64, at);
+    let mean = k.var("mean", at, false);
+    if centered {
+        let (st, s) = Fold {
+            ty: at,
+            init: lit(0.0, at),
+            term: &|_, i| cast(at, load(xp, i)),
+            combine: &add,
+        }
+        .run(k, base.clone(), len, 1);
+        k.body.extend(st);
+        k.body.push(Stmt::Let(mean, div(var(s), n.clone())));
+    } else {
+        k.body.push(Stmt::Let(mean, lit(0.0, at)));
+    }
+    let (st, ss) = Fold {
+        ty: at,
+        init: lit(0.0, at),
+        term: &|_, i| {
+            let d = sub(cast(at, load(xp, i)), var(mean));
+            mul(d.clone(), d)
+        },
+        combine: &add,
+    }
+    .run(k, base, len, 1);
+    k.body.extend(st);
+    let inv = k.var("inv", at, false);
+    k.body.push(Stmt::Let(
+        inv,
+        div(
+            lit(1.0, at),
+            un(UnOp::Sqrt, add(div(var(ss), n), lit(eps, at))),
+        ),
+    ));
+    (mean, inv)
 }
