@@ -3,5 +3,6 @@
 //! program builder and artifact writer.
 
 pub mod cpu;
+pub mod gpu;
 pub mod lower;
 pub mod maia;

@@ -1,4 +1,5 @@
 //! Loads compiled artifacts and executes them. Depends on the artifact format only, never on the IR, so that it links no compiler.
 
 pub mod cpu;
+pub mod gpu;
 pub mod maia;

@@ -30,7 +30,7 @@ pub enum CpuError {
 
 /// Compiles `g` (static shapes) to a cpu artifact.
 pub fn compile(g: &Graph) -> Result<(Artifact, Report), CpuError> {
-    let p = program::build(g)?;
+    let p = Program::build(g)?;
     let bitcode = smelt_codegen::jit::bitcode(&p.kernels)?;
     let report = p.report.clone();
     Ok((p.artifact(bitcode), report))

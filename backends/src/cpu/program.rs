@@ -50,7 +50,21 @@ pub struct Program {
 impl Program {
     /// Lowers `g` to kernels and steps (no code generation yet).
     pub fn build(g: &Graph) -> Result<Program, CpuError> {
-        build(g)
+        build_with(g, |k| schedule::cpu(k, CpuSchedule::default()))
+    }
+
+    /// Lowers `g` with another target's schedule (the GPU targets use
+    /// `schedule::flat`); everything else is the cpu program's.
+    pub fn build_with(g: &Graph, sched: fn(&Kernel) -> Scheduled) -> Result<Program, CpuError> {
+        build_with(g, sched)
+    }
+
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    pub fn weights(&self) -> &[u8] {
+        &self.weights
     }
 
     pub fn artifact(self, bitcode: Vec<u8>) -> Artifact {
@@ -177,7 +191,7 @@ fn host_text(g: &Graph, n: &Node) -> String {
     smelt_ir::text::print(&h)
 }
 
-pub fn build(g: &Graph) -> Result<Program, CpuError> {
+fn build_with(g: &Graph, sched: fn(&Kernel) -> Scheduled) -> Result<Program, CpuError> {
     let mut b = Builder {
         bufs: Vec::new(),
         steps: Vec::new(),
@@ -341,7 +355,7 @@ pub fn build(g: &Graph) -> Result<Program, CpuError> {
             out_bufs.push(buf);
         }
     }
-    finish(g, b, out_bufs)
+    finish(g, b, out_bufs, sched)
 }
 
 /// Buffers each step reads and writes (kernel parameters by access).
@@ -469,7 +483,12 @@ fn fuse_steps(b: &mut Builder, out_bufs: &[BufId]) {
     }
 }
 
-fn finish(g: &Graph, mut b: Builder, out_bufs: Vec<BufId>) -> Result<Program, CpuError> {
+fn finish(
+    g: &Graph,
+    mut b: Builder,
+    out_bufs: Vec<BufId>,
+    sched: fn(&Kernel) -> Scheduled,
+) -> Result<Program, CpuError> {
     fuse_steps(&mut b, &out_bufs);
     let pending = std::mem::take(&mut b.steps);
     let mut steps = Vec::with_capacity(pending.len());
@@ -477,7 +496,7 @@ fn finish(g: &Graph, mut b: Builder, out_bufs: Vec<BufId>) -> Result<Program, Cp
         steps.push(match st {
             PStep::S(s) => s,
             PStep::K(kernel, args) => {
-                let sk = schedule::cpu(&kernel, CpuSchedule::default());
+                let sk = sched(&kernel);
                 let (parallel_extent, points_per_iter) = (sk.parallel_extent, sk.points_per_iter);
                 b.report.kernel_launches += 1;
                 Step::Kernel {
