@@ -52,3 +52,50 @@ impl Arch {
         if self.is_nvidia() { 32 } else { 64 }
     }
 }
+
+pub mod hip;
+pub mod ptx;
+
+use smelt_kernel::Scheduled;
+use smelt_runtime::cpu::Gemm;
+use smelt_runtime::gpu::{Launch, ModuleKind};
+
+#[derive(Debug, thiserror::Error)]
+pub enum GpuError {
+    #[error("{0}")]
+    Compile(String),
+    /// A printer cannot express this kernel.
+    #[error("{target}: kernel {kernel}: {msg}")]
+    Print {
+        target: &'static str,
+        kernel: String,
+        msg: String,
+    },
+    #[error(transparent)]
+    Codegen(#[from] smelt_codegen::Error),
+}
+
+/// What differs between the GPU targets: how kernels are printed. The
+/// lowering, schedule, memory plan and launches are shared.
+pub trait Printer {
+    fn arch(&self) -> Arch;
+    /// Module file kind and extension (`ptx` / `hip`).
+    fn kind(&self) -> ModuleKind;
+    /// One module holding every kernel of `kernels`, each an entry point
+    /// named after `Kernel::name`, with the calling convention above.
+    fn module(&self, kernels: &[Scheduled]) -> Result<String, GpuError>;
+    /// A tensor-core (mma.sync / wgmma / MFMA) kernel named `name` for this
+    /// matrix product, as a module of its own with its launch, taking
+    /// `(A, B, C)` device pointers; `None` where it has no such kernel for
+    /// these sizes and dtype (the product then runs as a kernel-IR GEMM).
+    fn gemm(&self, name: &str, g: &Gemm) -> Option<(String, Launch)>;
+}
+
+/// The printer of `arch`.
+pub fn printer(arch: Arch) -> Box<dyn Printer> {
+    if arch.is_nvidia() {
+        Box::new(ptx::Ptx(arch))
+    } else {
+        Box::new(hip::Hip(arch))
+    }
+}
