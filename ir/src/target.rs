@@ -51,7 +51,9 @@ pub enum TargetError {
 pub const BUILTIN: &[(&str, &str)] = &[
     ("cpu", include_str!("../../targets/cpu.toml")),
     ("sm_90a", include_str!("../../targets/sm_90a.toml")),
+    ("sm_80", include_str!("../../targets/sm_80.toml")),
     ("gfx942", include_str!("../../targets/gfx942.toml")),
+    ("gfx90a", include_str!("../../targets/gfx90a.toml")),
     ("maia100", include_str!("../../targets/maia100.toml")),
 ];
 

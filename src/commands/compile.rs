@@ -11,11 +11,14 @@ use std::process::ExitCode;
 pub struct Args {
     /// ONNX model, IR text file or checkpoint folder (config.json + *.safetensors).
     model: PathBuf,
-    /// Target whose cost model guides the optimizer: cpu, sm_90a, gfx942, maia100.
+    /// Target: cpu, sm_90a, sm_80 (NVIDIA, PTX), gfx942, gfx90a (AMD, HIP),
+    /// maia100, tiny-npu (command stream). Its cost model guides the optimizer.
     #[arg(long, default_value = "cpu")]
     target: String,
     /// Where to write: FILE.smc writes a cpu artifact (kernels + weights;
-    /// run it with `smelt run FILE.smc`); any other name gets the optimized
+    /// run it with `smelt run FILE.smc`); for a GPU target, DIR gets an
+    /// artifact folder (manifest, .ptx/.hip modules, weights; run it with
+    /// `smelt run DIR` or `smelt-rt DIR`); FILE.smelt gets the optimized
     /// IR text. Standard output (IR text) if absent.
     #[arg(short, long, value_name = "FILE")]
     output: Option<PathBuf>,
@@ -105,6 +108,25 @@ pub fn main(a: Args) -> Result<ExitCode> {
     let optimize_s = t0.elapsed().as_secs_f64();
     if let Some(text) = &report.printed {
         eprint!("# after {}\n{text}", a.print_after.as_deref().unwrap_or(""));
+    }
+    if let Some(arch) = smelt_backends::gpu::Arch::parse(&a.target)
+        && let Some(dir) = &a.output
+        && !dir.extension().is_some_and(|e| e == "smelt" || e == "txt")
+    {
+        eprintln!(
+            "  import      {} · {} nodes · {} params   {import_s:.2} s",
+            a.model.display(),
+            g.nodes.len(),
+            thousands(g.const_elements())
+        );
+        eprintln!(
+            "  optimize    {}: {} -> {} nodes   {optimize_s:.2} s",
+            a.passes,
+            g.nodes.len(),
+            out.nodes.len()
+        );
+        super::gpu::compile_main(&out, arch, dir)?;
+        return Ok(ExitCode::SUCCESS);
     }
     if let Some(hw) = super::maia::accelerator(&text)? {
         let p = a.matmul_precision;

@@ -4,6 +4,7 @@ pub mod conformance;
 pub mod cpu;
 pub mod disasm;
 pub mod explain;
+pub mod gpu;
 pub mod import;
 pub mod maia;
 pub mod run;

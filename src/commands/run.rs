@@ -202,6 +202,12 @@ pub fn main(a: Args) -> Result<ExitCode> {
         println!("{}", line.join(" "));
         return Ok(ExitCode::SUCCESS);
     }
+    if smelt_runtime::gpu::is_folder(&a.model) {
+        let (names, types) = super::gpu::io_names(&a.model)?;
+        let inputs = bind_named(&names, &types, &a.inputs)?;
+        let (names, outputs) = super::gpu::run(&a.model, &inputs)?;
+        return write_outputs(&names, &outputs, &a.output_dir);
+    }
     if a.model.extension().is_some_and(|e| e == "smc") {
         let l = super::cpu::load(&a.model)?;
         let (names, types) = super::cpu::io_names(&l);

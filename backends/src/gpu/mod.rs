@@ -53,7 +53,9 @@ impl Arch {
     }
 }
 
+pub mod gemm;
 pub mod hip;
+pub mod program;
 pub mod ptx;
 
 use smelt_kernel::Scheduled;
@@ -99,3 +101,4 @@ pub fn printer(arch: Arch) -> Box<dyn Printer> {
         Box::new(hip::Hip(arch))
     }
 }
+pub use program::{Compiled, compile, flat_launch};

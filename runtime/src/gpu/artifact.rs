@@ -13,6 +13,7 @@
 
 use crate::cpu::{Buffer, Io};
 use serde::{Deserialize, Serialize};
+use std::path::Path;
 
 pub const FORMAT: &str = "smelt-gpu";
 pub const VERSION: u32 = 1;
@@ -95,4 +96,205 @@ pub struct Manifest {
     pub weights_bytes: u64,
     pub weights_crc32: u32,
     pub steps: Vec<Step>,
+}
+
+pub use crate::maia::artifact::crc32;
+
+fn bad(path: &Path, msg: impl Into<String>) -> GpuArtifactError {
+    GpuArtifactError::Bad {
+        path: path.display().to_string(),
+        msg: msg.into(),
+    }
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> GpuArtifactError + '_ {
+    move |source| GpuArtifactError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// A file name inside the folder: no separators, no `..`, so a manifest
+/// can never make the loader read outside it.
+fn plain(name: &str) -> bool {
+    !name.is_empty()
+        && name != "."
+        && name != ".."
+        && !name.contains(['/', '\\'])
+        && !name.starts_with('.')
+}
+
+/// An artifact folder read back and checked.
+#[derive(Debug)]
+pub struct Folder {
+    pub manifest: Manifest,
+    /// Module file contents, in `manifest.modules` order.
+    pub modules: Vec<Vec<u8>>,
+    pub weights: Vec<u8>,
+}
+
+impl Manifest {
+    /// Writes the folder `dir`: module files, weights, then the manifest
+    /// (last, so that a folder without one is visibly incomplete). An
+    /// existing folder is replaced only if it is empty or a smelt GPU
+    /// artifact; nothing is written outside it.
+    pub fn write(
+        &self,
+        dir: &Path,
+        files: &[(String, String)],
+        weights: &[u8],
+    ) -> Result<(), GpuArtifactError> {
+        if dir.exists() {
+            if !dir.is_dir() {
+                return Err(bad(dir, "exists and is not a folder"));
+            }
+            let empty = std::fs::read_dir(dir).map_err(io(dir))?.next().is_none();
+            let ours = std::fs::read_to_string(dir.join("manifest.json"))
+                .ok()
+                .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+                .is_some_and(|v| v["format"] == FORMAT);
+            if !empty && !ours {
+                return Err(bad(
+                    dir,
+                    "exists and is not a smelt GPU artifact; refusing to overwrite it",
+                ));
+            }
+            if ours {
+                // Old modules of a previous compile must not linger.
+                for e in std::fs::read_dir(dir).map_err(io(dir))?.flatten() {
+                    let p = e.path();
+                    if p.is_file() {
+                        std::fs::remove_file(&p).map_err(io(&p))?;
+                    }
+                }
+            }
+        }
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        for (name, text) in files {
+            if !plain(name) {
+                return Err(bad(dir, format!("bad module file name {name:?}")));
+            }
+            let p = dir.join(name);
+            std::fs::write(&p, text).map_err(io(&p))?;
+        }
+        let p = dir.join(&self.weights_file);
+        std::fs::write(&p, weights).map_err(io(&p))?;
+        let text = serde_json::to_string_pretty(self).map_err(|e| bad(dir, e.to_string()))?;
+        let p = dir.join("manifest.json");
+        std::fs::write(&p, text + "\n").map_err(io(&p))?;
+        Ok(())
+    }
+}
+
+/// Whether `dir` looks like a GPU artifact folder.
+pub fn is_folder(dir: &Path) -> bool {
+    dir.is_dir() && dir.join("manifest.json").is_file()
+}
+
+/// Reads and checks an artifact folder: format and version, every file's
+/// checksum, and that every index and offset in the manifest is in range.
+pub fn read(dir: &Path) -> Result<Folder, GpuArtifactError> {
+    let mp = dir.join("manifest.json");
+    let text = std::fs::read_to_string(&mp).map_err(io(&mp))?;
+    let v: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| bad(&mp, format!("not JSON: {e}")))?;
+    if v["format"] != FORMAT {
+        return Err(bad(&mp, "not a smelt GPU artifact manifest"));
+    }
+    if v["version"] != VERSION {
+        return Err(bad(
+            &mp,
+            format!(
+                "artifact version {}, this smelt reads version {VERSION}",
+                v["version"]
+            ),
+        ));
+    }
+    let m: Manifest = serde_json::from_value(v).map_err(|e| bad(&mp, e.to_string()))?;
+    let mut modules = Vec::with_capacity(m.modules.len());
+    for md in &m.modules {
+        if !plain(&md.file) {
+            return Err(bad(&mp, format!("bad module file name {:?}", md.file)));
+        }
+        let p = dir.join(&md.file);
+        let bytes = std::fs::read(&p).map_err(io(&p))?;
+        if crc32(&bytes) != md.crc32 {
+            return Err(bad(&p, "checksum mismatch (edited, corrupt or truncated)"));
+        }
+        modules.push(bytes);
+    }
+    if !plain(&m.weights_file) {
+        return Err(bad(
+            &mp,
+            format!("bad weights file name {:?}", m.weights_file),
+        ));
+    }
+    let wp = dir.join(&m.weights_file);
+    let weights = std::fs::read(&wp).map_err(io(&wp))?;
+    if weights.len() as u64 != m.weights_bytes || crc32(&weights) != m.weights_crc32 {
+        return Err(bad(&wp, "size or checksum mismatch (corrupt or truncated)"));
+    }
+    check(&m).map_err(|msg| bad(&mp, msg))?;
+    Ok(Folder {
+        manifest: m,
+        modules,
+        weights,
+    })
+}
+
+/// Every index and range in the manifest, so the executor can trust them.
+fn check(m: &Manifest) -> Result<(), String> {
+    use crate::cpu::Place;
+    let nb = m.buffers.len();
+    for (i, b) in m.buffers.iter().enumerate() {
+        let end = |off: u64| off.checked_add(b.bytes);
+        match b.place {
+            Place::Arena { offset } if end(offset).is_none_or(|e| e > m.arena_bytes) => {
+                return Err(format!("buffer {i} lies outside the arena"));
+            }
+            Place::Weight { offset } if end(offset).is_none_or(|e| e > m.weights_bytes) => {
+                return Err(format!("buffer {i} lies outside the weights"));
+            }
+            Place::Input { index } if index >= m.inputs.len() => {
+                return Err(format!(
+                    "buffer {i} names input {index}, which does not exist"
+                ));
+            }
+            _ => {}
+        }
+    }
+    for io in m.inputs.iter().chain(&m.outputs) {
+        if io.buffer >= nb {
+            return Err(format!("{}: buffer {} does not exist", io.name, io.buffer));
+        }
+    }
+    for (s, st) in m.steps.iter().enumerate() {
+        let Step::Launch {
+            module,
+            kernel,
+            args,
+            launch,
+        } = st;
+        let md = m
+            .modules
+            .get(*module)
+            .ok_or_else(|| format!("step {s}: module {module} does not exist"))?;
+        if !md.kernels.contains(kernel) {
+            return Err(format!(
+                "step {s}: module {} has no kernel {kernel}",
+                md.file
+            ));
+        }
+        for a in args {
+            if let Arg::Buffer(b) = a
+                && *b >= nb
+            {
+                return Err(format!("step {s}: buffer {b} does not exist"));
+            }
+        }
+        if launch.grid.contains(&0) || launch.block.contains(&0) {
+            return Err(format!("step {s}: empty launch"));
+        }
+    }
+    Ok(())
 }

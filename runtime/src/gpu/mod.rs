@@ -5,4 +5,10 @@
 
 pub mod artifact;
 
-pub use artifact::{Arg, GpuArtifactError, Launch, Manifest, Module, ModuleKind, Step};
+pub use artifact::{
+    Arg, Folder, GpuArtifactError, Launch, Manifest, Module, ModuleKind, Step, is_folder, read,
+};
+pub mod cuda;
+pub mod exec;
+pub mod hip;
+pub use exec::{Driver, Executor, GpuError, LoadError, driver_for, load};

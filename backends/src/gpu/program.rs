@@ -1,0 +1,190 @@
+//! Graph -> GPU program: the cpu program's lowering, fusion and memory plan
+//! with the one-thread-per-point schedule, then launches, the printer's
+//! modules and the artifact manifest.
+
+use super::{Arch, BLOCK, GpuError, Printer, gemm, printer};
+use crate::cpu::{Program, Report};
+use smelt_ir::Graph;
+use smelt_kernel::{Scheduled, schedule};
+use smelt_runtime::cpu::{self as rt, Gemm};
+use smelt_runtime::gpu::{self as gpu, Arg, Launch, Manifest, Module, Step};
+use std::collections::BTreeMap;
+
+/// Most blocks of a flat launch; kernels stride over the rest.
+const MAX_GRID: u64 = 1 << 16;
+
+/// A compiled GPU program: the manifest, the module files (name, text)
+/// and the weights.
+#[derive(Debug)]
+pub struct Compiled {
+    pub manifest: Manifest,
+    pub files: Vec<(String, String)>,
+    pub weights: Vec<u8>,
+    pub report: Report,
+    /// Matrix products that run on a printer's tensor-core kernel, and
+    /// those that fell back to the kernel-IR GEMM.
+    pub tensor_core_gemms: usize,
+    pub fallback_gemms: usize,
+}
+
+/// Launch of a flat kernel over `total` points.
+pub fn flat_launch(total: u64) -> Launch {
+    let blocks = total.div_ceil(BLOCK as u64).clamp(1, MAX_GRID);
+    Launch {
+        grid: [blocks as u32, 1, 1],
+        block: [BLOCK, 1, 1],
+        shared_bytes: 0,
+    }
+}
+
+pub fn compile(g: &Graph, arch: Arch) -> Result<Compiled, GpuError> {
+    let p = Program::build_with(g, schedule::flat).map_err(|e| GpuError::Compile(e.to_string()))?;
+    let pr = printer(arch);
+    let m = p.manifest().clone();
+    let weights = p.weights().to_vec();
+    let report = p.report.clone();
+    if !report.host_ops.is_empty() {
+        let mut ops: Vec<String> = report
+            .host_ops
+            .iter()
+            .map(|(op, why)| format!("{op} ({why})"))
+            .collect();
+        ops.dedup();
+        return Err(GpuError::Compile(format!(
+            "{}: no GPU kernel for {} node(s): {}",
+            arch.name(),
+            report.host_ops.len(),
+            ops.join(", ")
+        )));
+    }
+    let mut kernels: Vec<Scheduled> = p.kernels;
+    let ext = match pr.kind() {
+        gpu::ModuleKind::Ptx => "ptx",
+        gpu::ModuleKind::Hip => "hip",
+    };
+    let elems = |b: usize| -> u64 { m.buffers[b].shape.iter().product() };
+    let mut files: Vec<(String, String)> = Vec::new();
+    let mut gemm_modules: Vec<(String, Vec<String>)> = Vec::new();
+    // Identical products (same sizes, strides, scalars) share one module.
+    let mut tc_index: BTreeMap<String, (usize, Launch)> = BTreeMap::new();
+    let mut steps = Vec::with_capacity(m.steps.len());
+    let (mut tc, mut fallback) = (0, 0);
+    for st in &m.steps {
+        match st {
+            rt::Step::Kernel {
+                kernel,
+                args,
+                parallel_extent,
+                ..
+            } => steps.push(flat_step(&kernels[*kernel], args, *parallel_extent)),
+            rt::Step::Gemm(gm) => {
+                let key = gemm_key(gm);
+                let hit = tc_index.get(&key).copied();
+                let found = match hit {
+                    Some(x) => Some(x),
+                    None => {
+                        let name = format!("gemm{}", gemm_modules.len());
+                        pr.gemm(&name, gm).map(|(text, launch)| {
+                            gemm_modules.push((text, vec![name]));
+                            let x = (gemm_modules.len() - 1, launch);
+                            tc_index.insert(key, x);
+                            x
+                        })
+                    }
+                };
+                if let Some((module, launch)) = found {
+                    tc += 1;
+                    steps.push(Step::Launch {
+                        // Module 0 holds the flat kernels.
+                        module: 1 + module,
+                        kernel: gemm_modules[module].1[0].clone(),
+                        args: vec![Arg::Buffer(gm.a), Arg::Buffer(gm.b), Arg::Buffer(gm.c)],
+                        launch,
+                    });
+                } else {
+                    fallback += 1;
+                    let k = gemm::kernel(gm, [elems(gm.a), elems(gm.b), elems(gm.c)]).ok_or_else(
+                        || GpuError::Compile(format!("matrix product of {}", gm.dtype)),
+                    )?;
+                    let mut sk = schedule::flat(&k);
+                    sk.kernel.name = format!("k{}_gemm", kernels.len());
+                    let total = sk.parallel_extent;
+                    kernels.push(sk);
+                    steps.push(flat_step(
+                        &kernels[kernels.len() - 1],
+                        &[gm.a, gm.b, gm.c],
+                        total,
+                    ));
+                }
+            }
+            rt::Step::Host { op, .. } => {
+                return Err(GpuError::Compile(format!("host step {op}")));
+            }
+        }
+    }
+    let main_text = pr.module(&kernels)?;
+    let mut modules = vec![module(format!("kernels.{ext}"), pr.as_ref(), &main_text, {
+        kernels.iter().map(|k| k.kernel.name.clone()).collect()
+    })];
+    files.push((format!("kernels.{ext}"), main_text));
+    for (i, (text, names)) in gemm_modules.into_iter().enumerate() {
+        let file = format!("gemm_{i}.{ext}");
+        modules.push(module(file.clone(), pr.as_ref(), &text, names));
+        files.push((file, text));
+    }
+    let manifest = Manifest {
+        format: gpu::artifact::FORMAT.into(),
+        version: gpu::artifact::VERSION,
+        name: m.name.clone(),
+        producer: m.producer.clone(),
+        target: arch.name().into(),
+        modules,
+        inputs: m.inputs.clone(),
+        outputs: m.outputs.clone(),
+        buffers: m.buffers.clone(),
+        arena_bytes: m.arena_bytes,
+        weights_file: "weights.bin".into(),
+        weights_bytes: weights.len() as u64,
+        weights_crc32: gpu::artifact::crc32(&weights),
+        steps,
+    };
+    Ok(Compiled {
+        manifest,
+        files,
+        weights,
+        report,
+        tensor_core_gemms: tc,
+        fallback_gemms: fallback,
+    })
+}
+
+fn module(file: String, pr: &dyn Printer, text: &str, kernels: Vec<String>) -> Module {
+    Module {
+        file,
+        kind: pr.kind(),
+        crc32: gpu::artifact::crc32(text.as_bytes()),
+        kernels,
+    }
+}
+
+fn flat_step(k: &Scheduled, args: &[usize], total: u64) -> Step {
+    let mut a: Vec<Arg> = args.iter().map(|&b| Arg::Buffer(b)).collect();
+    a.push(Arg::I64(total as i64));
+    Step::Launch {
+        module: 0,
+        kernel: k.kernel.name.clone(),
+        args: a,
+        launch: flat_launch(total),
+    }
+}
+
+/// A product's identity without its buffers.
+fn gemm_key(g: &Gemm) -> String {
+    let g = Gemm {
+        a: 0,
+        b: 0,
+        c: 0,
+        ..g.clone()
+    };
+    serde_json::to_string(&g).unwrap_or_default()
+}
