@@ -2,7 +2,8 @@
 # Installs what building and testing smelt needs on a Debian 12 machine, and
 # only what is missing: make, a C toolchain, python3 with venv, CBC (the
 # ILP extractor's solver, linked by smelt-passes' default `ilp` feature),
-# LLVM 22 (code generation) and the mold linker.
+# LLVM 22 (code generation), the mold linker, and hipcc with the ROCm
+# device libraries (HIP compile checks).
 # Used by .ci/run and by `make demo` / `make test`, so the README's two
 # commands work on a fresh machine. Needs root or sudo only when something
 # is missing.
@@ -51,6 +52,10 @@ prerequisites() {
     # linked) and mold to link the large binaries that result.
     [ -x /usr/lib/llvm-22/bin/llvm-config ] || missing+=(llvm-22-dev libpolly-22-dev libzstd-dev clang-22 lld-22)
     command -v mold >/dev/null 2>&1 || missing+=(mold)
+    # HIP: the test suite compiles every HIP kernel for gfx90a with Debian's
+    # hipcc (+ the ROCm device libraries) and for gfx942 with clang-22.
+    command -v hipcc >/dev/null 2>&1 || missing+=(hipcc)
+    [ -d /usr/lib/x86_64-linux-gnu/amdgcn/bitcode ] || missing+=(rocm-device-libs)
     if [ ${#missing[@]} -gt 0 ]; then
         apt_install "${missing[@]}"
     fi

@@ -35,6 +35,64 @@ pub struct Args {
     /// before running it; a failed optimization counts as an error.
     #[arg(long, value_name = "PASSES")]
     passes: Option<String>,
+    /// GPU targets: instead of running, compile each case into an artifact
+    /// folder under DIR with its inputs and expected outputs, for
+    /// `smelt-rt --check DIR` on a machine with the GPU.
+    #[arg(long, value_name = "DIR")]
+    bundle: Option<PathBuf>,
+}
+
+/// Where `--bundle` writes case folders.
+static BUNDLE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// Compiles a case for a GPU target and runs it on this machine's GPU, or
+/// with `--bundle` writes it out for `smelt-rt --check`.
+fn execute_gpu(
+    g: &smelt_ir::Graph,
+    inputs: Vec<Tensor>,
+    arch: smelt_backends::gpu::Arch,
+    set: &Path,
+) -> Result<(Vec<Tensor>, Vec<String>), (Status, String)> {
+    let c = smelt_backends::gpu::compile_for(g, &inputs, arch)
+        .map_err(|e| (Status::Error, format!("compile: {e}")))?;
+    if let Some(root) = BUNDLE.get() {
+        let case = set.parent().and_then(|c| c.file_name()).unwrap_or_default();
+        let set_name = set.file_name().unwrap_or_default();
+        let dir = root.join(case).join(set_name);
+        let io = |e: String| (Status::Error, format!("bundle: {e}"));
+        c.manifest
+            .write(&dir, &c.files, &c.weights)
+            .map_err(|e| io(e.to_string()))?;
+        for (i, t) in inputs.iter().enumerate() {
+            let b = smelt_backends::cpu::tensor_bytes(t).map_err(io)?;
+            std::fs::write(dir.join(format!("input_{i}.bin")), b).map_err(|e| io(e.to_string()))?;
+        }
+        // Expected outputs and tolerances are copied next to it by the
+        // caller (they are the case's, not smelt's).
+        return Err((Status::Pass, "bundled".into()));
+    }
+    let folder = c.folder();
+    let m = folder.manifest.clone();
+    let d =
+        smelt_runtime::gpu::driver_for(&m.target).map_err(|e| (Status::Error, e.to_string()))?;
+    let mut ex = smelt_runtime::gpu::Executor::new(d, folder)
+        .map_err(|e| (Status::Error, format!("load: {e}")))?;
+    let raw: Vec<Vec<u8>> = inputs
+        .iter()
+        .map(smelt_backends::cpu::tensor_bytes)
+        .collect::<Result<_, _>>()
+        .map_err(|e| (Status::Error, e))?;
+    let refs: Vec<&[u8]> = raw.iter().map(Vec::as_slice).collect();
+    let outs = ex.run(&refs).map_err(|e| (Status::Error, e.to_string()))?;
+    let mut tensors = Vec::new();
+    for (io, bytes) in m.outputs.iter().zip(outs) {
+        let b = &m.buffers[io.buffer];
+        tensors.push(
+            smelt_backends::cpu::bytes_tensor(&b.dtype, &b.shape, bytes)
+                .map_err(|e| (Status::Error, e))?,
+        );
+    }
+    Ok((tensors, Vec::new()))
 }
 
 /// An accelerator target (`--target maia100`): each case is compiled to a
@@ -50,7 +108,14 @@ static TARGET: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 fn execute(
     g: &smelt_ir::Graph,
     inputs: Vec<Tensor>,
+    set: &Path,
 ) -> Result<(Vec<Tensor>, Vec<String>), (Status, String)> {
+    if let Some(arch) = TARGET
+        .get()
+        .and_then(|t| smelt_backends::gpu::Arch::parse(t))
+    {
+        return execute_gpu(g, inputs, arch, set);
+    }
     if let Some((name, hw)) = ACCEL.get() {
         let art = super::maia::compile(g, hw, name, smelt_backends::maia::Precision::F32).map_err(
             |e| {
@@ -257,10 +322,16 @@ fn run_case(case: &Path, host_ops: &mut Vec<String>) -> (Status, String) {
                 Err(e) => return (Status::Unsupported, format!("input {i}: {e}")),
             }
         }
-        let outs = match execute(&g, inputs) {
+        let outs = match execute(&g, inputs, &set) {
             Ok((o, host)) => {
                 host_ops.extend(host);
                 o
+            }
+            Err((Status::Pass, m)) if m == "bundled" => {
+                if let Err(e) = bundle_expected(&g, &set, rtol, atol) {
+                    return (Status::Error, format!("bundle: {e}"));
+                }
+                continue;
             }
             Err(r) => return r,
         };
@@ -276,6 +347,21 @@ fn run_case(case: &Path, host_ops: &mut Vec<String>) -> (Status, String) {
         }
     }
     (Status::Pass, String::new())
+}
+
+/// Next to a bundled case: its expected outputs (raw bytes, as the
+/// artifact's buffers hold them) and tolerances.
+fn bundle_expected(g: &smelt_ir::Graph, set: &Path, rtol: f64, atol: f64) -> Result<(), String> {
+    let root = BUNDLE.get().ok_or("no bundle folder")?;
+    let case = set.parent().and_then(|c| c.file_name()).unwrap_or_default();
+    let dir = root.join(case).join(set.file_name().unwrap_or_default());
+    for i in 0..g.outputs.len() {
+        let t = read_pb(&set.join(format!("output_{i}.pb")))?;
+        let b = smelt_backends::cpu::tensor_bytes(&t)?;
+        std::fs::write(dir.join(format!("expected_{i}.bin")), b).map_err(|e| e.to_string())?;
+    }
+    let check = serde_json::json!({ "rtol": rtol, "atol": atol });
+    std::fs::write(dir.join("check.json"), check.to_string()).map_err(|e| e.to_string())
 }
 
 fn run_guarded(case: &Path) -> (Status, String, Vec<String>) {
@@ -396,8 +482,25 @@ pub fn main(a: Args) -> Result<ExitCode> {
         if let Some(hw) = super::maia::accelerator(&text)? {
             let _ = ACCEL.set((name, hw));
         }
+    } else if let Some(arch) = smelt_backends::gpu::Arch::parse(&a.target) {
+        match &a.bundle {
+            Some(dir) => {
+                let _ = BUNDLE.set(dir.clone());
+            }
+            None => {
+                if let Err(e) = smelt_runtime::gpu::driver_for(arch.name()) {
+                    bail!(
+                        "--target {}: cannot run on this machine: {e}\n  (use --bundle DIR to compile the cases here and `smelt-rt --check DIR` on a machine with the GPU)",
+                        arch.name()
+                    );
+                }
+            }
+        }
     } else {
         super::check_target(&a.target)?;
+    }
+    if a.bundle.is_some() && smelt_backends::gpu::Arch::parse(&a.target).is_none() {
+        bail!("--bundle is for the GPU targets (sm_80, sm_90a, gfx90a, gfx942)");
     }
     let _ = TARGET.set(a.target.clone());
     if let Some(p) = &a.passes {
@@ -435,11 +538,20 @@ pub fn main(a: Args) -> Result<ExitCode> {
         }
     }
     let total = results.len();
-    println!(
-        "conformance: {passed}/{total} cases pass ({:.1}%)",
-        100.0 * passed as f64 / total as f64
-    );
-    if a.target != "interp" {
+    if let Some(dir) = &a.bundle {
+        println!(
+            "bundle: {passed}/{total} cases compiled for {} into {} (run them with `smelt-rt --check {}`)",
+            a.target,
+            dir.display(),
+            dir.display()
+        );
+    } else {
+        println!(
+            "conformance: {passed}/{total} cases pass ({:.1}%)",
+            100.0 * passed as f64 / total as f64
+        );
+    }
+    if a.target != "interp" && a.bundle.is_none() {
         let compiled = results
             .iter()
             .filter(|r| r.status == Status::Pass && r.host_ops.is_empty())

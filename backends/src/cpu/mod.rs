@@ -9,7 +9,7 @@ mod specialize;
 
 pub use host::{IrHost, bytes_tensor, tensor_bytes};
 pub use program::{Program, Report};
-pub use specialize::compile_for;
+pub use specialize::{compile_for, specialize};
 
 use smelt_codegen::Jit;
 use smelt_ir::Graph;

@@ -25,11 +25,23 @@ pub fn compile_for(g: &Graph, inputs: &[Tensor]) -> Result<(Artifact, Report), C
         Err(e) if e.to_string().contains("needs static shapes") => e,
         Err(e) => return Err(e),
     };
+    let Some((folded, guards)) = specialize(g, inputs)? else {
+        return Err(err);
+    };
+    let (mut art, report) = super::compile(&folded).map_err(|_| err)?;
+    art.manifest.guards = guards;
+    Ok((art, report))
+}
+
+/// `g` with its small integer inputs replaced by these values and folded
+/// (so that shapes depending on them become static), and the guards that
+/// refuse other values; `None` when no input is shape-like.
+pub fn specialize(g: &Graph, inputs: &[Tensor]) -> Result<Option<(Graph, Vec<Guard>)>, CpuError> {
     let picked: Vec<usize> = (0..g.inputs.len().min(inputs.len()))
         .filter(|&i| shape_like(&inputs[i]))
         .collect();
     if picked.is_empty() {
-        return Err(err);
+        return Ok(None);
     }
     let mut s = g.clone();
     let mut guards = Vec::new();
@@ -60,7 +72,5 @@ pub fn compile_for(g: &Graph, inputs: &[Tensor]) -> Result<(Artifact, Report), C
     };
     let (folded, _) = smelt_passes::optimize(&s, &target, &opts)
         .map_err(|e| CpuError::Compile(format!("specializing on input values: {e}")))?;
-    let (mut art, report) = super::compile(&folded).map_err(|_| err)?;
-    art.manifest.guards = guards;
-    Ok((art, report))
+    Ok(Some((folded, guards)))
 }

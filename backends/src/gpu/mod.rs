@@ -101,4 +101,4 @@ pub fn printer(arch: Arch) -> Box<dyn Printer> {
         Box::new(hip::Hip(arch))
     }
 }
-pub use program::{Compiled, compile, flat_launch};
+pub use program::{Compiled, compile, compile_for, flat_launch};

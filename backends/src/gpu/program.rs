@@ -37,6 +37,27 @@ pub fn flat_launch(total: u64) -> Launch {
     }
 }
 
+/// Compiles `g` for these inputs: plainly when its shapes are static,
+/// else specialized on the values of its small integer inputs (guarded).
+pub fn compile_for(
+    g: &Graph,
+    inputs: &[smelt_ir::interp::Tensor],
+    arch: Arch,
+) -> Result<Compiled, GpuError> {
+    let err = match compile(g, arch) {
+        Ok(c) => return Ok(c),
+        Err(e) if e.to_string().contains("needs static shapes") => e,
+        Err(e) => return Err(e),
+    };
+    let spec = crate::cpu::specialize(g, inputs).map_err(|e| GpuError::Compile(e.to_string()))?;
+    let Some((folded, guards)) = spec else {
+        return Err(err);
+    };
+    let mut c = compile(&folded, arch).map_err(|_| err)?;
+    c.manifest.guards = guards;
+    Ok(c)
+}
+
 pub fn compile(g: &Graph, arch: Arch) -> Result<Compiled, GpuError> {
     let p = Program::build_with(g, schedule::flat).map_err(|e| GpuError::Compile(e.to_string()))?;
     let pr = printer(arch);
@@ -147,6 +168,7 @@ pub fn compile(g: &Graph, arch: Arch) -> Result<Compiled, GpuError> {
         weights_bytes: weights.len() as u64,
         weights_crc32: gpu::artifact::crc32(&weights),
         steps,
+        guards: Vec::new(),
     };
     Ok(Compiled {
         manifest,
@@ -187,4 +209,26 @@ fn gemm_key(g: &Gemm) -> String {
         ..g.clone()
     };
     serde_json::to_string(&g).unwrap_or_default()
+}
+
+impl Compiled {
+    /// The artifact as the runtime reads it, without going through files.
+    pub fn folder(&self) -> smelt_runtime::gpu::Folder {
+        smelt_runtime::gpu::Folder {
+            manifest: self.manifest.clone(),
+            modules: self
+                .manifest
+                .modules
+                .iter()
+                .map(|m| {
+                    self.files
+                        .iter()
+                        .find(|(n, _)| *n == m.file)
+                        .map(|(_, t)| t.as_bytes().to_vec())
+                        .unwrap_or_default()
+                })
+                .collect(),
+            weights: self.weights.clone(),
+        }
+    }
 }

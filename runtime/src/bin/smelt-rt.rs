@@ -30,6 +30,13 @@ struct Args {
     /// Capture the launches once into a CUDA graph and replay it.
     #[arg(long)]
     cuda_graph: bool,
+    /// ARTIFACT is a bundle from `smelt conformance --target T --bundle
+    /// DIR`: run every case in it and compare with its expected outputs.
+    #[arg(long)]
+    check: bool,
+    /// With --check: write per-case results here as JSON.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -43,6 +50,9 @@ fn main() -> ExitCode {
 }
 
 fn run(a: Args) -> Result<(), String> {
+    if a.check {
+        return check(&a);
+    }
     let folder = gpu::read(&a.artifact).map_err(|e| e.to_string())?;
     let m = folder.manifest.clone();
     // Inputs are bound and checked before any device is touched, so a
@@ -112,6 +122,110 @@ fn run(a: Args) -> Result<(), String> {
         let p = a.output_dir.join(name);
         std::fs::write(&p, data).map_err(|e| format!("{}: {e}", p.display()))?;
         eprintln!("  wrote       {} ({})", p.display(), io.name);
+    }
+    Ok(())
+}
+
+/// Case folders of a bundle: `<case>/<test_data_set_N>/manifest.json`.
+fn bundle_cases(dir: &std::path::Path) -> Result<Vec<PathBuf>, String> {
+    let mut out = Vec::new();
+    let rd = std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    for case in rd.flatten() {
+        for set in std::fs::read_dir(case.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            if gpu::is_folder(&set.path()) {
+                out.push(set.path());
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// One bundled case: Ok(()) when every output matches.
+fn check_case(
+    ex: &mut gpu::Executor<Box<dyn gpu::Driver>>,
+    dir: &std::path::Path,
+) -> Result<(), String> {
+    let m = ex.folder().manifest.clone();
+    let read = |name: String| std::fs::read(dir.join(&name)).map_err(|e| format!("{name}: {e}"));
+    let inputs: Vec<Vec<u8>> = (0..m.inputs.len())
+        .map(|i| read(format!("input_{i}.bin")))
+        .collect::<Result<_, _>>()?;
+    let tol: serde_json::Value = serde_json::from_slice(&read("check.json".into())?)
+        .map_err(|e| format!("check.json: {e}"))?;
+    let rtol = tol["rtol"].as_f64().unwrap_or(1e-3);
+    let atol = tol["atol"].as_f64().unwrap_or(1e-7);
+    let refs: Vec<&[u8]> = inputs.iter().map(Vec::as_slice).collect();
+    let outs = ex.run(&refs).map_err(|e| e.to_string())?;
+    for (i, (io, got)) in m.outputs.iter().zip(outs).enumerate() {
+        let want = read(format!("expected_{i}.bin"))?;
+        let dtype = &m.buffers[io.buffer].dtype;
+        smelt_runtime::compare::compare(dtype, &want, &got, rtol, atol)
+            .map_err(|e| format!("output {i} \"{}\": {e}", io.name))?;
+    }
+    Ok(())
+}
+
+fn check(a: &Args) -> Result<(), String> {
+    let cases = bundle_cases(&a.artifact)?;
+    if cases.is_empty() {
+        return Err(format!(
+            "{}: no bundled cases (make them with `smelt conformance DIR --target T --bundle {}`)",
+            a.artifact.display(),
+            a.artifact.display()
+        ));
+    }
+    let mut results = Vec::new();
+    let mut device = String::new();
+    for dir in &cases {
+        let name = dir
+            .strip_prefix(&a.artifact)
+            .unwrap_or(dir)
+            .display()
+            .to_string();
+        let r = (|| -> Result<(), String> {
+            let folder = gpu::read(dir).map_err(|e| e.to_string())?;
+            let d = gpu::driver_for(&folder.manifest.target).map_err(|e| e.to_string())?;
+            let mut ex = gpu::Executor::new(d, folder).map_err(|e| e.to_string())?;
+            if device.is_empty() {
+                device = ex.device();
+            }
+            check_case(&mut ex, dir)
+        })();
+        if let Err(e) = &r {
+            if e.contains("no NVIDIA driver")
+                || e.contains("no AMD GPU")
+                || e.contains("no NVIDIA GPU")
+            {
+                return Err(e.clone());
+            }
+            println!("fail  {name}: {}", e.chars().take(300).collect::<String>());
+        }
+        results.push(serde_json::json!({"case": name, "pass": r.is_ok(), "message": r.err().unwrap_or_default()}));
+    }
+    // A case passes when all of its test data sets pass.
+    let mut by_case: std::collections::BTreeMap<String, bool> = Default::default();
+    for r in &results {
+        let case = r["case"]
+            .as_str()
+            .unwrap_or("")
+            .split('/')
+            .next()
+            .unwrap_or("")
+            .to_string();
+        let ok = r["pass"].as_bool().unwrap_or(false);
+        *by_case.entry(case).or_insert(true) &= ok;
+    }
+    let passed = by_case.values().filter(|&&ok| ok).count();
+    println!("device: {device}");
+    println!("gpu conformance: {passed}/{} cases pass", by_case.len());
+    if let Some(p) = &a.json {
+        let j = serde_json::json!({"device": device, "passed": passed, "total": by_case.len(), "sets": results});
+        std::fs::write(p, j.to_string()).map_err(|e| format!("{}: {e}", p.display()))?;
     }
     Ok(())
 }

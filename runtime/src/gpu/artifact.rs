@@ -11,7 +11,7 @@
 //! The manifest names each module's file and checksum, so a module edited
 //! by hand (or truncated) is noticed at load time.
 
-use crate::cpu::{Buffer, Io};
+use crate::cpu::{Buffer, Guard, Io};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -96,6 +96,10 @@ pub struct Manifest {
     pub weights_bytes: u64,
     pub weights_crc32: u32,
     pub steps: Vec<Step>,
+    /// Input values the program was specialized on (as in the cpu
+    /// manifest): any other value is refused.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub guards: Vec<Guard>,
 }
 
 pub use crate::maia::artifact::crc32;
@@ -266,6 +270,11 @@ fn check(m: &Manifest) -> Result<(), String> {
     for io in m.inputs.iter().chain(&m.outputs) {
         if io.buffer >= nb {
             return Err(format!("{}: buffer {} does not exist", io.name, io.buffer));
+        }
+    }
+    for g in &m.guards {
+        if g.input >= m.inputs.len() {
+            return Err(format!("guard on input {}, which does not exist", g.input));
         }
     }
     for (s, st) in m.steps.iter().enumerate() {

@@ -174,6 +174,14 @@ impl<D: Driver> Executor<D> {
                     b.bytes
                 )));
             }
+            if let Some(g) = m.guards.iter().find(|g| g.input == i)
+                && g.bytes != *x
+            {
+                return Err(GpuError::Input(format!(
+                    "input \"{}\": the artifact was compiled for one value of it (its shapes depend on it); compile again for this one",
+                    io.name
+                )));
+            }
             self.driver.upload(self.inputs[i], x)?;
         }
         if self.captured {
