@@ -193,6 +193,43 @@ fn kernel_jobs(kernels: &[Scheduled]) -> Vec<Job> {
     jobs
 }
 
+/// Shapes the models may not produce: single elements, edges in every
+/// dimension, a transposed B (column stride), accumulation into C, a
+/// broadcast A (batch stride 0).
+fn odd_gemms() -> Vec<Gemm> {
+    let plain = |batch: u64, m: u64, n: u64, k: u64| Gemm {
+        dtype: "f32".into(),
+        batch,
+        m,
+        n,
+        k,
+        a: 0,
+        b: 1,
+        c: 2,
+        a_strides: [(m * k) as i64, k as i64, 1],
+        b_strides: [(k * n) as i64, n as i64, 1],
+        c_strides: [(m * n) as i64, n as i64, 1],
+        alpha: 1.0,
+        beta: 0.0,
+    };
+    let mut v = vec![
+        plain(1, 1, 1, 1),
+        plain(1, 17, 13, 5),
+        plain(3, 65, 33, 9),
+        plain(1, 1, 1000, 768),
+        plain(2, 128, 3072, 768),
+    ];
+    let mut t = plain(2, 31, 47, 29);
+    t.b_strides = [(29 * 47) as i64, 1, 29];
+    t.alpha = 0.125;
+    t.beta = 1.0;
+    v.push(t);
+    let mut bc = plain(4, 20, 24, 16);
+    bc.a_strides[0] = 0;
+    v.push(bc);
+    v
+}
+
 fn gemm_jobs(gemms: &[Gemm]) -> (Vec<Job>, usize) {
     let mut jobs = Vec::new();
     let mut declined = 0;
@@ -267,6 +304,8 @@ fn ptx_every_kernel_assembles() {
     let t1 = Instant::now();
     let mut jobs = kernel_jobs(&c.kernels);
     let t_print = t1.elapsed();
+    let n_model_gemms = c.gemms.len();
+    c.gemms.extend(odd_gemms());
     let (gj, declined) = gemm_jobs(&c.gemms);
     let n_gemm_jobs = gj.len();
     jobs.extend(gj);
@@ -281,12 +320,13 @@ fn ptx_every_kernel_assembles() {
     );
     let extra = format!(
         "{} graphs built ({} skipped: import or cpu build refused), {} distinct kernels, \
-         {} GEMMs ({} tensor-core modules, {} declined); \
+         {} GEMMs from programs + {} odd shapes ({} tensor-core modules, {} declined); \
          build {:.1}s, PTX {:.1}s, ptxas {:.1}s\n",
         c.graphs,
         c.skipped,
         c.kernels.len(),
-        c.gemms.len(),
+        n_model_gemms,
+        c.gemms.len() - n_model_gemms,
         n_gemm_jobs,
         declined,
         t_build.as_secs_f64(),
@@ -318,6 +358,13 @@ fn ptx_snapshots() {
             let ptx = Ptx(Arch::Sm80).module(&ks).unwrap();
             ptxas::assemble(&ptx, "sm_80").unwrap();
             insta::assert_snapshot!(format!("{name}_sm_80"), ptx);
+        }
+        let g = &odd_gemms()[1];
+        for arch in ARCHS {
+            let (ptx, launch) = mma::gemm(arch, "gemm_17x13x5", g).unwrap();
+            ptxas::assemble(&ptx, arch.name()).unwrap();
+            assert_eq!(launch.grid, [1, 1, 1]);
+            insta::assert_snapshot!(format!("gemm_17x13x5_{}", arch.name()), ptx);
         }
     });
 }
