@@ -107,14 +107,59 @@ fn example_graphs(c: &mut Collected) {
         .collect();
     files.sort();
     for f in files {
-        let g = smelt_frontend::import_file(&f).unwrap();
-        // Also the optimized graph: its fused kernels are what runs.
-        let target = smelt_ir::target::Target::builtin("cpu").unwrap();
-        let (opt, _) =
-            smelt_passes::optimize(&g, &target, &smelt_passes::Options::default()).unwrap();
-        c.add_graph(&g);
-        c.add_graph(&opt);
+        add_with_optimized(c, &f);
     }
+}
+
+/// The benchmark models (examples/models/make_all.py): from
+/// `$SMELT_MODELS_DIR` or `.cache/models` where `make bench-cpu` left them;
+/// otherwise the MLP is generated into a temporary folder with
+/// `$SMELT_PYTHON`. Returns the names of the models added.
+fn benchmark_graphs(c: &mut Collected) -> Vec<String> {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = std::env::var_os("SMELT_MODELS_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| repo().join(".cache/models"));
+    let dir = if dir.is_dir() {
+        dir
+    } else if let Some(py) = std::env::var_os("SMELT_PYTHON") {
+        let out = std::process::Command::new(py)
+            .arg(repo().join("examples/models/make_all.py"))
+            .arg(tmp.path())
+            .args(["--only", "mlp"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "make_all.py: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        tmp.path().to_path_buf()
+    } else {
+        println!("no benchmark models (set SMELT_MODELS_DIR or SMELT_PYTHON)");
+        return Vec::new();
+    };
+    let mut names: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().join("model.onnx").is_file())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    for n in &names {
+        add_with_optimized(c, &dir.join(n).join("model.onnx"));
+    }
+    names
+}
+
+/// Adds the graph as imported and as the default passes optimize it (its
+/// fused kernels are what runs).
+fn add_with_optimized(c: &mut Collected, f: &Path) {
+    let g = smelt_frontend::import_file(f).unwrap();
+    let target = smelt_ir::target::Target::builtin("cpu").unwrap();
+    let (opt, _) = smelt_passes::optimize(&g, &target, &smelt_passes::Options::default()).unwrap();
+    c.add_graph(&g);
+    c.add_graph(&opt);
 }
 
 /// One PTX module to assemble.
@@ -272,6 +317,14 @@ fn report(title: &str, rows: &[(String, Arch, ptxas::EntryReport)], extra: &str)
             spills.len(),
             hist
         );
+        let gm = of
+            .iter()
+            .filter(|r| r.0.starts_with("gemm"))
+            .max_by_key(|r| r.2.registers);
+        s += &format!(
+            "  tensor-core GEMMs: max registers {}\n",
+            gm.map_or(0, |r| r.2.registers)
+        );
         for r in spills.iter().take(20) {
             s += &format!(
                 "  spills: {} {} registers, {} B stores, {} B loads\n",
@@ -299,6 +352,7 @@ fn ptx_every_kernel_assembles() {
     let mut c = Collected::default();
     conformance_graphs(&mut c);
     example_graphs(&mut c);
+    let models = benchmark_graphs(&mut c);
     let t_build = t0.elapsed();
     assert!(c.kernels.len() > 500, "only {} kernels", c.kernels.len());
     let t1 = Instant::now();
@@ -319,9 +373,14 @@ fn ptx_every_kernel_assembles() {
         "ptxas reported a different number of entries than kernels printed"
     );
     let extra = format!(
-        "{} graphs built ({} skipped: import or cpu build refused), {} distinct kernels, \
+        "benchmark models: {}\n{} graphs built ({} skipped: import or cpu build refused), {} distinct kernels, \
          {} GEMMs from programs + {} odd shapes ({} tensor-core modules, {} declined); \
          build {:.1}s, PTX {:.1}s, ptxas {:.1}s\n",
+        if models.is_empty() {
+            "none".to_string()
+        } else {
+            models.join(", ")
+        },
         c.graphs,
         c.skipped,
         c.kernels.len(),
