@@ -12,4 +12,5 @@ mod kernel_snapshots;
 mod maia_target;
 mod models;
 mod optimizer_models;
+mod ptx;
 mod roundtrip;

@@ -1,10 +1,12 @@
 //! LLVM code generation for kernel IR (`smelt-kernel`), through inkwell.
 //! The only crate of smelt that links LLVM: `llvm` builds target-independent
-//! LLVM IR from scheduled kernels; `jit` compiles it for the host CPU.
+//! LLVM IR from scheduled kernels; `jit` compiles it for the host CPU;
+//! `nvptx` turns it into PTX for NVIDIA GPUs.
 
 pub mod f8;
 pub mod jit;
 pub mod llvm;
+pub mod nvptx;
 
 pub use jit::{Jit, KernelFn};
 

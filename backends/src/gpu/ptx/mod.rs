@@ -1,4 +1,8 @@
-//! NVIDIA: kernels as PTX through LLVM NVPTX (smelt-codegen).
+//! NVIDIA: kernels as PTX through LLVM NVPTX (smelt-codegen), tensor-core
+//! GEMMs as hand-written PTX (`mma`), and the ptxas check (`ptxas`).
+
+pub mod mma;
+pub mod ptxas;
 
 use super::{Arch, GpuError, Printer};
 use smelt_kernel::Scheduled;
@@ -15,13 +19,15 @@ impl Printer for Ptx {
         ModuleKind::Ptx
     }
     fn module(&self, kernels: &[Scheduled]) -> Result<String, GpuError> {
-        Err(GpuError::Compile(format!(
-            "{}: the PTX printer is not written yet ({} kernels)",
-            self.0.name(),
-            kernels.len()
-        )))
+        if !self.0.is_nvidia() {
+            return Err(GpuError::Compile(format!(
+                "{}: not an NVIDIA architecture",
+                self.0.name()
+            )));
+        }
+        Ok(smelt_codegen::nvptx::ptx(kernels, self.0.name())?)
     }
-    fn gemm(&self, _name: &str, _g: &Gemm) -> Option<(String, Launch)> {
-        None
+    fn gemm(&self, name: &str, g: &Gemm) -> Option<(String, Launch)> {
+        mma::gemm(self.0, name, g)
     }
 }

@@ -1,0 +1,289 @@
+//! Tensor-core GEMMs for NVIDIA, written as PTX text: `C = alpha * A·B +
+//! beta * C` for f32 (`smelt_runtime::cpu::Gemm`), batched by `ctaid.z`,
+//! specialized on sizes and strides (immediates), edges predicated.
+//!
+//! Accuracy: the tensor cores multiply TF32 (10-bit mantissa). Each operand
+//! is split as `x = hi + lo` with `hi = tf32(x)`, `lo = tf32(x - hi)`, and
+//! every product is accumulated as `a_lo*b_hi + a_hi*b_lo + a_hi*b_hi` in
+//! f32 (the "3xTF32" scheme; the dropped `a_lo*b_lo` is below f32's ulp),
+//! which keeps results within a few f32 ulps of an f32 GEMM.
+//!
+//! Status: the same `mma.sync.aligned.m16n8k8` kernel serves sm_80 and
+//! sm_90a (mma.sync runs on Hopper too). Not done yet: `wgmma.mma_async`
+//! with TMA (`cp.async.bulk.tensor`, which needs a host-made tensor map)
+//! for sm_90a, and shared-memory staging / cp.async pipelining: fragments
+//! are loaded straight from global memory (L1/L2 serve the reuse between
+//! the warps). No GPU was available when this was written: the kernels are
+//! checked by ptxas only, their numerics are NOT yet tested on hardware.
+//!
+//! Fragment layouts relied on (PTX ISA, "Matrix Fragments for
+//! mma.m16n8k8", .tf32 variant,
+//! <https://docs.nvidia.com/cuda/parallel-thread-execution/index.html#warp-level-matrix-fragment-mma-1688>),
+//! with `g = laneid >> 2` (groupID) and `t = laneid % 4`
+//! (threadID_in_group):
+//! - A (16x8, `.row`), four .b32 registers: a0 = (row g, col t),
+//!   a1 = (g + 8, t), a2 = (g, t + 4), a3 = (g + 8, t + 4);
+//! - B (8x8, `.col`), two .b32 registers: b0 = (row t, col g),
+//!   b1 = (t + 4, g);
+//! - C/D (16x8 f32), four registers: c0 = (g, 2t), c1 = (g, 2t + 1),
+//!   c2 = (g + 8, 2t), c3 = (g + 8, 2t + 1).
+
+use super::super::Arch;
+use smelt_runtime::cpu::Gemm;
+use smelt_runtime::gpu::Launch;
+use std::fmt::Write;
+
+/// Warps per block; each warp computes `WARP_M x BLOCK_N` of C.
+const WARPS: u64 = 4;
+const WARP_M: u64 = 16;
+/// n8 tiles per warp.
+const NT: u64 = 4;
+const BLOCK_M: u64 = WARPS * WARP_M;
+const BLOCK_N: u64 = NT * 8;
+
+/// The tensor-core kernel for `g`, or None where this printer has none
+/// (not f32, empty sizes, grids beyond the hardware's y/z limits).
+pub fn gemm(arch: Arch, name: &str, g: &Gemm) -> Option<(String, Launch)> {
+    if !arch.is_nvidia() || g.dtype != "f32" {
+        return None;
+    }
+    if g.m == 0 || g.n == 0 || g.k == 0 || g.batch == 0 {
+        return None;
+    }
+    if !(g.beta == 0.0 || g.beta == 1.0)
+        || !name.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_')
+    {
+        return None;
+    }
+    let gx = g.n.div_ceil(BLOCK_N);
+    let gy = g.m.div_ceil(BLOCK_M);
+    if gx > u32::MAX as u64 || gy > 65_535 || g.batch > 65_535 {
+        return None;
+    }
+    let launch = Launch {
+        grid: [gx as u32, gy as u32, g.batch as u32],
+        block: [(WARPS * 32) as u32, 1, 1],
+        shared_bytes: 0,
+    };
+    Some((mma_sync(arch, name, g), launch))
+}
+
+fn f32_hex(x: f64) -> String {
+    format!("0f{:08X}", (x as f32).to_bits())
+}
+
+/// Splits register `x` (f32) into TF32 `hi`/`lo` (see the module doc).
+fn split(s: &mut String, x: &str, hi: &str, lo: &str) {
+    let _ = writeln!(s, "\tcvt.rna.tf32.f32 {hi}, {x};");
+    let _ = writeln!(s, "\tsub.f32 tmp, {x}, {hi};");
+    let _ = writeln!(s, "\tcvt.rna.tf32.f32 {lo}, tmp;");
+}
+
+fn mma_sync(arch: Arch, name: &str, g: &Gemm) -> String {
+    let (m, n, k) = (g.m, g.n, g.k);
+    let [sa0, sa1, sa2] = g.a_strides;
+    let [sb0, sb1, sb2] = g.b_strides;
+    let [sc0, sc1, sc2] = g.c_strides;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "// smelt tensor-core GEMM {name}: batch {} x [{m}x{k}] * [{k}x{n}], alpha {}, beta {}\n\
+         // 3xTF32 mma.sync.m16n8k8, block {BLOCK_M}x{BLOCK_N}, {WARPS} warps\n\
+         .version {}\n.target {}\n.address_size 64\n",
+        g.batch,
+        g.alpha,
+        g.beta,
+        smelt_codegen::nvptx::PTX_VERSION,
+        arch.name()
+    );
+    let _ = writeln!(
+        s,
+        ".visible .entry {name}(\n\t.param .u64 {name}_a,\n\t.param .u64 {name}_b,\n\t.param .u64 {name}_c\n)\n.maxntid {}, 1, 1\n{{",
+        WARPS * 32
+    );
+    s += "\t.reg .pred p, pr0, pr1, pk0, pk1, pn<4>, q, more;\n\
+          \t.reg .u32 tid, warp, lane, g, t, bx, by, bz;\n\
+          \t.reg .s64 A, B, C, row0, row1, col, kk, k0, k1, ra0, ra1, off, addr, n<4>;\n\
+          \t.reg .f32 x<4>, y<8>, tmp, acc<16>, cv, res;\n\
+          \t.reg .b32 ah<4>, al<4>, bh<8>, bl<8>;\n";
+    let _ = writeln!(
+        s,
+        "\tld.param.u64 A, [{name}_a];\n\tld.param.u64 B, [{name}_b];\n\tld.param.u64 C, [{name}_c];\n\
+         \tcvta.to.global.u64 A, A;\n\tcvta.to.global.u64 B, B;\n\tcvta.to.global.u64 C, C;"
+    );
+    s += "\tmov.u32 tid, %tid.x;\n\tshr.u32 warp, tid, 5;\n\tand.b32 lane, tid, 31;\n\
+          \tshr.u32 g, lane, 2;\n\tand.b32 t, lane, 3;\n\
+          \tmov.u32 bx, %ctaid.x;\n\tmov.u32 by, %ctaid.y;\n\tmov.u32 bz, %ctaid.z;\n";
+    // Batch offsets (element strides, 4-byte elements).
+    s += "\tcvt.u64.u32 off, bz;\n";
+    for (p, st) in [("A", sa0), ("B", sb0), ("C", sc0)] {
+        let _ = writeln!(
+            s,
+            "\tmul.lo.s64 addr, off, {};\n\tadd.s64 {p}, {p}, addr;",
+            st * 4
+        );
+    }
+    // row0 = by*BLOCK_M + warp*16 + g; row1 = row0 + 8; col = bx*BLOCK_N.
+    let _ = writeln!(
+        s,
+        "\tmul.wide.u32 row0, by, {BLOCK_M};\n\tmul.wide.u32 off, warp, {WARP_M};\n\tadd.s64 row0, row0, off;\n\
+         \tcvt.u64.u32 off, g;\n\tadd.s64 row0, row0, off;\n\tadd.s64 row1, row0, 8;\n\
+         \tsetp.lt.s64 pr0, row0, {m};\n\tsetp.lt.s64 pr1, row1, {m};\n\
+         \tmul.lo.s64 ra0, row0, {};\n\tmul.lo.s64 ra1, row1, {};\n\
+         \tmul.wide.u32 col, bx, {BLOCK_N};",
+        sa1 * 4,
+        sa1 * 4
+    );
+    // n_j = col + 8j + g: the B column this thread loads for tile j.
+    for j in 0..NT {
+        let _ = writeln!(
+            s,
+            "\tadd.s64 n{j}, col, {};\n\tcvt.u64.u32 off, g;\n\tadd.s64 n{j}, n{j}, off;\n\tsetp.lt.s64 pn{j}, n{j}, {n};",
+            8 * j
+        );
+    }
+    for i in 0..16 {
+        let _ = writeln!(s, "\tmov.f32 acc{i}, 0f00000000;");
+    }
+    s += "\tmov.u64 kk, 0;\n$Lk:\n";
+    // k0 = kk + t, k1 = k0 + 4.
+    let _ = writeln!(
+        s,
+        "\tcvt.u64.u32 off, t;\n\tadd.s64 k0, kk, off;\n\tadd.s64 k1, k0, 4;\n\
+         \tsetp.lt.s64 pk0, k0, {k};\n\tsetp.lt.s64 pk1, k1, {k};"
+    );
+    // A fragment: x0 = A[row0, k0], x1 = A[row1, k0], x2 = A[row0, k1], x3 = A[row1, k1].
+    for (i, (ra, pr, kr, pk)) in [
+        ("ra0", "pr0", "k0", "pk0"),
+        ("ra1", "pr1", "k0", "pk0"),
+        ("ra0", "pr0", "k1", "pk1"),
+        ("ra1", "pr1", "k1", "pk1"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let _ = writeln!(
+            s,
+            "\tmov.f32 x{i}, 0f00000000;\n\tand.pred q, {pr}, {pk};\n\
+             \tmul.lo.s64 addr, {kr}, {};\n\tadd.s64 addr, addr, {ra};\n\tadd.s64 addr, addr, A;\n\
+             \t@q ld.global.f32 x{i}, [addr];",
+            sa2 * 4
+        );
+        split(
+            &mut s,
+            &format!("x{i}"),
+            &format!("ah{i}"),
+            &format!("al{i}"),
+        );
+    }
+    // B fragments: y(2j) = B[k0, n_j], y(2j+1) = B[k1, n_j].
+    for j in 0..NT {
+        for (h, (kr, pk)) in [("k0", "pk0"), ("k1", "pk1")].into_iter().enumerate() {
+            let y = 2 * j as usize + h;
+            let _ = writeln!(
+                s,
+                "\tmov.f32 y{y}, 0f00000000;\n\tand.pred q, pn{j}, {pk};\n\
+                 \tmul.lo.s64 addr, {kr}, {};\n\tmul.lo.s64 off, n{j}, {};\n\tadd.s64 addr, addr, off;\n\
+                 \tadd.s64 addr, addr, B;\n\t@q ld.global.f32 y{y}, [addr];",
+                sb1 * 4,
+                sb2 * 4
+            );
+            split(
+                &mut s,
+                &format!("y{y}"),
+                &format!("bh{y}"),
+                &format!("bl{y}"),
+            );
+        }
+    }
+    // Small terms first, then the large one (less rounding in the sum).
+    for j in 0..NT as usize {
+        let d = format!(
+            "{{acc{}, acc{}, acc{}, acc{}}}",
+            4 * j,
+            4 * j + 1,
+            4 * j + 2,
+            4 * j + 3
+        );
+        for (a, b) in [("al", "bh"), ("ah", "bl"), ("ah", "bh")] {
+            let _ = writeln!(
+                s,
+                "\tmma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {d}, {{{a}0, {a}1, {a}2, {a}3}}, {{{b}{}, {b}{}}}, {d};",
+                2 * j,
+                2 * j + 1
+            );
+        }
+    }
+    let _ = writeln!(
+        s,
+        "\tadd.s64 kk, kk, 8;\n\tsetp.lt.s64 more, kk, {k};\n\t@more bra.uni $Lk;"
+    );
+    // Epilogue: acc(4j + 2r + i) is C[row_r, col + 8j + 2t + i].
+    let alpha = f32_hex(g.alpha);
+    for j in 0..NT as usize {
+        for r in 0..2usize {
+            for i in 0..2usize {
+                let a = 4 * j + 2 * r + i;
+                let _ = writeln!(
+                    s,
+                    "\tcvt.u64.u32 off, t;\n\tshl.b64 off, off, 1;\n\tadd.s64 off, off, col;\n\
+                     \tadd.s64 off, off, {};\n\tsetp.lt.s64 q, off, {n};\n\tand.pred q, q, pr{r};\n\
+                     \tmul.lo.s64 off, off, {};\n\tmul.lo.s64 addr, row{r}, {};\n\
+                     \tadd.s64 addr, addr, off;\n\tadd.s64 addr, addr, C;\n\
+                     \tmul.f32 res, acc{a}, {alpha};",
+                    8 * j + i,
+                    sc2 * 4,
+                    sc1 * 4
+                );
+                if g.beta != 0.0 {
+                    s += "\t@q ld.global.f32 cv, [addr];\n\t@q add.f32 res, res, cv;\n";
+                }
+                s += "\t@q st.global.f32 [addr], res;\n";
+            }
+        }
+    }
+    s += "\tret;\n}\n";
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn g(m: u64, n: u64, k: u64) -> Gemm {
+        Gemm {
+            dtype: "f32".into(),
+            batch: 2,
+            m,
+            n,
+            k,
+            a: 0,
+            b: 1,
+            c: 2,
+            a_strides: [(m * k) as i64, k as i64, 1],
+            b_strides: [(k * n) as i64, n as i64, 1],
+            c_strides: [(m * n) as i64, n as i64, 1],
+            alpha: 1.0,
+            beta: 0.0,
+        }
+    }
+
+    #[test]
+    fn launch_covers_the_output() {
+        let (ptx, l) = gemm(Arch::Sm80, "g0", &g(100, 70, 9)).unwrap();
+        // 70 columns in blocks of 32, 100 rows in blocks of 64, batch 2.
+        assert_eq!(l.grid, [3, 2, 2]);
+        assert_eq!(l.block, [128, 1, 1]);
+        assert!(ptx.contains(".target sm_80"));
+        assert_eq!(ptx.matches("mma.sync.aligned.m16n8k8").count(), 12);
+    }
+
+    #[test]
+    fn declines_what_it_cannot_do() {
+        let mut x = g(4, 4, 4);
+        x.dtype = "f64".into();
+        assert!(gemm(Arch::Sm80, "g", &x).is_none());
+        assert!(gemm(Arch::Sm80, "g", &g(4, 4, 0)).is_none());
+        assert!(gemm(Arch::Gfx90a, "g", &g(4, 4, 4)).is_none());
+    }
+}
