@@ -13,6 +13,8 @@ pub mod mfma;
 mod names;
 pub mod toolchain;
 
+pub use kernel::{storage_c, value_c};
+
 use super::{Arch, GpuError, Printer};
 use smelt_kernel::{Scheduled, Ty};
 use smelt_runtime::cpu::Gemm;
