@@ -88,8 +88,9 @@ for name in $("$PYTHON" scripts/gpu_check.py names); do
   # The compiler's own error goes into NAME.FAILED, so the GPU side can say
   # why a benchmark is missing instead of only that it is.
   if "$SMELT" compile "$model" --target $TARGET -o "$art" >"$OUT/bench/$name.compile.txt" 2>&1; then
-    echo "$name: $(grep -c '"Launch"' "$art/manifest.json" 2>/dev/null || echo '?') launches," \
-      "weights $(mib "$(stat -c %s "$art/weights.bin" 2>/dev/null || echo 0)")"
+    # The compiler's lowering line says how many kernels and which GEMM
+    # path (tensor-core or kernel-IR) each benchmark got.
+    echo "$name: $(grep -m1 -o 'sm_90a: .*' "$OUT/bench/$name.compile.txt" | sed 's/ *[0-9.]* s$//')"
   else
     rm -rf "$art"
     mv "$OUT/bench/$name.compile.txt" "$OUT/bench/$name.FAILED"

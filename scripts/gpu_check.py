@@ -159,6 +159,9 @@ def smelt_rt(args, bin_path, timeout, dry):
         raise StepFailed(f"cannot start smelt-rt: {e}")
     if p.returncode != 0:
         tail = (p.stderr or p.stdout).strip()[-1500:]
+        if "<V2" in tail:
+            tail += (" (smelt-rt reads no bf16 .npy yet; numpy writes ml_dtypes.bfloat16 arrays as '<V2',"
+                     " which runtime/src/npy.rs could map to bf16)")
         raise StepFailed(f"smelt-rt exited {p.returncode}: {tail}")
     return p.stdout
 
@@ -244,7 +247,7 @@ class Check:
         bundled = sorted(os.listdir(cases))
         print(f"   {len(bundled)} cases bundled; interpreter passes {len(interp_pass)}")
         out = os.path.join(self.work, "conformance.json")
-        self.conformance_log = smelt_rt(["--check", cases, "--json", out], self.rt, 3600, self.dry)
+        self.conformance_log = smelt_rt(["--check", cases, "--json", out], self.rt, 900, self.dry)
         if self.dry:
             return
         with open(out) as f:
@@ -333,8 +336,18 @@ class Check:
         ref_ms = self.cuda_ms(lambda: torch.matmul(a, b))
         flops = 2 * n ** 3
         print(f"   torch.matmul {name}: {ref_ms:.4f} ms, {flops / ref_ms / 1e9:.0f} TFLOP/s")
-        ms = rt_median_ms(smelt_rt([art, "--input", a_path, "--input", b_path, "--iters", str(self.iters),
-                                    "--output-dir", out_dir], self.rt, 600, False))
+        aim = AIM_GEMM_BF16_8192 if (dt, n) == ("bf16", 8192) else None
+        row = dict(bench=f"GEMM {dt} {n}^3", metric="cuBLAS time / smelt time", reference=ref_ms, aim=aim)
+        # Fewer runs than elsewhere: a GEMM without tensor cores takes
+        # seconds at 8192^3.
+        iters = str(min(self.iters, 20))
+        try:
+            ms = rt_median_ms(smelt_rt([art, "--input", a_path, "--input", b_path, "--iters", iters,
+                                        "--output-dir", out_dir], self.rt, 600, False))
+        except StepFailed:
+            # cuBLAS's number is still worth keeping in the table.
+            self.row(**row, smelt=None, ratio=None)
+            raise
         # The answer too: a fast wrong GEMM is not a result.
         f = os.path.join(out_dir, "output_0.npy")
         if os.path.exists(f):
@@ -344,9 +357,7 @@ class Check:
             got = torch.from_numpy(raw).cuda().view(tdt).float()
         want = torch.matmul(a.float(), b.float())
         rel = ((got - want).norm() / want.norm()).item()
-        aim = AIM_GEMM_BF16_8192 if (dt, n) == ("bf16", 8192) else None
-        self.row(bench=f"GEMM {dt} {n}^3", metric="cuBLAS time / smelt time", smelt=ms, reference=ref_ms,
-                 ratio=ref_ms / ms, aim=aim, smelt_tflops=flops / ms / 1e9, rel_err=rel)
+        self.row(**row, smelt=ms, ratio=ref_ms / ms, smelt_tflops=flops / ms / 1e9, rel_err=rel)
         if rel > 2e-2:
             raise StepFailed(f"{name}: output differs from torch.matmul (relative error {rel:.3g})")
 
@@ -355,6 +366,9 @@ class Check:
         data = os.path.join(self.bundle, "data", name)
         m = manifest(art)
         ins = [os.path.join(data, f"input_{i}.npy") for i in range(len(m["inputs"]))]
+        for p in ins + [os.path.join(data, "expected_0.npy")]:
+            if not os.path.isfile(p):
+                raise StepFailed(f"{p} is missing from the bundle")
         out_dir = os.path.join(self.work, name + "_out")
         args = [art] + [x for p in ins for x in ("--input", p)] + ["--iters", str(self.iters)]
         if self.dry:
@@ -486,11 +500,14 @@ def report(c, out_json, out_md):
              f"Card: {head['card']}; driver {head['driver']}; torch {head['torch']} (CUDA {head['cuda']}).", "",
              "Ratios are smelt relative to the reference (higher is better; 1.0 = as fast).", "",
              "| benchmark | metric | smelt | reference | ratio | aim |", "|---|---|---|---|---|---|"]
+    def num(v, f=".4g"):
+        return "—" if v is None else format(v, f)
+
     for r in c.rows:
-        aim = r.get("aim")
-        mark = "" if aim is None else (" (met)" if r["ratio"] >= aim else " (**below**)")
-        lines.append(f"| {r['bench']} | {r['metric']} | {r['smelt']:.4g} | {r['reference']:.4g} | "
-                     f"{r['ratio']:.3f}{mark} | {'' if aim is None else aim} |")
+        aim, ratio = r.get("aim"), r.get("ratio")
+        mark = "" if aim is None or ratio is None else (" (met)" if ratio >= aim else " (**below**)")
+        lines.append(f"| {r['bench']} | {r['metric']} | {num(r['smelt'])} | {num(r['reference'])} | "
+                     f"{num(ratio, '.3f')}{mark} | {'' if aim is None else aim} |")
     lines += ["", "| step | result |", "|---|---|"]
     lines += [f"| {k} | {v.replace('|', '/').replace(chr(10), ' ')[:300]} |" for k, v in c.steps.items()]
     with open(out_md, "w") as f:
