@@ -34,4 +34,10 @@ if [ ! -d "$BUNDLE" ]; then
   exit 1
 fi
 
-exec "$PYTHON" scripts/gpu_check.py run "$BUNDLE" "$@"
+"$PYTHON" scripts/gpu_check.py run "$BUNDLE" "$@"
+rc=$?
+# On the lent device machine only what lands in $OUT comes back.
+if [ -n "${OUT:-}" ] && [ -d "$OUT" ]; then
+  cp gpu-check-results.json gpu-check-results.md gpu-check-conformance.json "$OUT"/ 2>/dev/null
+fi
+exit $rc
