@@ -8,6 +8,7 @@ mod conformance;
 mod cpu;
 mod filetests;
 mod fixtures;
+mod hip;
 mod kernel_snapshots;
 mod maia_target;
 mod models;

@@ -163,9 +163,15 @@ impl Hip {
             unsafe extern "C" fn(*mut Program) -> c_int
         );
         let src = CString::new(src).map_err(|_| bad("source contains a NUL byte".into()))?;
+        // The flags smelt's HIP printer assumes (backends' hip/toolchain.rs
+        // COMMON_FLAGS): wrapping signed overflow, wave64, and room for
+        // the deep expressions of long fused chains.
         let opts = [
             CString::new(format!("--offload-arch={target}")).map_err(|_| bad("target".into()))?,
             c"-O3".to_owned(),
+            c"-fwrapv".to_owned(),
+            c"-D__AMDGCN_WAVEFRONT_SIZE=64".to_owned(),
+            c"-fbracket-depth=4096".to_owned(),
         ];
         let optp: Vec<*const c_char> = opts.iter().map(|o| o.as_ptr()).collect();
         let mut prog: Program = std::ptr::null_mut();

@@ -1,11 +1,113 @@
-//! AMD: kernels printed as HIP C++.
+//! AMD: kernels printed as HIP C++ (gfx90a, gfx942).
+//!
+//! A module is `#include <hip/hip_runtime.h>`, the fixed prelude of device
+//! helpers (`prelude.hip`: storage conversions, integer rules, math
+//! functions that need no device library), the per-format FP8/FP4
+//! helpers generated from `smelt_codegen::f8`, then one
+//! `extern "C" __global__` function per kernel with the calling convention
+//! of `gpu/mod.rs`. Matrix products get an MFMA kernel (`mfma.rs`);
+//! `toolchain.rs` compiles modules offline to check them.
+
+mod kernel;
+pub mod mfma;
+mod names;
+pub mod toolchain;
+
+pub use kernel::{storage_c, value_c};
 
 use super::{Arch, GpuError, Printer};
-use smelt_kernel::Scheduled;
+use smelt_kernel::{Scheduled, Ty};
 use smelt_runtime::cpu::Gemm;
 use smelt_runtime::gpu::{Launch, ModuleKind};
+use std::fmt::Write;
+
+/// The device helpers every module starts with.
+pub const PRELUDE: &str = include_str!("prelude.hip");
 
 pub struct Hip(pub Arch);
+
+impl Hip {
+    fn target(&self) -> &'static str {
+        self.0.name()
+    }
+}
+
+/// The module's opening lines: what it is, for which GPU, how to compile it.
+pub fn module_header(arch: Arch, what: &str) -> String {
+    format!(
+        "// smelt: {what} for {} (AMD CDNA, wavefront 64), printed as HIP C++.\n\
+         // Compile with -fwrapv -D__AMDGCN_WAVEFRONT_SIZE=64 (smelt's toolchain.rs\n\
+         // gives the full command lines).\n\
+         #include <hip/hip_runtime.h>\n\n",
+        arch.name()
+    )
+}
+
+/// One decode/encode pair per 8-bit (and 4-bit) float format, with the
+/// format's constants from `smelt_codegen::f8` (the same ones the LLVM
+/// emitter uses).
+fn float_formats() -> String {
+    let mut s = String::from("// ---- the FP8 / FP4 formats ----\n");
+    for t in [
+        Ty::F8E4M3FN,
+        Ty::F8E4M3FNUZ,
+        Ty::F8E5M2,
+        Ty::F8E5M2FNUZ,
+        Ty::F4E2M1,
+    ] {
+        let Some(f) = smelt_codegen::f8::format(t) else {
+            continue;
+        };
+        let over = if f.always_saturates() {
+            f.max_code()
+        } else {
+            f.inf_code().unwrap_or(f.nan_code())
+        };
+        let over_says = if f.always_saturates() {
+            "saturates".to_string()
+        } else if f.inf_code().is_some() {
+            "gives inf".to_string()
+        } else {
+            "gives NaN".to_string()
+        };
+        let _ = writeln!(
+            s,
+            "// {}: {} exponent bits, {} mantissa bits, bias {}; largest finite {}; overflow {}.",
+            t.name(),
+            f.exp_bits,
+            f.man_bits,
+            f.bias,
+            f.max_value(),
+            over_says
+        );
+        let _ = writeln!(
+            s,
+            "SMELT_INLINE float smelt_decode_{n}(uint32_t code) {{ return smelt_fp_decode<{}, {}, {}, {}, {}, {}, {}>(code); }}",
+            f.bits,
+            f.exp_bits,
+            f.man_bits,
+            f.bias,
+            f.ieee,
+            f.fn_nan,
+            f.uz,
+            n = t.name()
+        );
+        let _ = writeln!(
+            s,
+            "SMELT_INLINE uint8_t smelt_encode_{n}(float x) {{ return smelt_fp_encode<{}, {}, {:#x}, {:#x}, {:#x}, {:#x}, {}>(x); }}",
+            f.man_bits,
+            f.bias,
+            f.max_code(),
+            f.sign_bit(),
+            f.nan_code(),
+            over,
+            f.uz,
+            n = t.name()
+        );
+    }
+    s.push('\n');
+    s
+}
 
 impl Printer for Hip {
     fn arch(&self) -> Arch {
@@ -15,13 +117,30 @@ impl Printer for Hip {
         ModuleKind::Hip
     }
     fn module(&self, kernels: &[Scheduled]) -> Result<String, GpuError> {
-        Err(GpuError::Compile(format!(
-            "{}: the HIP printer is not written yet ({} kernels)",
-            self.0.name(),
-            kernels.len()
-        )))
+        let mut s = module_header(self.0, &format!("{} kernels", kernels.len()));
+        s.push_str(PRELUDE);
+        s.push('\n');
+        s.push_str(&float_formats());
+        for k in kernels {
+            s.push_str(&kernel::KernelPrinter::print(self.target(), k)?);
+            s.push('\n');
+        }
+        Ok(s)
     }
-    fn gemm(&self, _name: &str, _g: &Gemm) -> Option<(String, Launch)> {
-        None
+    fn gemm(&self, name: &str, g: &Gemm) -> Option<(String, Launch)> {
+        mfma::gemm(self.0, name, g)
+    }
+}
+
+/// The part of a module after the prelude and format helpers: the kernels
+/// alone (for snapshots and readers).
+pub fn kernels_only(module: &str) -> &str {
+    let marker = "// ---- the FP8 / FP4 formats ----\n";
+    match module.find(marker) {
+        Some(i) => {
+            let rest = &module[i..];
+            rest.find("\n\n").map_or(rest, |j| &rest[j + 2..])
+        }
+        None => module,
     }
 }
