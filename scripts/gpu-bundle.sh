@@ -50,7 +50,7 @@ mib() { awk -v b="$1" 'BEGIN { printf "%.1f MiB", b / 1048576 }'; }
 echo "== build smelt ($PROFILE) and smelt-rt (release)"
 # Without the compiler nothing else can be made: stop here.
 cargo build $PROFILE_FLAG -p smelt || { fail "build smelt"; exit 1; }
-if cargo build --release -p smelt-runtime --bin smelt-rt; then
+if cargo build --release --bin smelt-rt; then
   cp "$TD/release/smelt-rt" "$OUT/smelt-rt"
   echo "smelt-rt: $(mib "$(stat -c %s "$OUT/smelt-rt")") (glibc >= $(objdump -T "$OUT/smelt-rt" 2>/dev/null |
     grep -o 'GLIBC_[0-9.]*' | sort -uV | tail -1 | cut -d_ -f2) needed on the GPU machine)"

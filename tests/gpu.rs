@@ -55,7 +55,10 @@ fn files(dir: &Path) -> Vec<(String, Vec<u8>)> {
 fn gpu_artifact_folders_are_complete_and_deterministic() {
     let tmp = tempfile::tempdir().unwrap();
     for (target, ext) in TARGETS {
-        let (a, b) = (tmp.path().join(format!("{target}-a")), tmp.path().join(format!("{target}-b")));
+        let (a, b) = (
+            tmp.path().join(format!("{target}-a")),
+            tmp.path().join(format!("{target}-b")),
+        );
         for dir in [&a, &b] {
             let r = compile(&example("transformer_block"), target, dir);
             let err = String::from_utf8_lossy(&r.stderr);
@@ -66,7 +69,10 @@ fn gpu_artifact_folders_are_complete_and_deterministic() {
         let names: Vec<&str> = fa.iter().map(|(n, _)| n.as_str()).collect();
         assert!(names.contains(&"manifest.json"), "{target}: {names:?}");
         assert!(names.contains(&"weights.bin"), "{target}: {names:?}");
-        assert!(names.contains(&format!("kernels.{ext}").as_str()), "{target}: {names:?}");
+        assert!(
+            names.contains(&format!("kernels.{ext}").as_str()),
+            "{target}: {names:?}"
+        );
         assert!(fa == files(&b), "{target}: two compiles differ");
         let m: serde_json::Value =
             serde_json::from_slice(&std::fs::read(a.join("manifest.json")).unwrap()).unwrap();
@@ -86,7 +92,11 @@ fn running_without_a_gpu_fails_clearly() {
     let input = repo().join("examples/transformer_block/input_0.pb");
     for target in ["sm_90a", "gfx942"] {
         let dir = tmp.path().join(target);
-        assert!(compile(&example("transformer_block"), target, &dir).status.success());
+        assert!(
+            compile(&example("transformer_block"), target, &dir)
+                .status
+                .success()
+        );
         let out = tmp.path().join(format!("out-{target}"));
         let r = smelt(&[
             "run",
@@ -113,7 +123,7 @@ fn running_without_a_gpu_fails_clearly() {
     let npy = tmp.path().join("x.npy");
     let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
     let mut h = "{'descr': '<f4', 'fortran_order': False, 'shape': (1, 8, 32), }".to_string();
-    while (10 + h.len() + 1) % 64 != 0 {
+    while !(10 + h.len() + 1).is_multiple_of(64) {
         h.push(' ');
     }
     h.push('\n');
@@ -143,7 +153,11 @@ fn running_without_a_gpu_fails_clearly() {
 fn damaged_gpu_artifacts_are_rejected_clearly() {
     let tmp = tempfile::tempdir().unwrap();
     let good = tmp.path().join("good");
-    assert!(compile(&example("resnet_mini"), "sm_90a", &good).status.success());
+    assert!(
+        compile(&example("resnet_mini"), "sm_90a", &good)
+            .status
+            .success()
+    );
     let manifest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(good.join("manifest.json")).unwrap()).unwrap();
     type Damage = fn(&Path, &serde_json::Value);
@@ -175,7 +189,11 @@ fn damaged_gpu_artifacts_are_rejected_clearly() {
             |d, _| std::fs::remove_file(d.join("gemm_0.ptx")).unwrap(),
             "gemm_0.ptx",
         ),
-        ("manifest-garbage", |d, _| std::fs::write(d.join("manifest.json"), "{").unwrap(), "not JSON"),
+        (
+            "manifest-garbage",
+            |d, _| std::fs::write(d.join("manifest.json"), "{").unwrap(),
+            "not JSON",
+        ),
         ("version", |_, _| {}, "version 99"),
         ("escape", |_, _| {}, "bad module file name"),
         ("buffer-range", |_, _| {}, "does not exist"),
@@ -204,7 +222,10 @@ fn damaged_gpu_artifacts_are_rejected_clearly() {
             "run",
             dir.to_str().unwrap(),
             "--input",
-            repo().join("examples/resnet_mini/input_0.pb").to_str().unwrap(),
+            repo()
+                .join("examples/resnet_mini/input_0.pb")
+                .to_str()
+                .unwrap(),
             "--output-dir",
             out.to_str().unwrap(),
         ]);
@@ -230,8 +251,16 @@ fn gpu_compile_refuses_to_clobber_other_folders() {
     assert_eq!(files(&dir).len(), 1);
     // Recompiling over an artifact replaces it.
     let art = tmp.path().join("art");
-    assert!(compile(&example("resnet_mini"), "gfx942", &art).status.success());
-    assert!(compile(&example("transformer_block"), "gfx942", &art).status.success());
+    assert!(
+        compile(&example("resnet_mini"), "gfx942", &art)
+            .status
+            .success()
+    );
+    assert!(
+        compile(&example("transformer_block"), "gfx942", &art)
+            .status
+            .success()
+    );
     let m: serde_json::Value =
         serde_json::from_slice(&std::fs::read(art.join("manifest.json")).unwrap()).unwrap();
     assert_eq!(m["name"], "transformer_block");
@@ -258,11 +287,20 @@ fn conformance_bundle_holds_cases_for_smelt_rt() {
     assert!(r.status.success(), "{out}");
     assert!(out.contains("cases compiled for sm_90a"), "{out}");
     let set = bundle.join("test_relu/test_data_set_0");
-    for f in ["manifest.json", "kernels.ptx", "input_0.bin", "expected_0.bin", "check.json"] {
+    for f in [
+        "manifest.json",
+        "kernels.ptx",
+        "input_0.bin",
+        "expected_0.bin",
+        "check.json",
+    ] {
         assert!(set.join(f).is_file(), "{f} missing in {}", set.display());
     }
     // The expected output is the case's own: 3x4x5 f32.
-    assert_eq!(std::fs::metadata(set.join("expected_0.bin")).unwrap().len(), 60 * 4);
+    assert_eq!(
+        std::fs::metadata(set.join("expected_0.bin")).unwrap().len(),
+        60 * 4
+    );
     let r = smelt_rt(&["--check", bundle.to_str().unwrap()]);
     let err = String::from_utf8_lossy(&r.stderr);
     assert_eq!(r.status.code(), Some(1), "{err}");

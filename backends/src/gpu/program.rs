@@ -61,7 +61,7 @@ pub fn compile_for(
 }
 
 pub fn compile(g: &Graph, arch: Arch) -> Result<Compiled, GpuError> {
-    let p = Program::build_with(g, schedule::flat).map_err(|e| GpuError::Compile(e.to_string()))?;
+    let p = Program::build_gpu(g).map_err(|e| GpuError::Compile(e.to_string()))?;
     let pr = printer(arch);
     let m = p.manifest().clone();
     let weights = p.weights().to_vec();
