@@ -7,6 +7,7 @@
 use crate::common::{conformance_dir, repo};
 use smelt_backends::cpu::Program;
 use smelt_backends::gpu::hip::{Hip, kernels_only, storage_c, toolchain};
+use smelt_backends::gpu::record::Recorder;
 use smelt_backends::gpu::{Arch, Printer};
 use smelt_kernel::Scheduled;
 use smelt_runtime::cpu::{Gemm, Step};
@@ -62,9 +63,10 @@ fn fusable_at(p: &Program, i: usize) -> Option<Fusable> {
     ok.then(|| (g.clone(), sk.clone(), c_param))
 }
 
-/// Every conformance case that builds with the flat (GPU) schedule: its
-/// kernels, GEMMs and fusable (GEMM, epilogue) pairs. Returns (kernels,
-/// gemms, pairs, cases built, cases skipped).
+/// What `gpu::compile_for` emits for every conformance case it compiles
+/// (specialized on the case's inputs where shapes depend on them): flat
+/// kernels, tensor-core GEMMs and fused (GEMM, epilogue) kernels, recorded
+/// through the printer. Returns (kernels, gemms, fused, built, skipped).
 fn conformance_kernels() -> (Vec<Scheduled>, Vec<Gemm>, Vec<Fusable>, usize, usize) {
     let dir = conformance_dir();
     let mut cases: Vec<_> = std::fs::read_dir(&dir)
@@ -74,27 +76,34 @@ fn conformance_kernels() -> (Vec<Scheduled>, Vec<Gemm>, Vec<Fusable>, usize, usi
         .filter(|p| p.join("model.onnx").is_file())
         .collect();
     cases.sort();
-    let (mut kernels, mut gemms, mut pairs) = (Vec::new(), Vec::new(), Vec::new());
+    let rec = Recorder::new(Arch::Gfx942);
     let (mut built, mut skipped) = (0, 0);
     for case in &cases {
         let Ok(g) = smelt_frontend::import_file(&case.join("model.onnx")) else {
             skipped += 1;
             continue;
         };
-        let Ok(p) = Program::build_with(&g, smelt_kernel::schedule::flat) else {
+        let inputs: Vec<_> = (0..g.inputs.len())
+            .map_while(|i| {
+                let p = case.join(format!("test_data_set_0/input_{i}.pb"));
+                smelt_frontend::tensor_io::read_tensor(&p)
+                    .ok()
+                    .map(|(_, t)| t)
+            })
+            .collect();
+        if smelt_backends::gpu::compile_for_with(&g, &inputs, &rec).is_err() {
             skipped += 1;
             continue;
-        };
-        built += 1;
-        pairs.extend(fusable_pairs(&p));
-        kernels.extend(p.kernels.iter().cloned());
-        for s in &p.manifest().steps {
-            if let Step::Gemm(gm) = s {
-                gemms.push(gm.clone());
-            }
         }
+        built += 1;
     }
-    (kernels, gemms, pairs, built, skipped)
+    (
+        rec.kernels.take(),
+        rec.gemms.take(),
+        rec.fused.take(),
+        built,
+        skipped,
+    )
 }
 
 /// Kernels that print the same apart from their name compile the same.
@@ -177,7 +186,7 @@ fn hip_every_conformance_kernel_compiles_for_gfx90a_and_gfx942() {
     let total = kernels.len();
     let kernels = dedupe(kernels);
     eprintln!(
-        "hip: {built} conformance cases built with the flat schedule, {skipped} skipped (import or build refused); {total} kernels, {} distinct",
+        "hip: {built} conformance cases compiled for the GPU, {skipped} skipped (import or compile refused); {total} kernels, {} distinct",
         kernels.len()
     );
     assert!(kernels.len() > 500, "only {} kernels", kernels.len());

@@ -46,7 +46,16 @@ pub fn compile_for(
     inputs: &[smelt_ir::interp::Tensor],
     arch: Arch,
 ) -> Result<Compiled, GpuError> {
-    let err = match compile(g, arch) {
+    compile_for_with(g, inputs, printer(arch).as_ref())
+}
+
+/// `compile_for` with a given printer (tests record through one).
+pub fn compile_for_with(
+    g: &Graph,
+    inputs: &[smelt_ir::interp::Tensor],
+    pr: &dyn Printer,
+) -> Result<Compiled, GpuError> {
+    let err = match compile_with(g, pr) {
         Ok(c) => return Ok(c),
         Err(e) if e.to_string().contains("needs static shapes") => e,
         Err(e) => return Err(e),
@@ -55,14 +64,19 @@ pub fn compile_for(
     let Some((folded, guards)) = spec else {
         return Err(err);
     };
-    let mut c = compile(&folded, arch).map_err(|_| err)?;
+    let mut c = compile_with(&folded, pr).map_err(|_| err)?;
     c.manifest.guards = guards;
     Ok(c)
 }
 
 pub fn compile(g: &Graph, arch: Arch) -> Result<Compiled, GpuError> {
+    compile_with(g, printer(arch).as_ref())
+}
+
+/// `compile` with a given printer.
+pub fn compile_with(g: &Graph, pr: &dyn Printer) -> Result<Compiled, GpuError> {
+    let arch = pr.arch();
     let p = Program::build_gpu(g).map_err(|e| GpuError::Compile(e.to_string()))?;
-    let pr = printer(arch);
     let m = p.manifest().clone();
     let weights = p.weights().to_vec();
     let report = p.report.clone();
@@ -173,14 +187,29 @@ pub fn compile(g: &Graph, arch: Arch) -> Result<Compiled, GpuError> {
             }
         }
     }
+    // Epilogues fused into their GEMM no longer run on their own.
+    let launched: std::collections::BTreeSet<&str> = steps
+        .iter()
+        .map(|s| {
+            let Step::Launch { module, kernel, .. } = s;
+            (*module, kernel.as_str())
+        })
+        .filter(|(m, _)| *m == 0)
+        .map(|(_, k)| k)
+        .collect();
+    let kernels: Vec<Scheduled> = kernels
+        .iter()
+        .filter(|k| launched.contains(k.kernel.name.as_str()))
+        .cloned()
+        .collect();
     let main_text = pr.module(&kernels)?;
-    let mut modules = vec![module(format!("kernels.{ext}"), pr.as_ref(), &main_text, {
+    let mut modules = vec![module(format!("kernels.{ext}"), pr, &main_text, {
         kernels.iter().map(|k| k.kernel.name.clone()).collect()
     })];
     files.push((format!("kernels.{ext}"), main_text));
     for (i, (text, names)) in gemm_modules.into_iter().enumerate() {
         let file = format!("gemm_{i}.{ext}");
-        modules.push(module(file.clone(), pr.as_ref(), &text, names));
+        modules.push(module(file.clone(), pr, &text, names));
         files.push((file, text));
     }
     let manifest = Manifest {
@@ -236,7 +265,11 @@ fn fusable_epilogue(g: &Gemm, epi: &Scheduled, args: &[usize], m: &rt::Manifest)
         && g.c_strides[1] == g.n as i64
         && (g.batch == 1 || g.c_strides[0] == (g.m * g.n) as i64);
     let points = g.batch * g.m * g.n;
-    if writes != 1 || !dense || k.domain != *dims || dims.iter().product::<u64>() != points {
+    // The epilogue may see C through another view of the same elements
+    // (Conv's bias runs over (N, M, H*W) of a 4-D C): the access check
+    // below is over its own domain, whose row-major order is C's.
+    let domain_points: u64 = k.domain.iter().product();
+    if writes != 1 || !dense || domain_points != points || dims.iter().product::<u64>() != points {
         return None;
     }
     let own: Vec<Expr> = (0..k.domain.len())
