@@ -61,7 +61,7 @@ pub mod record;
 
 use smelt_kernel::Scheduled;
 use smelt_runtime::cpu::Gemm;
-use smelt_runtime::gpu::{Launch, ModuleKind};
+use smelt_runtime::gpu::{Launch, ModuleKind, TensorMap};
 
 #[derive(Debug, thiserror::Error)]
 pub enum GpuError {
@@ -108,6 +108,14 @@ pub trait Printer {
         _c_param: usize,
     ) -> Option<(String, Launch)> {
         None
+    }
+    /// TMA descriptors (`CUtensorMap`, by value) that the kernels of
+    /// `gemm`/`gemm_fused` for `g` take after all their other parameters:
+    /// per map, the operand it views (0 = A, 1 = B, 2 = C) and the map
+    /// (its `buffer` is set by the program). The runtime encodes them at
+    /// load time, when the buffers' addresses are known.
+    fn gemm_tensor_maps(&self, _g: &Gemm) -> Vec<(usize, TensorMap)> {
+        Vec::new()
     }
 }
 

@@ -123,6 +123,7 @@ pub fn compile_with(g: &Graph, pr: &dyn Printer) -> Result<Compiled, GpuError> {
                 gemm_modules.push((text, vec![name.clone()]));
                 let mut a = vec![Arg::Buffer(gm.a), Arg::Buffer(gm.b), Arg::Buffer(gm.c)];
                 a.extend(args.iter().map(|&b| Arg::Buffer(b)));
+                a.extend(tensor_maps(pr, gm));
                 steps.push(Step::Launch {
                     module: gemm_modules.len(),
                     kernel: name,
@@ -163,7 +164,10 @@ pub fn compile_with(g: &Graph, pr: &dyn Printer) -> Result<Compiled, GpuError> {
                         // Module 0 holds the flat kernels.
                         module: 1 + module,
                         kernel: gemm_modules[module].1[0].clone(),
-                        args: vec![Arg::Buffer(gm.a), Arg::Buffer(gm.b), Arg::Buffer(gm.c)],
+                        args: [Arg::Buffer(gm.a), Arg::Buffer(gm.b), Arg::Buffer(gm.c)]
+                            .into_iter()
+                            .chain(tensor_maps(pr, gm))
+                            .collect(),
                         launch,
                     });
                 } else {
@@ -313,6 +317,17 @@ fn fusable_epilogue(g: &Gemm, epi: &Scheduled, args: &[usize], m: &rt::Manifest)
     let mut store_ok = true;
     walk(&epi.body, c_param, &own, &mut store_ok, &mut check_expr);
     (ok && store_ok).then_some(c_param)
+}
+
+/// The GEMM kernel's tensor-map arguments, over its operands' buffers.
+fn tensor_maps(pr: &dyn Printer, g: &Gemm) -> Vec<Arg> {
+    pr.gemm_tensor_maps(g)
+        .into_iter()
+        .map(|(op, mut t)| {
+            t.buffer = [g.a, g.b, g.c][op.min(2)];
+            Arg::TensorMap(t)
+        })
+        .collect()
 }
 
 fn module(file: String, pr: &dyn Printer, text: &str, kernels: Vec<String>) -> Module {

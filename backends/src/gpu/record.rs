@@ -51,6 +51,10 @@ impl Printer for Recorder {
         r
     }
 
+    fn gemm_tensor_maps(&self, g: &Gemm) -> Vec<(usize, smelt_runtime::gpu::TensorMap)> {
+        self.inner.gemm_tensor_maps(g)
+    }
+
     fn gemm_fused(
         &self,
         name: &str,

@@ -64,6 +64,68 @@ pub enum Arg {
     Buffer(usize),
     /// A 64-bit integer by value.
     I64(i64),
+    /// A TMA descriptor (NVIDIA sm_90+: `CUtensorMap`, 128 bytes by value)
+    /// over a buffer, encoded by the driver when the artifact is loaded
+    /// (it holds the buffer's device address).
+    TensorMap(TensorMap),
+}
+
+/// A tiled tensor map: the view of `buffer` that bulk tensor copies
+/// (`cp.async.bulk.tensor`) read box by box. Dimensions innermost first,
+/// as the CUDA driver takes them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TensorMap {
+    pub buffer: usize,
+    /// Element type (`f32`, `f16`, `bf16`).
+    pub dtype: String,
+    /// Elements per dimension, innermost first (1 to 5 dimensions).
+    pub dims: Vec<u64>,
+    /// Byte strides of dimensions 1.. (multiples of 16).
+    pub strides: Vec<u64>,
+    /// Box (tile) extent per dimension, each at most 256.
+    pub box_dims: Vec<u32>,
+    /// Shared-memory swizzle: 0 (none), 32, 64 or 128 bytes.
+    pub swizzle: u32,
+}
+
+impl TensorMap {
+    /// Bytes per element of `dtype`, if a tensor map may hold it.
+    pub fn elem_bytes(&self) -> Option<u64> {
+        match self.dtype.as_str() {
+            "f32" | "i32" | "u32" => Some(4),
+            "f16" | "bf16" => Some(2),
+            "f64" | "i64" => Some(8),
+            "u8" | "i8" => Some(1),
+            _ => None,
+        }
+    }
+
+    /// Whether the map is well-formed and stays inside `bytes`.
+    pub fn check(&self, bytes: u64) -> Result<(), String> {
+        let e = self.elem_bytes().ok_or(format!("dtype {}", self.dtype))?;
+        let r = self.dims.len();
+        if !(1..=5).contains(&r) || self.box_dims.len() != r || self.strides.len() + 1 != r {
+            return Err("rank or box/stride counts".into());
+        }
+        if self.box_dims.iter().any(|&b| b == 0 || b > 256) || self.dims.contains(&0) {
+            return Err("box extents must be 1..=256 and dims non-zero".into());
+        }
+        if self.strides.iter().any(|s| s % 16 != 0) || ![0, 32, 64, 128].contains(&self.swizzle) {
+            return Err("strides must be multiples of 16, swizzle 0/32/64/128".into());
+        }
+        let mut last = (self.dims[0] - 1) * e + e;
+        for (d, s) in self.dims[1..].iter().zip(&self.strides) {
+            last = d
+                .checked_sub(1)
+                .and_then(|x| x.checked_mul(*s))
+                .and_then(|x| x.checked_add(last))
+                .ok_or("overflow")?;
+        }
+        if last > bytes {
+            return Err(format!("reaches byte {last} of a {bytes}-byte buffer"));
+        }
+        Ok(())
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -295,10 +357,20 @@ fn check(m: &Manifest) -> Result<(), String> {
             ));
         }
         for a in args {
-            if let Arg::Buffer(b) = a
-                && *b >= nb
-            {
-                return Err(format!("step {s}: buffer {b} does not exist"));
+            match a {
+                Arg::Buffer(b) if *b >= nb => {
+                    return Err(format!("step {s}: buffer {b} does not exist"));
+                }
+                Arg::TensorMap(t) => {
+                    let b = m
+                        .buffers
+                        .get(t.buffer)
+                        .ok_or_else(|| format!("step {s}: buffer {} does not exist", t.buffer))?;
+                    t.check(b.bytes).map_err(|e| {
+                        format!("step {s}: tensor map over buffer {}: {e}", t.buffer)
+                    })?;
+                }
+                _ => {}
             }
         }
         if launch.grid.contains(&0) || launch.block.contains(&0) {
@@ -306,4 +378,31 @@ fn check(m: &Manifest) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TensorMap;
+
+    fn map(dims: Vec<u64>, strides: Vec<u64>, box_dims: Vec<u32>) -> TensorMap {
+        TensorMap {
+            buffer: 0,
+            dtype: "f32".into(),
+            dims,
+            strides,
+            box_dims,
+            swizzle: 128,
+        }
+    }
+
+    #[test]
+    fn tensor_maps_must_stay_inside_their_buffer() {
+        // A 64 x 32 f32 row-major matrix is 8192 bytes.
+        let m = map(vec![32, 64], vec![128], vec![32, 64]);
+        assert!(m.check(8192).is_ok());
+        assert!(m.check(8191).unwrap_err().contains("reaches byte 8192"));
+        assert!(map(vec![32, 64], vec![100], vec![32, 64]).check(1 << 20).is_err());
+        assert!(map(vec![32, 64], vec![128], vec![32, 512]).check(1 << 20).is_err());
+        assert!(map(vec![32, 64], vec![], vec![32, 64]).check(1 << 20).is_err());
+    }
 }

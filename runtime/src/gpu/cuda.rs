@@ -2,8 +2,8 @@
 //! CUDA library is needed to build or start smelt). PTX modules are
 //! JIT-compiled by the driver at load.
 
-use super::artifact::{Launch, ModuleKind};
-use super::exec::{DevPtr, Driver, GpuError};
+use super::artifact::{Launch, ModuleKind, TensorMap};
+use super::exec::{DevPtr, Driver, GpuError, Param, TensorMapBytes};
 use cudarc::driver::{result, sys};
 use std::ffi::{CString, c_void};
 
@@ -159,11 +159,16 @@ impl Driver for Cuda {
         Ok(hs)
     }
 
-    fn launch(&mut self, f: usize, l: &Launch, args: &[u64]) -> Result<(), GpuError> {
-        let mut vals: Vec<u64> = args.to_vec();
+    fn launch(&mut self, f: usize, l: &Launch, args: &[Param]) -> Result<(), GpuError> {
+        // Each parameter's value, addressed as the driver expects: a
+        // pointer to the value (8 bytes, or a 128-byte tensor map).
+        let mut vals: Vec<Param> = args.to_vec();
         let mut ptrs: Vec<*mut c_void> = vals
             .iter_mut()
-            .map(|v| v as *mut u64 as *mut c_void)
+            .map(|v| match v {
+                Param::U64(x) => x as *mut u64 as *mut c_void,
+                Param::Map(m) => m.0.as_mut_ptr() as *mut c_void,
+            })
             .collect();
         // SAFETY: f is a loaded function whose parameters are all 8 bytes
         // (device pointers and i64), as the compiler emitted it; `vals`
@@ -179,6 +184,62 @@ impl Driver for Cuda {
             )
         }
         .map_err(err("cuLaunchKernel"))
+    }
+
+    fn tensor_map(&mut self, addr: DevPtr, t: &TensorMap) -> Result<TensorMapBytes, GpuError> {
+        use sys::CUtensorMapDataType as D;
+        use sys::CUtensorMapSwizzle as S;
+        let dtype = match t.dtype.as_str() {
+            "f32" => D::CU_TENSOR_MAP_DATA_TYPE_FLOAT32,
+            "f16" => D::CU_TENSOR_MAP_DATA_TYPE_FLOAT16,
+            "bf16" => D::CU_TENSOR_MAP_DATA_TYPE_BFLOAT16,
+            "f64" => D::CU_TENSOR_MAP_DATA_TYPE_FLOAT64,
+            "i32" => D::CU_TENSOR_MAP_DATA_TYPE_INT32,
+            "u8" | "i8" => D::CU_TENSOR_MAP_DATA_TYPE_UINT8,
+            other => {
+                return Err(GpuError::Driver {
+                    api: "cuTensorMapEncodeTiled",
+                    msg: format!("no tensor maps of {other}"),
+                });
+            }
+        };
+        let swizzle = match t.swizzle {
+            32 => S::CU_TENSOR_MAP_SWIZZLE_32B,
+            64 => S::CU_TENSOR_MAP_SWIZZLE_64B,
+            128 => S::CU_TENSOR_MAP_SWIZZLE_128B,
+            _ => S::CU_TENSOR_MAP_SWIZZLE_NONE,
+        };
+        let ones = vec![1u32; t.dims.len()];
+        let mut map = std::mem::MaybeUninit::<sys::CUtensorMap>::zeroed();
+        // SAFETY: the manifest was checked (rank 1..=5, strides and box
+        // extents in the ranges the driver accepts, the view inside its
+        // buffer); every array has `rank` (strides: rank - 1) entries.
+        unsafe {
+            sys::cuTensorMapEncodeTiled(
+                map.as_mut_ptr(),
+                dtype,
+                t.dims.len() as u32,
+                addr as *mut c_void,
+                t.dims.as_ptr(),
+                t.strides.as_ptr(),
+                t.box_dims.as_ptr(),
+                ones.as_ptr(),
+                sys::CUtensorMapInterleave::CU_TENSOR_MAP_INTERLEAVE_NONE,
+                swizzle,
+                sys::CUtensorMapL2promotion::CU_TENSOR_MAP_L2_PROMOTION_L2_128B,
+                sys::CUtensorMapFloatOOBfill::CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE,
+            )
+            .result()
+            .map_err(err("cuTensorMapEncodeTiled"))?;
+            let map = map.assume_init();
+            let mut out = TensorMapBytes([0; 128]);
+            std::ptr::copy_nonoverlapping(
+                &map as *const sys::CUtensorMap as *const u8,
+                out.0.as_mut_ptr(),
+                128.min(std::mem::size_of::<sys::CUtensorMap>()),
+            );
+            Ok(out)
+        }
     }
 
     fn sync(&mut self) -> Result<(), GpuError> {

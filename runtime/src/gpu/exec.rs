@@ -3,7 +3,7 @@
 //! one per graph input; launches in stream order. The device API is the
 //! `Driver` trait, implemented by `cuda.rs` and `hip.rs`.
 
-use super::artifact::{Arg, Folder, Launch, ModuleKind, Step};
+use super::artifact::{Arg, Folder, Launch, ModuleKind, Step, TensorMap};
 use crate::cpu::Place;
 
 #[derive(Debug, thiserror::Error)]
@@ -19,6 +19,20 @@ pub enum GpuError {
 
 /// Device address.
 pub type DevPtr = u64;
+
+/// An encoded tensor map, aligned as the CUDA driver requires.
+#[repr(C, align(64))]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TensorMapBytes(pub [u8; 128]);
+
+/// A kernel parameter's value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Param {
+    /// A device pointer or a 64-bit integer.
+    U64(u64),
+    /// A tensor map, passed by value.
+    Map(Box<TensorMapBytes>),
+}
 
 /// What the executor needs from a GPU API. Kernel arguments are all
 /// 8 bytes (device pointers or 64-bit integers).
@@ -37,8 +51,15 @@ pub trait Driver {
         image: &[u8],
         kernels: &[String],
     ) -> Result<Vec<usize>, GpuError>;
-    fn launch(&mut self, f: usize, launch: &Launch, args: &[u64]) -> Result<(), GpuError>;
+    fn launch(&mut self, f: usize, launch: &Launch, args: &[Param]) -> Result<(), GpuError>;
     fn sync(&mut self) -> Result<(), GpuError>;
+    /// Encodes `map` over the buffer at device address `addr`.
+    fn tensor_map(&mut self, _addr: DevPtr, _map: &TensorMap) -> Result<TensorMapBytes, GpuError> {
+        Err(GpuError::Driver {
+            api: "tensor map",
+            msg: "this device has no tensor maps (TMA is NVIDIA sm_90 and newer)".into(),
+        })
+    }
     /// Records the launches made until `end_capture` into a graph that
     /// `replay` runs again; false where the API has no graphs.
     fn begin_capture(&mut self) -> Result<bool, GpuError> {
@@ -58,7 +79,7 @@ pub trait Driver {
 struct Launchable {
     f: usize,
     launch: Launch,
-    args: Vec<u64>,
+    args: Vec<Param>,
 }
 
 pub struct Executor<D: Driver> {
@@ -106,16 +127,20 @@ impl<D: Driver> Executor<D> {
             } = st;
             let md = &m.modules[*module];
             let k = md.kernels.iter().position(|x| x == kernel).unwrap_or(0);
+            let mut params = Vec::with_capacity(args.len());
+            for a in args {
+                params.push(match a {
+                    Arg::Buffer(b) => Param::U64(addr(*b)),
+                    Arg::I64(v) => Param::U64(*v as u64),
+                    Arg::TensorMap(t) => {
+                        Param::Map(Box::new(driver.tensor_map(addr(t.buffer), t)?))
+                    }
+                });
+            }
             steps.push(Launchable {
                 f: handles[*module][k],
                 launch: *launch,
-                args: args
-                    .iter()
-                    .map(|a| match a {
-                        Arg::Buffer(b) => addr(*b),
-                        Arg::I64(v) => *v as u64,
-                    })
-                    .collect(),
+                args: params,
             });
         }
         Ok(Executor {
@@ -249,8 +274,11 @@ impl Driver for Box<dyn Driver> {
     ) -> Result<Vec<usize>, GpuError> {
         (**self).load(kind, target, image, kernels)
     }
-    fn launch(&mut self, f: usize, launch: &Launch, args: &[u64]) -> Result<(), GpuError> {
+    fn launch(&mut self, f: usize, launch: &Launch, args: &[Param]) -> Result<(), GpuError> {
         (**self).launch(f, launch, args)
+    }
+    fn tensor_map(&mut self, addr: DevPtr, map: &TensorMap) -> Result<TensorMapBytes, GpuError> {
+        (**self).tensor_map(addr, map)
     }
     fn sync(&mut self) -> Result<(), GpuError> {
         (**self).sync()

@@ -4,7 +4,7 @@
 //! (`--offload-arch=gfx942`) when the artifact is loaded.
 
 use super::artifact::{Launch, ModuleKind};
-use super::exec::{DevPtr, Driver, GpuError};
+use super::exec::{DevPtr, Driver, GpuError, Param};
 use libloading::Library;
 use std::ffi::{CStr, CString, c_char, c_int, c_uint, c_void};
 
@@ -322,7 +322,7 @@ impl Driver for Hip {
         Ok(hs)
     }
 
-    fn launch(&mut self, f: usize, l: &Launch, args: &[u64]) -> Result<(), GpuError> {
+    fn launch(&mut self, f: usize, l: &Launch, args: &[Param]) -> Result<(), GpuError> {
         let launch = sym!(
             self.rt,
             b"hipModuleLaunchKernel\0",
@@ -340,10 +340,15 @@ impl Driver for Hip {
                 *mut *mut c_void,
             ) -> HipErr
         );
-        let mut vals: Vec<u64> = args.to_vec();
+        // Each parameter's value, addressed as the driver expects: a
+        // pointer to the value (8 bytes, or a 128-byte tensor map).
+        let mut vals: Vec<Param> = args.to_vec();
         let mut ptrs: Vec<*mut c_void> = vals
             .iter_mut()
-            .map(|v| v as *mut u64 as *mut c_void)
+            .map(|v| match v {
+                Param::U64(x) => x as *mut u64 as *mut c_void,
+                Param::Map(m) => m.0.as_mut_ptr() as *mut c_void,
+            })
             .collect();
         // SAFETY: every parameter of smelt's kernels is 8 bytes; `vals`
         // outlives the call (parameters are copied at launch).

@@ -6,9 +6,10 @@
 pub mod artifact;
 
 pub use artifact::{
-    Arg, Folder, GpuArtifactError, Launch, Manifest, Module, ModuleKind, Step, is_folder, read,
+    Arg, Folder, GpuArtifactError, Launch, Manifest, Module, ModuleKind, Step, TensorMap,
+    is_folder, read,
 };
 pub mod cuda;
 pub mod exec;
 pub mod hip;
-pub use exec::{Driver, Executor, GpuError, LoadError, driver_for, load};
+pub use exec::{Driver, Executor, GpuError, LoadError, Param, TensorMapBytes, driver_for, load};
