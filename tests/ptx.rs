@@ -382,14 +382,21 @@ fn report(title: &str, rows: &[(String, Arch, ptxas::EntryReport)], extra: &str)
             spills.len(),
             hist
         );
-        let gm = of
-            .iter()
-            .filter(|r| r.0.starts_with("gemm"))
-            .max_by_key(|r| r.2.registers);
-        s += &format!(
-            "  tensor-core GEMMs: max registers {}\n",
-            gm.map_or(0, |r| r.2.registers)
-        );
+        for (what, fused) in [("tensor-core GEMMs", false), ("with fused epilogue", true)] {
+            let gs: Vec<_> = of
+                .iter()
+                .filter(|r| r.0.starts_with("gemm") && r.0.starts_with("gemm_fused") == fused)
+                .collect();
+            s += &format!(
+                "  {what}: {} entries, max registers {}, max stack {} B, {} with spills\n",
+                gs.len(),
+                gs.iter().map(|r| r.2.registers).max().unwrap_or(0),
+                gs.iter().map(|r| r.2.stack_bytes).max().unwrap_or(0),
+                gs.iter()
+                    .filter(|r| r.2.spill_stores + r.2.spill_loads > 0)
+                    .count()
+            );
+        }
         for r in spills.iter().take(20) {
             s += &format!(
                 "  spills: {} {} registers, {} B stores, {} B loads\n",
@@ -432,7 +439,7 @@ fn ptx_every_kernel_assembles() {
     let n_fused_jobs = fj.len();
     let f32_pairs = c.pairs.iter().filter(|p| p.0.dtype == "f32").count();
     assert!(
-        f32_pairs >= 10,
+        f32_pairs >= 5,
         "only {f32_pairs} f32 (GEMM, epilogue) pairs found"
     );
     assert_eq!(

@@ -8,12 +8,11 @@
 //! f32 (the "3xTF32" scheme; the dropped `a_lo*b_lo` is below f32's ulp),
 //! which keeps results within a few f32 ulps of an f32 GEMM.
 //!
-//! Status: the same `mma.sync.aligned.m16n8k8` kernel serves sm_80 and
-//! sm_90a (mma.sync runs on Hopper too). Not done yet: `wgmma.mma_async`
-//! with TMA (`cp.async.bulk.tensor`, which needs a host-made tensor map)
-//! for sm_90a, and shared-memory staging / cp.async pipelining: fragments
-//! are loaded straight from global memory (L1/L2 serve the reuse between
-//! the warps). No GPU was available when this was written: the kernels are
+//! Status: used for sm_80 (and for sm_90a products `wgmma` declines;
+//! mma.sync runs on Hopper too); sm_90a gets warpgroup MMA (`wgmma`). Not
+//! done: shared-memory staging / cp.async pipelining here: fragments are
+//! loaded straight from global memory (L1/L2 serve the reuse between the
+//! warps). No GPU was available when this was written: the kernels are
 //! checked by ptxas only, their numerics are NOT yet tested on hardware.
 //!
 //! Fragment layouts relied on (PTX ISA, "Matrix Fragments for
