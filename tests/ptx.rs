@@ -434,6 +434,15 @@ fn ptx_every_kernel_assembles() {
     c.gemms.extend(odd_gemms());
     let (gj, declined) = gemm_jobs(&c.gemms);
     let n_gemm_jobs = gj.len();
+    let sm90 = |j: &&Job| j.arch == Arch::Sm90a;
+    let wgmma_jobs = gj
+        .iter()
+        .filter(sm90)
+        .filter(|j| j.ptx.as_ref().is_ok_and(|p| p.contains("wgmma.mma_async")))
+        .count();
+    // Every sm_90a product that has a tensor-core kernel gets wgmma (it
+    // declines only strides too large for its immediate offsets).
+    assert_eq!(wgmma_jobs, gj.iter().filter(sm90).count());
     jobs.extend(gj);
     let (fj, fused_declined) = fused_jobs(&c.pairs);
     let n_fused_jobs = fj.len();
@@ -459,7 +468,7 @@ fn ptx_every_kernel_assembles() {
     );
     let extra = format!(
         "benchmark models: {}\n{} graphs built ({} skipped: import or cpu build refused), {} distinct kernels, \
-         {} GEMMs from programs + {} odd shapes ({} tensor-core modules, {} declined); \
+         {} GEMMs from programs + {} odd shapes ({} tensor-core modules, {} of them wgmma, {} declined); \
          {} (GEMM, epilogue) pairs ({} f32: {} fused modules); build {:.1}s, PTX {:.1}s, ptxas {:.1}s\n",
         if models.is_empty() {
             "none".to_string()
@@ -472,6 +481,7 @@ fn ptx_every_kernel_assembles() {
         n_model_gemms,
         c.gemms.len() - n_model_gemms,
         n_gemm_jobs,
+        wgmma_jobs,
         declined,
         c.pairs.len(),
         f32_pairs,

@@ -465,7 +465,33 @@ fn check_resolved(m: &Module) -> R<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::libdevice_name;
+    use super::{libdevice_name, point_func};
+    use smelt_kernel::ir::build::{load, mul};
+    use smelt_kernel::{Access, Kernel, Stmt, Ty, schedule};
+
+    #[test]
+    fn point_func_is_a_callable_func() {
+        // y[i] = y[i] * x[i] over 8 points: no math, so no libdevice needed.
+        let mut k = Kernel::new("epi", vec![8]);
+        let y = k.param("y", Ty::F32, 8, Access::Write);
+        let x = k.param("x", Ty::F32, 8, Access::Read);
+        let i = k.index(0);
+        k.body.push(Stmt::Store {
+            buf: y,
+            index: i.clone(),
+            value: mul(load(y, i.clone()), load(x, i)),
+        });
+        let sk = schedule::flat(&k);
+        let ptx = point_func(&sk, "sm_90a", "g0_epi").unwrap();
+        assert!(ptx.contains(".target sm_90a"));
+        assert!(ptx.contains(".visible .func g0_epi("));
+        // Two buffers and the point.
+        assert!(ptx.contains("g0_epi_param_2"));
+        assert!(!ptx.contains("g0_epi_param_3"));
+        assert!(!ptx.contains(".entry"));
+        assert!(point_func(&sk, "sm_90a", "g0.epi").is_err());
+        assert!(point_func(&sk, "sm_90a", "").is_err());
+    }
 
     #[test]
     fn math_maps_to_libdevice() {
