@@ -129,3 +129,13 @@ bench-cpu: $(foreach m,$(BENCH_MODELS),.cache/models/$(m)/model.onnx)
 	@for m in $(BENCH_MODELS); do \
 	  ./target/release/smelt bench .cache/models/$$m --threads $(BENCH_THREADS) --iters 10 || exit 1; \
 	done
+
+# The GPU check (docs/gpu.md): gpu-bundle on the build machine (compiles the
+# conformance cases and benchmarks for sm_90a into .cache/gpu-bundle(.tar.gz)),
+# gpu-check on the GPU machine (needs only the bundle, python3 and torch).
+.PHONY: gpu-bundle gpu-check
+gpu-bundle: $(VENV_OK) $(CASES)
+	PYTHON=$(abspath $(PY)) CASES=$(CASES) bash scripts/gpu-bundle.sh .cache/gpu-bundle
+
+gpu-check:
+	bash scripts/gpu-check.sh .cache/gpu-bundle

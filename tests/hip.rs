@@ -7,6 +7,7 @@
 use crate::common::{conformance_dir, repo};
 use smelt_backends::cpu::Program;
 use smelt_backends::gpu::hip::{Hip, kernels_only, storage_c, toolchain};
+use smelt_backends::gpu::record::Recorder;
 use smelt_backends::gpu::{Arch, Printer};
 use smelt_kernel::Scheduled;
 use smelt_runtime::cpu::{Gemm, Step};
@@ -26,9 +27,47 @@ fn require_tools() {
     }
 }
 
-/// Every conformance case that builds with the flat (GPU) schedule: its
-/// kernels and GEMMs. Returns (kernels, gemms, cases built, cases skipped).
-fn conformance_kernels() -> (Vec<Scheduled>, Vec<Gemm>, usize, usize) {
+/// A GEMM and the elementwise epilogue the GPU program may fuse into it:
+/// a `Step::Gemm` immediately followed by a kernel step whose kernel is an
+/// epilogue over C (its name says so, C is one of its arguments, its
+/// domain has C's elements: C's shape, or a view of it) with C dense
+/// row-major. `usize` is C's position
+/// among the epilogue's parameters.
+type Fusable = (Gemm, Scheduled, usize);
+
+fn fusable_pairs(p: &Program) -> Vec<Fusable> {
+    (0..p.manifest().steps.len())
+        .filter_map(|i| fusable_at(p, i))
+        .collect()
+}
+
+/// The pair starting at step `i`, if steps `i` and `i + 1` are one.
+fn fusable_at(p: &Program, i: usize) -> Option<Fusable> {
+    let m = p.manifest();
+    let (Step::Gemm(g), Step::Kernel { kernel, args, .. }) = (m.steps.get(i)?, m.steps.get(i + 1)?)
+    else {
+        return None;
+    };
+    let sk = p.kernels.get(*kernel)?;
+    let c_param = args.iter().position(|&a| a == g.c)?;
+    let (mm, n) = (g.m as i64, g.n as i64);
+    let dense =
+        g.c_strides[2] == 1 && g.c_strides[1] == n && (g.batch == 1 || g.c_strides[0] == mm * n);
+    // Conv's epilogue runs over an (N, M, H*W) view of its 4-D output:
+    // the same elements in the same row-major order as C's buffer.
+    let c_elems: u64 = m.buffers.get(g.c)?.shape.iter().product();
+    let ok = sk.kernel.name.contains("epilogue")
+        && dense
+        && sk.kernel.points() == c_elems
+        && c_elems == g.batch * g.m * g.n;
+    ok.then(|| (g.clone(), sk.clone(), c_param))
+}
+
+/// What `gpu::compile_for` emits for every conformance case it compiles
+/// (specialized on the case's inputs where shapes depend on them): flat
+/// kernels, tensor-core GEMMs and fused (GEMM, epilogue) kernels, recorded
+/// through the printer. Returns (kernels, gemms, fused, built, skipped).
+fn conformance_kernels() -> (Vec<Scheduled>, Vec<Gemm>, Vec<Fusable>, usize, usize) {
     let dir = conformance_dir();
     let mut cases: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()
@@ -37,26 +76,34 @@ fn conformance_kernels() -> (Vec<Scheduled>, Vec<Gemm>, usize, usize) {
         .filter(|p| p.join("model.onnx").is_file())
         .collect();
     cases.sort();
-    let (mut kernels, mut gemms) = (Vec::new(), Vec::new());
+    let rec = Recorder::new(Arch::Gfx942);
     let (mut built, mut skipped) = (0, 0);
     for case in &cases {
         let Ok(g) = smelt_frontend::import_file(&case.join("model.onnx")) else {
             skipped += 1;
             continue;
         };
-        let Ok(p) = Program::build_with(&g, smelt_kernel::schedule::flat) else {
+        let inputs: Vec<_> = (0..g.inputs.len())
+            .map_while(|i| {
+                let p = case.join(format!("test_data_set_0/input_{i}.pb"));
+                smelt_frontend::tensor_io::read_tensor(&p)
+                    .ok()
+                    .map(|(_, t)| t)
+            })
+            .collect();
+        if smelt_backends::gpu::compile_for_with(&g, &inputs, &rec).is_err() {
             skipped += 1;
             continue;
-        };
-        built += 1;
-        kernels.extend(p.kernels.iter().cloned());
-        for s in &p.manifest().steps {
-            if let Step::Gemm(gm) = s {
-                gemms.push(gm.clone());
-            }
         }
+        built += 1;
     }
-    (kernels, gemms, built, skipped)
+    (
+        rec.kernels.take(),
+        rec.gemms.take(),
+        rec.fused.take(),
+        built,
+        skipped,
+    )
 }
 
 /// Kernels that print the same apart from their name compile the same.
@@ -135,11 +182,11 @@ fn compile_all(modules: &[(String, String)], dir: &Path) -> Vec<String> {
 #[test]
 fn hip_every_conformance_kernel_compiles_for_gfx90a_and_gfx942() {
     require_tools();
-    let (kernels, gemms, built, skipped) = conformance_kernels();
+    let (kernels, gemms, pairs, built, skipped) = conformance_kernels();
     let total = kernels.len();
     let kernels = dedupe(kernels);
     eprintln!(
-        "hip: {built} conformance cases built with the flat schedule, {skipped} skipped (import or build refused); {total} kernels, {} distinct",
+        "hip: {built} conformance cases compiled for the GPU, {skipped} skipped (import or compile refused); {total} kernels, {} distinct",
         kernels.len()
     );
     assert!(kernels.len() > 500, "only {} kernels", kernels.len());
@@ -187,19 +234,108 @@ fn hip_every_conformance_kernel_compiles_for_gfx90a_and_gfx942() {
         }
     }
     modules.push(("gemms".into(), src));
+    // Every (GEMM, epilogue) pair fused: one module each (each carries
+    // its own prelude and device function).
+    let fused = fused_modules(&pairs);
+    eprintln!(
+        "hip: {} fusable (GEMM, epilogue) pairs in the suite, {} distinct",
+        pairs.len(),
+        fused.len()
+    );
+    // The suite has few such pairs (none at the time of writing: what
+    // follows its GEMMs is attention masking, casts, transposes); the
+    // graphs of `FUSABLE` cover fusion for sure.
+    let mut fused = fused;
+    let ours = fused_modules(
+        &FUSABLE
+            .iter()
+            .flat_map(|t| fusable_pairs(&flat_program(t)))
+            .collect::<Vec<_>>(),
+    );
+    assert!(
+        ours.len() >= FUSABLE.len(),
+        "{} fused GEMMs from {} graphs",
+        ours.len(),
+        FUSABLE.len()
+    );
+    for (name, src) in ours {
+        fused.push((format!("graph_{name}"), src));
+    }
+    let n_fused = fused.len();
+    modules.extend(fused);
     // A fixed folder, kept after a failure so the sources can be read.
     let dir = std::env::temp_dir().join("smelt-hip-conformance");
     let _ = std::fs::remove_dir_all(&dir);
     let t = Instant::now();
     let errs = compile_all(&modules, &dir);
     eprintln!(
-        "hip: {} kernels + {checked} MFMA GEMMs in {} modules, both archs, {:.1} s",
+        "hip: {} kernels + {checked} MFMA GEMMs + {n_fused} fused GEMMs in {} modules, both archs, {:.1} s",
         kernels.len(),
         modules.len(),
         t.elapsed().as_secs_f64()
     );
     assert!(errs.is_empty(), "{}", errs.join("\n\n"));
 }
+
+/// The fused module of each distinct pair; every pair must fuse.
+fn fused_modules(pairs: &[Fusable]) -> Vec<(String, String)> {
+    let mut seen = std::collections::BTreeSet::new();
+    let mut out = Vec::new();
+    for (g, sk, c_param) in pairs {
+        let mut anon = sk.clone();
+        anon.kernel.name = "epilogue".into();
+        let key = (
+            format!("{g:?}"),
+            smelt_kernel::print::scheduled(&anon),
+            *c_param,
+        );
+        if !seen.insert(key) {
+            continue;
+        }
+        let name = format!("fused_{}", out.len());
+        let (src, _) = Hip(Arch::Gfx942)
+            .gemm_fused(&name, g, sk, *c_param)
+            .unwrap_or_else(|| panic!("{}: no fused GEMM for {g:?}", sk.kernel.name));
+        out.push((name, src));
+    }
+    out
+}
+
+/// A graph in smelt's text form, built for the GPU: its program.
+fn flat_program(text: &str) -> Program {
+    let g = smelt_ir::text::parse(text).unwrap();
+    Program::build_with(&g, smelt_kernel::schedule::flat).unwrap()
+}
+
+/// `gelu(x W + b)` as one FusedMatMul (what the optimizer makes of a
+/// transformer's FFN up-projection): a GEMM, then a bias + GELU epilogue.
+const MATMUL_BIAS_GELU: &str = r#"graph "matmul_bias_gelu"(%x: f32[2,40,24], %w: f32[24,72], %b: f32[72]) {
+  %y: f32[2,40,72] = FusedMatMul(%x, %w, %b, _) {activation="Gelu"}
+  return %y
+}
+"#;
+
+/// Graphs whose GEMMs all get a fusable epilogue: f32 and f64, bias,
+/// activation, residual, a batched product, Conv's per-channel bias over a
+/// 4-D output.
+const FUSABLE: &[&str] = &[
+    MATMUL_BIAS_GELU,
+    r#"graph "matmul_res"(%x: f64[3,5,7], %w: f64[3,7,9], %b: f64[9], %r: f64[3,5,9]) {
+  %y: f64[3,5,9] = FusedMatMul(%x, %w, %b, %r) {activation="Relu"}
+  return %y
+}
+"#,
+    r#"graph "matmul_sigmoid"(%x: f32[33,17], %w: f32[17,65]) {
+  %y: f32[33,65] = FusedMatMul(%x, %w, _, _) {activation="Sigmoid"}
+  return %y
+}
+"#,
+    r#"graph "conv_bias"(%x: f32[2,3,8,8], %w: f32[4,3,3,3], %b: f32[4]) {
+  %y: f32[2,4,6,6] = Conv(%x, %w, %b) {kernel_shape=[3, 3]}
+  return %y
+}
+"#,
+];
 
 fn flat_kernels(smelt_file: &str) -> Vec<Scheduled> {
     let path = repo().join("tests/kernels").join(smelt_file);
@@ -225,6 +361,19 @@ fn hip_snapshots() {
             .gemm("gemm_example", &gemm("f32", 2, 100, 70, 129, true, 1.0))
             .unwrap();
         insta::assert_snapshot!("hip_mfma_gemm", format!("{launch:?}\n{src}"));
+        let p = flat_program(MATMUL_BIAS_GELU);
+        let pairs = fusable_pairs(&p);
+        assert_eq!(pairs.len(), 1, "one GEMM + epilogue pair");
+        let (g, sk, c_param) = &pairs[0];
+        let (src, launch) = Hip(Arch::Gfx942)
+            .gemm_fused("gemm_bias_gelu", g, sk, *c_param)
+            .unwrap();
+        // The prelude and format helpers are the same in every module.
+        let at = src.find("// Kernel-IR kernel").unwrap();
+        insta::assert_snapshot!(
+            "hip_mfma_gemm_bias_gelu",
+            format!("{launch:?}\n{}", &src[at..])
+        );
     });
 }
 
@@ -238,7 +387,12 @@ fn hip_snapshot_kernels_compile() {
     }
     let ks = dedupe(ks);
     let src = Hip(Arch::Gfx942).module(&ks).unwrap();
-    let errs = compile_all(&[("snap".into(), src)], dir.path());
+    let p = flat_program(MATMUL_BIAS_GELU);
+    let fused = fused_modules(&fusable_pairs(&p));
+    assert_eq!(fused.len(), 1);
+    let mut modules = vec![("snap".to_string(), src)];
+    modules.extend(fused);
+    let errs = compile_all(&modules, dir.path());
     assert!(errs.is_empty(), "{}", errs.join("\n\n"));
 }
 
@@ -283,119 +437,153 @@ fn decode(dtype: &str, b: &[u8]) -> Option<Vec<f64>> {
     })
 }
 
-/// Runs a conformance case's whole program (kernel steps only) from its
-/// printed HIP source, compiled for the host with the shim header in
-/// tests/gpu/hip/host, and compares with the case's expected outputs.
-/// Returns `None` when the case is out of scope (GEMM or host steps,
-/// dtypes the harness does not encode).
-fn run_on_host(case: &Path, work: &Path) -> Option<Result<usize, String>> {
+/// A program's printed HIP modules run on the host (the shim header in
+/// tests/gpu/hip/host): flat kernels one thread at a time, MFMA GEMMs (the
+/// builtins emulated) with each block's 256 threads as host threads. With
+/// `fuse`, every fusable (GEMM, epilogue) pair runs as one fused GEMM.
+/// Returns the outputs decoded to f64, or `None` when the program is out
+/// of scope (host steps, dtypes the harness does not decode, a GEMM with
+/// no MFMA kernel).
+fn run_program(
+    name: &str,
+    p: &Program,
+    inputs: &[Vec<u8>],
+    work: &Path,
+    fuse: bool,
+) -> Option<Result<Vec<Vec<f64>>, String>> {
     use smelt_runtime::cpu::Place;
-    let g = smelt_frontend::import_file(&case.join("model.onnx")).ok()?;
-    let p = Program::build_with(&g, smelt_kernel::schedule::flat).ok()?;
     let m = p.manifest();
-    let set = case.join("test_data_set_0");
-    let mut inputs = Vec::new();
-    for i in 0..g.inputs.len() {
-        let (_, t) =
-            smelt_frontend::tensor_io::read_tensor(&set.join(format!("input_{i}.pb"))).ok()?;
-        inputs.push(tensor_bytes(&t)?);
-    }
-    let module = Hip(Arch::Gfx942)
-        .module(&p.kernels)
-        .map_err(|e| e.to_string());
-    let module = match module {
+    let hip = Hip(Arch::Gfx942);
+    let flat = match hip.module(&p.kernels) {
         Ok(m) => m,
-        Err(e) => return Some(Err(e)),
+        Err(e) => return Some(Err(e.to_string())),
     };
-    let name = case.file_name()?.to_string_lossy().into_owned();
-    let dir = work.join(&name);
+    let dir = work.join(name);
     std::fs::create_dir_all(&dir).ok()?;
+    // Each module in its own namespace: every module carries the prelude.
+    let mut drv = String::from(
+        "#include <stdio.h>\n#include <stdlib.h>\n#include <string.h>\n#include <thread>\n#include <hip/hip_runtime.h>\n",
+    );
+    let mut modules = vec![flat];
+    let mut body = String::new();
     // Buffers: the arena (one allocation, offsets as planned), weights
     // and inputs each their own.
-    let mut drv = String::from("#include <stdio.h>\n#include <stdlib.h>\n#include <string.h>\n");
-    drv.push_str(&module);
-    drv.push_str("\nint main() {\n");
     writeln_str(
-        &mut drv,
+        &mut body,
         &format!(
             "  uint8_t* arena = (uint8_t*)calloc({} + 64, 1);",
             m.arena_bytes
         ),
     );
     for (i, b) in m.buffers.iter().enumerate() {
-        match b.place {
+        let data = match b.place {
             Place::Arena { offset } => {
-                writeln_str(&mut drv, &format!("  uint8_t* b{i} = arena + {offset};"))
+                writeln_str(&mut body, &format!("  uint8_t* b{i} = arena + {offset};"));
+                continue;
             }
-            Place::Weight { offset } => {
-                let w = p
-                    .weights()
-                    .get(offset as usize..(offset + b.bytes) as usize)?;
-                std::fs::write(dir.join(format!("b{i}.bin")), w).ok()?;
-                writeln_str(
-                    &mut drv,
-                    &format!(
-                        "  uint8_t* b{i} = (uint8_t*)calloc({} + 64, 1); {{ FILE* f = fopen(\"b{i}.bin\", \"rb\"); fread(b{i}, 1, {}, f); fclose(f); }}",
-                        b.bytes, b.bytes
-                    ),
-                );
-            }
-            Place::Input { index } => {
-                let data = inputs.get(index)?;
-                if data.len() as u64 != b.bytes {
-                    return None;
-                }
-                std::fs::write(dir.join(format!("b{i}.bin")), data).ok()?;
-                writeln_str(
-                    &mut drv,
-                    &format!(
-                        "  uint8_t* b{i} = (uint8_t*)calloc({} + 64, 1); {{ FILE* f = fopen(\"b{i}.bin\", \"rb\"); fread(b{i}, 1, {}, f); fclose(f); }}",
-                        b.bytes, b.bytes
-                    ),
-                );
-            }
-        }
-    }
-    for s in &m.steps {
-        let Step::Kernel {
-            kernel,
-            args,
-            parallel_extent,
-            ..
-        } = s
-        else {
-            return None;
+            Place::Weight { offset } => p
+                .weights()
+                .get(offset as usize..(offset + b.bytes) as usize)?,
+            Place::Input { index } => inputs.get(index)?.as_slice(),
         };
-        let k = &p.kernels.get(*kernel)?.kernel;
-        let ptrs: Vec<String> = args
-            .iter()
-            .zip(&k.params)
-            .map(|(a, prm)| {
-                let c = storage_c(prm.ty);
-                format!("({c}*)b{a}")
-            })
-            .collect();
-        let blocks = parallel_extent.div_ceil(256).max(1);
+        if data.len() as u64 != b.bytes {
+            return None;
+        }
+        std::fs::write(dir.join(format!("b{i}.bin")), data).ok()?;
         writeln_str(
-            &mut drv,
+            &mut body,
             &format!(
-                "  smelt_host_threads = {};\n  for (int64_t blk = 0; blk < {blocks}; ++blk)\n    for (int64_t t = 0; t < 256; ++t) {{\n      smelt_host_block = blk; smelt_host_thread = t;\n      {}({}, {parallel_extent});\n    }}",
-                blocks * 256,
-                k.name,
-                ptrs.join(", ")
+                "  uint8_t* b{i} = (uint8_t*)calloc({} + 64, 1); {{ FILE* f = fopen(\"b{i}.bin\", \"rb\"); fread(b{i}, 1, {}, f); fclose(f); }}",
+                b.bytes, b.bytes
             ),
         );
+    }
+    let ptr = |buf: usize, ty: smelt_kernel::Ty| format!("({}*)b{buf}", storage_c(ty));
+    let mut skip_next = false;
+    for (step, s) in m.steps.iter().enumerate() {
+        if std::mem::take(&mut skip_next) {
+            continue;
+        }
+        match s {
+            Step::Kernel {
+                kernel,
+                args,
+                parallel_extent,
+                ..
+            } => {
+                let k = &p.kernels.get(*kernel)?.kernel;
+                let ptrs: Vec<String> = args
+                    .iter()
+                    .zip(&k.params)
+                    .map(|(a, prm)| ptr(*a, prm.ty))
+                    .collect();
+                let blocks = parallel_extent.div_ceil(256).max(1);
+                writeln_str(
+                    &mut body,
+                    &format!(
+                        "  smelt_host_threads = {};\n  for (int64_t blk = 0; blk < {blocks}; ++blk)\n    for (int64_t t = 0; t < 256; ++t) {{\n      smelt_host_block = blk; smelt_host_thread = t;\n      m0::{}({}, {parallel_extent});\n    }}",
+                        blocks * 256,
+                        k.name,
+                        ptrs.join(", ")
+                    ),
+                );
+            }
+            Step::Gemm(g) => {
+                let ty = match g.dtype.as_str() {
+                    "f32" => smelt_kernel::Ty::F32,
+                    "f64" => smelt_kernel::Ty::F64,
+                    _ => return None,
+                };
+                let kname = format!("gemm{}", modules.len());
+                let mut args = vec![ptr(g.a, ty), ptr(g.b, ty), ptr(g.c, ty)];
+                let pair = if fuse { fusable_at(p, step) } else { None };
+                let (src, launch) = match pair {
+                    Some((_, sk, c_param)) => {
+                        // The epilogue is the next step: its arguments follow.
+                        let Step::Kernel { args: ea, .. } = m.steps.get(step + 1)? else {
+                            return None;
+                        };
+                        args.extend(
+                            ea.iter()
+                                .zip(&sk.kernel.params)
+                                .map(|(a, prm)| ptr(*a, prm.ty)),
+                        );
+                        skip_next = true;
+                        hip.gemm_fused(&kname, g, &sk, c_param)?
+                    }
+                    None => hip.gemm(&kname, g)?,
+                };
+                let ns = format!("m{}", modules.len());
+                modules.push(src);
+                let [gx, gy, gz] = launch.grid;
+                writeln_str(
+                    &mut body,
+                    &format!(
+                        "  for (int64_t z = 0; z < {gz}; ++z) for (int64_t y = 0; y < {gy}; ++y) for (int64_t x = 0; x < {gx}; ++x) {{\n    std::thread ts[256];\n    for (int t = 0; t < 256; ++t) ts[t] = std::thread([=] {{\n      smelt_host_block = x; smelt_host_block_y = y; smelt_host_block_z = z; smelt_host_thread = t;\n      {ns}::{kname}({});\n    }});\n    for (auto& t : ts) t.join();\n  }}",
+                        args.join(", ")
+                    ),
+                );
+            }
+            Step::Host { .. } => return None,
+        }
     }
     for (i, o) in m.outputs.iter().enumerate() {
         let b = m.buffers.get(o.buffer)?;
         writeln_str(
-            &mut drv,
+            &mut body,
             &format!(
                 "  {{ FILE* f = fopen(\"out{i}.bin\", \"wb\"); fwrite(b{}, 1, {}, f); fclose(f); }}",
                 o.buffer, b.bytes
             ),
         );
     }
+    for (i, text) in modules.iter().enumerate() {
+        drv.push_str(&format!(
+            "namespace m{i} {{\n{text}\n}}  // namespace m{i}\n"
+        ));
+    }
+    drv.push_str("\nint main() {\n");
+    drv.push_str(&body);
     drv.push_str("  return 0;\n}\n");
     std::fs::write(dir.join("driver.cpp"), &drv).ok()?;
     let shim = repo().join("tests/gpu/hip/host");
@@ -406,6 +594,7 @@ fn run_on_host(case: &Path, work: &Path) -> Option<Result<usize, String>> {
             "-O1",
             "-fwrapv",
             "-fbracket-depth=4096",
+            "-pthread",
             "-w",
             "-I",
         ])
@@ -426,32 +615,65 @@ fn run_on_host(case: &Path, work: &Path) -> Option<Result<usize, String>> {
     if !run.status.success() {
         return Some(Err(format!("{name}: driver failed: {}", run.status)));
     }
-    let mut checked = 0;
+    let mut outs = Vec::new();
     for (i, o) in m.outputs.iter().enumerate() {
         let b = m.buffers.get(o.buffer)?;
-        let got = decode(
+        outs.push(decode(
             &b.dtype,
             &std::fs::read(dir.join(format!("out{i}.bin"))).ok()?,
-        )?;
-        let (_, want) =
-            smelt_frontend::tensor_io::read_tensor(&set.join(format!("output_{i}.pb"))).ok()?;
-        let want = want.to_f64_vec()?;
+        )?);
+    }
+    Some(Ok(outs))
+}
+
+/// Compares outputs with expected values (rtol 1e-4, atol 1e-6; NaN
+/// matches NaN); returns how many values were checked.
+fn compare(name: &str, got: &[Vec<f64>], want: &[Vec<f64>]) -> Result<usize, String> {
+    let mut checked = 0;
+    for (i, (got, want)) in got.iter().zip(want).enumerate() {
         if got.len() != want.len() {
-            return Some(Err(format!(
+            return Err(format!(
                 "{name}: output {i}: {} values, expected {}",
                 got.len(),
                 want.len()
-            )));
+            ));
         }
-        for (j, (x, y)) in got.iter().zip(&want).enumerate() {
+        for (j, (x, y)) in got.iter().zip(want).enumerate() {
             let ok = (x.is_nan() && y.is_nan()) || x == y || (x - y).abs() <= 1e-6 + 1e-4 * y.abs();
             if !ok {
-                return Some(Err(format!("{name}: output {i}[{j}] = {x}, expected {y}")));
+                return Err(format!("{name}: output {i}[{j}] = {x}, expected {y}"));
             }
             checked += 1;
         }
     }
-    Some(Ok(checked))
+    Ok(checked)
+}
+
+/// Runs a conformance case's whole program from its printed HIP source on
+/// the host and compares with the case's expected outputs. `None` when
+/// the case is out of scope.
+fn run_on_host(case: &Path, work: &Path, fuse: bool) -> Option<Result<usize, String>> {
+    let g = smelt_frontend::import_file(&case.join("model.onnx")).ok()?;
+    let p = Program::build_with(&g, smelt_kernel::schedule::flat).ok()?;
+    let set = case.join("test_data_set_0");
+    let mut inputs = Vec::new();
+    for i in 0..g.inputs.len() {
+        let (_, t) =
+            smelt_frontend::tensor_io::read_tensor(&set.join(format!("input_{i}.pb"))).ok()?;
+        inputs.push(tensor_bytes(&t)?);
+    }
+    let name = case.file_name()?.to_string_lossy().into_owned();
+    let got = match run_program(&name, &p, &inputs, work, fuse)? {
+        Ok(g) => g,
+        Err(e) => return Some(Err(e)),
+    };
+    let mut want = Vec::new();
+    for i in 0..got.len() {
+        let (_, t) =
+            smelt_frontend::tensor_io::read_tensor(&set.join(format!("output_{i}.pb"))).ok()?;
+        want.push(t.to_f64_vec()?);
+    }
+    Some(compare(&name, &got, &want))
 }
 
 fn writeln_str(s: &mut String, line: &str) {
@@ -498,7 +720,7 @@ fn hip_kernels_run_on_the_host_and_match_the_reference() {
     let _ = std::fs::remove_dir_all(&work);
     let (mut ran, mut values, mut skipped, mut errs) = (0, 0, Vec::new(), Vec::new());
     for c in cases {
-        match run_on_host(&dir.join(c), &work) {
+        match run_on_host(&dir.join(c), &work, false) {
             Some(Ok(n)) => {
                 ran += 1;
                 values += n;
@@ -510,4 +732,74 @@ fn hip_kernels_run_on_the_host_and_match_the_reference() {
     eprintln!("hip host run: {ran} cases, {values} values match; out of scope: {skipped:?}");
     assert!(errs.is_empty(), "{}", errs.join("\n"));
     assert!(ran >= 20, "only {ran} cases ran");
+}
+
+/// MFMA GEMMs, plain and with their epilogue fused, run on the host with
+/// the MFMA builtins emulated from AMD's documented lane layouts (the
+/// shim): conformance GEMM/MatMul cases against their expected outputs,
+/// and the `FUSABLE` graphs (fused) against the reference interpreter on
+/// fixed inputs. A wrong lane layout in mfma.rs (or in the emulation)
+/// would scramble rows of C and fail here.
+#[test]
+fn hip_mfma_gemms_run_on_the_host_and_match_the_reference() {
+    let work = std::env::temp_dir().join("smelt-hip-host-gemm");
+    let _ = std::fs::remove_dir_all(&work);
+    let dir = conformance_dir();
+    let (mut ran, mut values, mut errs) = (0, 0, Vec::new());
+    for c in [
+        "test_matmul_2d",
+        "test_matmul_3d",
+        "test_matmul_4d",
+        "test_gemm_default_matrix_bias",
+        "test_gemm_transposeA",
+        "test_gemm_transposeB",
+        "test_gemm_alpha",
+    ] {
+        match run_on_host(&dir.join(c), &work, true) {
+            Some(Ok(n)) => {
+                ran += 1;
+                values += n;
+            }
+            Some(Err(e)) => errs.push(e),
+            None => errs.push(format!("{c}: out of scope")),
+        }
+    }
+    for (gi, text) in FUSABLE.iter().enumerate() {
+        let g = smelt_ir::text::parse(text).unwrap();
+        let p = Program::build_with(&g, smelt_kernel::schedule::flat).unwrap();
+        assert!(!fusable_pairs(&p).is_empty(), "graph {gi}: nothing to fuse");
+        // Fixed inputs in [-1, 1] (no pattern that a transposed or
+        // row-permuted product would reproduce).
+        let (mut tensors, mut bytes) = (Vec::new(), Vec::new());
+        for (ii, &v) in g.inputs.iter().enumerate() {
+            let ty = &g.value(v).ty;
+            let shape = ty.shape.as_static().unwrap();
+            let n: usize = shape.iter().product();
+            let data: Vec<f64> = (0..n)
+                .map(|j| ((j * 7919 + ii * 104729) % 2003) as f64 / 1001.5 - 1.0)
+                .collect();
+            let t = smelt_ir::interp::tensor::Tensor::from_f64(ty.dtype, shape, data);
+            bytes.push(tensor_bytes(&t).unwrap());
+            tensors.push(t);
+        }
+        let want: Vec<Vec<f64>> = smelt_ir::interp::run(&g, tensors)
+            .unwrap()
+            .iter()
+            .map(|t| t.to_f64_vec().unwrap())
+            .collect();
+        let name = format!("fusable_{gi}");
+        match run_program(&name, &p, &bytes, &work, true) {
+            Some(Ok(got)) => match compare(&name, &got, &want) {
+                Ok(n) => {
+                    ran += 1;
+                    values += n;
+                }
+                Err(e) => errs.push(e),
+            },
+            Some(Err(e)) => errs.push(e),
+            None => errs.push(format!("{name}: out of scope")),
+        }
+    }
+    eprintln!("hip host run of MFMA GEMMs: {ran} programs, {values} values match");
+    assert!(errs.is_empty(), "{}", errs.join("\n"));
 }

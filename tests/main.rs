@@ -8,6 +8,7 @@ mod conformance;
 mod cpu;
 mod filetests;
 mod fixtures;
+mod gpu;
 mod hip;
 mod kernel_snapshots;
 mod maia_target;

@@ -22,6 +22,11 @@ from onnx import TensorProto, helper, numpy_helper
 OPSET = 17
 WEIGHTS_FILE = "weights.bin"
 BN_EPS = 1e-3
+# Opt-in (SMELT_PATTERN_WEIGHTS=1): weights drawn from a short periodic
+# sequence instead of the generator, so that weights.bin (and artifacts made
+# from it) gzip by orders of magnitude; used for GPU timing bundles, which
+# must travel in tens of MiB and whose timing does not depend on the values.
+PATTERN_PERIOD = 61
 
 
 class Builder:
@@ -35,6 +40,8 @@ class Builder:
         self.nodes = []
         self.inits = []
         self.count = 0
+        self.pattern = os.environ.get("SMELT_PATTERN_WEIGHTS") == "1"
+        self.pattern_draws = 0
 
     def name(self, prefix):
         self.count += 1
@@ -57,9 +64,25 @@ class Builder:
         return out
 
     def normal(self, shape, std):
+        if self.pattern:
+            return self.pattern_normal(shape, std)
         # float32 generation directly: BERT's 85M weights in float64 would
         # double the peak memory for nothing.
         return (self.rng.standard_normal(shape, dtype=np.float32) * np.float32(std)).astype(np.float32)
+
+    def pattern_normal(self, shape, std):
+        """N(0, std)-like values repeating with a short period. Each call gets
+        its own phase and a slightly different scale: identical weight tensors
+        would let an optimizer merge layers that real models keep apart."""
+        k = self.pattern_draws
+        self.pattern_draws += 1
+        # A fixed base sequence, independent of the builder's generator, so
+        # the default (non-pattern) draws are unaffected by this option.
+        base = np.random.default_rng(12345).standard_normal(PATTERN_PERIOD).astype(np.float32)
+        n = int(np.prod(shape, dtype=np.int64))
+        idx = (np.arange(n, dtype=np.int64) + k) % PATTERN_PERIOD
+        scale = np.float32(std * (1.0 + k / 1024.0))
+        return (base[idx] * scale).astype(np.float32).reshape(shape)
 
     # --- CNN pieces (PyTorch-export style: Conv without bias, then BatchNormalization) ---
 

@@ -20,6 +20,9 @@ const TYPES: &[(&str, &str)] = &[
     ("<u4", "u32"),
     ("<u8", "u64"),
     ("|b1", "bool"),
+    // bfloat16 (ml_dtypes) saves as a 2-byte void type.
+    ("<V2", "bf16"),
+    ("|V2", "bf16"),
 ];
 
 pub struct Npy {

@@ -111,7 +111,9 @@ pub fn main(a: Args) -> Result<ExitCode> {
     }
     if let Some(arch) = smelt_backends::gpu::Arch::parse(&a.target)
         && let Some(dir) = &a.output
-        && !dir.extension().is_some_and(|e| e == "smelt" || e == "txt")
+        && !dir
+            .extension()
+            .is_some_and(|e| ["smelt", "txt", "smc", "smx"].iter().any(|x| e == *x))
     {
         eprintln!(
             "  import      {} · {} nodes · {} params   {import_s:.2} s",

@@ -50,13 +50,19 @@ pub struct Program {
 impl Program {
     /// Lowers `g` to kernels and steps (no code generation yet).
     pub fn build(g: &Graph) -> Result<Program, CpuError> {
-        build_with(g, |k| schedule::cpu(k, CpuSchedule::default()))
+        build_with(g, |k| schedule::cpu(k, CpuSchedule::default()), false)
     }
 
     /// Lowers `g` with another target's schedule (the GPU targets use
     /// `schedule::flat`); everything else is the cpu program's.
     pub fn build_with(g: &Graph, sched: fn(&Kernel) -> Scheduled) -> Result<Program, CpuError> {
-        build_with(g, sched)
+        build_with(g, sched, false)
+    }
+
+    /// The GPU targets' program: the flat schedule, and f16/bf16 matrix
+    /// products as GEMM steps (see `Sink::low_precision_gemm`).
+    pub fn build_gpu(g: &Graph) -> Result<Program, CpuError> {
+        build_with(g, schedule::flat, true)
     }
 
     pub fn manifest(&self) -> &Manifest {
@@ -84,6 +90,7 @@ enum PStep {
 }
 
 struct Builder {
+    low_precision_gemm: bool,
     bufs: Vec<Buf>,
     steps: Vec<PStep>,
     kernels: Vec<Scheduled>,
@@ -113,6 +120,10 @@ impl Sink for Builder {
 
     fn alias(&mut self, out: BufId, input: BufId) {
         self.bufs[out].kind = Kind::Alias(input);
+    }
+
+    fn low_precision_gemm(&self) -> bool {
+        self.low_precision_gemm
     }
 }
 
@@ -191,8 +202,13 @@ fn host_text(g: &Graph, n: &Node) -> String {
     smelt_ir::text::print(&h)
 }
 
-fn build_with(g: &Graph, sched: fn(&Kernel) -> Scheduled) -> Result<Program, CpuError> {
+fn build_with(
+    g: &Graph,
+    sched: fn(&Kernel) -> Scheduled,
+    low_precision_gemm: bool,
+) -> Result<Program, CpuError> {
     let mut b = Builder {
+        low_precision_gemm,
         bufs: Vec::new(),
         steps: Vec::new(),
         kernels: Vec::new(),

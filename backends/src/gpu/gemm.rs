@@ -10,18 +10,23 @@ use smelt_runtime::cpu::Gemm;
 /// `C[b] = alpha * A[b] B[b] + beta * C[b]` over the strides of `g`;
 /// `lens` are the element counts of the A, B and C buffers.
 pub fn kernel(g: &Gemm, lens: [u64; 3]) -> Option<Kernel> {
-    let ty = match g.dtype.as_str() {
+    // f16/bf16 are storage types: loads give f32, the sum is f32 and the
+    // store rounds once.
+    let store = match g.dtype.as_str() {
         "f32" => Ty::F32,
         "f64" => Ty::F64,
+        "f16" => Ty::F16,
+        "bf16" => Ty::BF16,
         _ => return None,
     };
+    let ty = store.compute();
     let mut k = Kernel::new("gemm", vec![g.batch, g.m, g.n]);
     let (b, i, j) = (k.index(0), k.index(1), k.index(2));
-    let ap = k.param("a", ty, lens[0], Access::Read);
-    let bp = k.param("b", ty, lens[1], Access::Read);
+    let ap = k.param("a", store, lens[0], Access::Read);
+    let bp = k.param("b", store, lens[1], Access::Read);
     // Accumulating GEMMs read C before writing it; a Write parameter may
     // be read by the kernel that owns it.
-    let cp = k.param("c", ty, lens[2], Access::Write);
+    let cp = k.param("c", store, lens[2], Access::Write);
     let acc = k.var("acc", ty, true);
     let r = k.var("r", Ty::I64, false);
     let at = |s: [i64; 3], x: &smelt_kernel::Expr, y: &smelt_kernel::Expr| {

@@ -57,6 +57,7 @@ pub mod gemm;
 pub mod hip;
 pub mod program;
 pub mod ptx;
+pub mod record;
 
 use smelt_kernel::Scheduled;
 use smelt_runtime::cpu::Gemm;
@@ -118,4 +119,4 @@ pub fn printer(arch: Arch) -> Box<dyn Printer> {
         Box::new(hip::Hip(arch))
     }
 }
-pub use program::{Compiled, compile, compile_for, flat_launch};
+pub use program::{Compiled, compile, compile_for, compile_for_with, compile_with, flat_launch};

@@ -25,6 +25,8 @@ pub struct Compiled {
     /// those that fell back to the kernel-IR GEMM.
     pub tensor_core_gemms: usize,
     pub fallback_gemms: usize,
+    /// Epilogue kernels that run inside their GEMM's kernel.
+    pub fused_epilogues: usize,
 }
 
 /// Launch of a flat kernel over `total` points.
@@ -44,7 +46,16 @@ pub fn compile_for(
     inputs: &[smelt_ir::interp::Tensor],
     arch: Arch,
 ) -> Result<Compiled, GpuError> {
-    let err = match compile(g, arch) {
+    compile_for_with(g, inputs, printer(arch).as_ref())
+}
+
+/// `compile_for` with a given printer (tests record through one).
+pub fn compile_for_with(
+    g: &Graph,
+    inputs: &[smelt_ir::interp::Tensor],
+    pr: &dyn Printer,
+) -> Result<Compiled, GpuError> {
+    let err = match compile_with(g, pr) {
         Ok(c) => return Ok(c),
         Err(e) if e.to_string().contains("needs static shapes") => e,
         Err(e) => return Err(e),
@@ -53,14 +64,19 @@ pub fn compile_for(
     let Some((folded, guards)) = spec else {
         return Err(err);
     };
-    let mut c = compile(&folded, arch).map_err(|_| err)?;
+    let mut c = compile_with(&folded, pr).map_err(|_| err)?;
     c.manifest.guards = guards;
     Ok(c)
 }
 
 pub fn compile(g: &Graph, arch: Arch) -> Result<Compiled, GpuError> {
-    let p = Program::build_with(g, schedule::flat).map_err(|e| GpuError::Compile(e.to_string()))?;
-    let pr = printer(arch);
+    compile_with(g, printer(arch).as_ref())
+}
+
+/// `compile` with a given printer.
+pub fn compile_with(g: &Graph, pr: &dyn Printer) -> Result<Compiled, GpuError> {
+    let arch = pr.arch();
+    let p = Program::build_gpu(g).map_err(|e| GpuError::Compile(e.to_string()))?;
     let m = p.manifest().clone();
     let weights = p.weights().to_vec();
     let report = p.report.clone();
@@ -90,7 +106,35 @@ pub fn compile(g: &Graph, arch: Arch) -> Result<Compiled, GpuError> {
     let mut tc_index: BTreeMap<String, (usize, Launch)> = BTreeMap::new();
     let mut steps = Vec::with_capacity(m.steps.len());
     let (mut tc, mut fallback) = (0, 0);
-    for st in &m.steps {
+    let mut fused_epilogues = 0;
+    let mut skip_next = false;
+    for (si, st) in m.steps.iter().enumerate() {
+        if std::mem::take(&mut skip_next) {
+            continue;
+        }
+        // A GEMM followed by an elementwise epilogue over its output runs
+        // as one kernel where the printer can fuse them.
+        if let rt::Step::Gemm(gm) = st
+            && let Some(rt::Step::Kernel { kernel, args, .. }) = m.steps.get(si + 1)
+            && let Some(c_param) = fusable_epilogue(gm, &kernels[*kernel], args, &m)
+        {
+            let name = format!("gemm{}", gemm_modules.len());
+            if let Some((text, launch)) = pr.gemm_fused(&name, gm, &kernels[*kernel], c_param) {
+                gemm_modules.push((text, vec![name.clone()]));
+                let mut a = vec![Arg::Buffer(gm.a), Arg::Buffer(gm.b), Arg::Buffer(gm.c)];
+                a.extend(args.iter().map(|&b| Arg::Buffer(b)));
+                steps.push(Step::Launch {
+                    module: gemm_modules.len(),
+                    kernel: name,
+                    args: a,
+                    launch,
+                });
+                tc += 1;
+                fused_epilogues += 1;
+                skip_next = true;
+                continue;
+            }
+        }
         match st {
             rt::Step::Kernel {
                 kernel,
@@ -143,14 +187,29 @@ pub fn compile(g: &Graph, arch: Arch) -> Result<Compiled, GpuError> {
             }
         }
     }
+    // Epilogues fused into their GEMM no longer run on their own.
+    let launched: std::collections::BTreeSet<&str> = steps
+        .iter()
+        .map(|s| {
+            let Step::Launch { module, kernel, .. } = s;
+            (*module, kernel.as_str())
+        })
+        .filter(|(m, _)| *m == 0)
+        .map(|(_, k)| k)
+        .collect();
+    let kernels: Vec<Scheduled> = kernels
+        .iter()
+        .filter(|k| launched.contains(k.kernel.name.as_str()))
+        .cloned()
+        .collect();
     let main_text = pr.module(&kernels)?;
-    let mut modules = vec![module(format!("kernels.{ext}"), pr.as_ref(), &main_text, {
+    let mut modules = vec![module(format!("kernels.{ext}"), pr, &main_text, {
         kernels.iter().map(|k| k.kernel.name.clone()).collect()
     })];
     files.push((format!("kernels.{ext}"), main_text));
     for (i, (text, names)) in gemm_modules.into_iter().enumerate() {
         let file = format!("gemm_{i}.{ext}");
-        modules.push(module(file.clone(), pr.as_ref(), &text, names));
+        modules.push(module(file.clone(), pr, &text, names));
         files.push((file, text));
     }
     let manifest = Manifest {
@@ -177,7 +236,83 @@ pub fn compile(g: &Graph, arch: Arch) -> Result<Compiled, GpuError> {
         report,
         tensor_core_gemms: tc,
         fallback_gemms: fallback,
+        fused_epilogues,
     })
+}
+
+/// The parameter through which `epi` updates the GEMM's output in place,
+/// if `epi` is an elementwise epilogue of it: its domain is C's shape, C is
+/// dense row-major, and every access to C is at the point's own element.
+fn fusable_epilogue(g: &Gemm, epi: &Scheduled, args: &[usize], m: &rt::Manifest) -> Option<usize> {
+    use smelt_kernel::ir::build::flat;
+    use smelt_kernel::{Access, Expr, Stmt, Var};
+    let k = &epi.kernel;
+    let c_param = k
+        .params
+        .iter()
+        .zip(args)
+        .position(|(p, &b)| p.access == Access::Write && b == g.c)?;
+    let writes = k
+        .params
+        .iter()
+        .filter(|p| p.access == Access::Write)
+        .count();
+    if args.iter().filter(|&&b| b == g.c).count() != 1 {
+        return None;
+    }
+    let dims = &m.buffers.get(g.c)?.shape;
+    let dense = g.c_strides[2] == 1
+        && g.c_strides[1] == g.n as i64
+        && (g.batch == 1 || g.c_strides[0] == (g.m * g.n) as i64);
+    let points = g.batch * g.m * g.n;
+    // The epilogue may see C through another view of the same elements
+    // (Conv's bias runs over (N, M, H*W) of a 4-D C): the access check
+    // below is over its own domain, whose row-major order is C's.
+    let domain_points: u64 = k.domain.iter().product();
+    if writes != 1 || !dense || domain_points != points || dims.iter().product::<u64>() != points {
+        return None;
+    }
+    let own: Vec<Expr> = (0..k.domain.len())
+        .map(|d| Expr::Var(Var(d as u32)))
+        .collect();
+    let own = flat(&own, &k.domain);
+    let mut ok = true;
+    let mut check_expr = |e: &Expr| {
+        e.visit(&mut |x| {
+            if let Expr::Load(b, i) = x
+                && *b == c_param
+                && **i != own
+            {
+                ok = false;
+            }
+        })
+    };
+    fn walk(body: &[Stmt], c: usize, own: &Expr, ok: &mut bool, f: &mut dyn FnMut(&Expr)) {
+        for s in body {
+            match s {
+                Stmt::Let(_, e) | Stmt::Decl(_, e) | Stmt::Set(_, e) => f(e),
+                Stmt::Store { buf, index, value } => {
+                    if *buf == c && index != own {
+                        *ok = false;
+                    }
+                    f(index);
+                    f(value);
+                }
+                Stmt::Loop { extent, body, .. } => {
+                    f(extent);
+                    walk(body, c, own, ok, f);
+                }
+                Stmt::If { cond, then, els } => {
+                    f(cond);
+                    walk(then, c, own, ok, f);
+                    walk(els, c, own, ok, f);
+                }
+            }
+        }
+    }
+    let mut store_ok = true;
+    walk(&epi.body, c_param, &own, &mut store_ok, &mut check_expr);
+    (ok && store_ok).then_some(c_param)
 }
 
 fn module(file: String, pr: &dyn Printer, text: &str, kernels: Vec<String>) -> Module {

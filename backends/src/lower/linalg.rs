@@ -162,7 +162,12 @@ pub(super) fn batched_matmul(
     if k == 0 {
         return zero_fill(l, y);
     }
-    if let Some(dt) = gemm_dtype(y)
+    let low = match y.ty {
+        Ty::BF16 if l.low_precision_gemm() => Some("bf16"),
+        Ty::F16 if l.low_precision_gemm() => Some("f16"),
+        _ => None,
+    };
+    if let Some(dt) = gemm_dtype(y).or(low)
         && a.ty == y.ty
         && b.ty == y.ty
     {

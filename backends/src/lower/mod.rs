@@ -131,6 +131,12 @@ pub trait Sink {
     fn emit(&mut self, e: Emitted);
     /// Make output `out` a view of `input`'s buffer (same bytes, new dims).
     fn alias(&mut self, out: BufId, input: BufId);
+    /// Whether matrix products of f16/bf16 (f32 accumulation) become GEMM
+    /// steps: on GPUs their tensor cores take them; the cpu runtime's GEMM
+    /// has only f32/f64.
+    fn low_precision_gemm(&self) -> bool {
+        false
+    }
 }
 
 /// One node being lowered.
@@ -147,6 +153,11 @@ pub struct Lower<'a> {
 }
 
 impl<'a> Lower<'a> {
+    /// See `Sink::low_precision_gemm`.
+    pub fn low_precision_gemm(&self) -> bool {
+        self.sink.low_precision_gemm()
+    }
+
     pub fn new(
         node: &'a Node,
         ins: Vec<Option<T>>,

@@ -66,7 +66,7 @@ impl Hip {
         // SAFETY: plain C calls with valid out-pointers.
         let r = unsafe { init(0) };
         h.check("hipInit", r)
-            .map_err(|e| GpuError::Unavailable(e.to_string()))?;
+            .map_err(|e| GpuError::Unavailable(format!("no usable AMD GPU: {e}")))?;
         let count = sym!(
             h.rt,
             b"hipGetDeviceCount\0",

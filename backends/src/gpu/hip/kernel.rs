@@ -70,6 +70,74 @@ impl<'a> KernelPrinter<'a> {
         Ok(p.out)
     }
 
+    /// The per-point body of a flat-scheduled kernel (one parallel loop at
+    /// the top, as `schedule::flat` makes it) as a `__device__` function
+    /// `fn_name(params..., int64_t <loop var>)`: what one thread of the
+    /// kernel does for one point, so that another kernel (a GEMM's store
+    /// loop) can run it for the elements it produces. Parameters are not
+    /// `__restrict__`: the caller may pass the same buffer under two names.
+    pub fn print_point_fn(target: &'static str, sk: &'a Scheduled, fn_name: &str) -> R<String> {
+        let k = &sk.kernel;
+        let mut p = KernelPrinter {
+            target,
+            k,
+            names: Names::for_kernel(k),
+            out: String::new(),
+        };
+        for n in [fn_name, k.name.as_str()] {
+            if !super::names::is_ident(n) {
+                return Err(p.err(format!("name {n:?} is not a C identifier")));
+            }
+        }
+        let (point, body) = match sk.body.as_slice() {
+            [
+                Stmt::Loop {
+                    var,
+                    kind: LoopKind::Parallel,
+                    body,
+                    ..
+                },
+            ] if !has_parallel(body) => (*var, body),
+            _ => {
+                return Err(p.err(
+                    "not a flat-scheduled kernel (one parallel loop over its points)".into(),
+                ));
+            }
+        };
+        let point_name = p.var(point)?.to_string();
+        let _ = writeln!(
+            p.out,
+            "// Kernel-IR kernel `{}` for one point `{point_name}` of its domain [{}]\n\
+             // (row-major flat index).",
+            k.name,
+            k.domain
+                .iter()
+                .map(u64::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let _ = writeln!(p.out, "SMELT_INLINE void {fn_name}(");
+        for (i, prm) in k.params.iter().enumerate() {
+            let (c, dir) = if prm.access == Access::Read {
+                ("const ", "in")
+            } else {
+                ("", "out")
+            };
+            let _ = writeln!(
+                p.out,
+                "    {c}{}* {}, // {dir} {}[{}]",
+                storage_c(prm.ty),
+                p.names.param(i),
+                prm.ty.name(),
+                prm.len
+            );
+        }
+        let _ = writeln!(p.out, "    int64_t {point_name}) {{");
+        p.block(body, 1, true)?;
+        p.out.push_str("}\n");
+        Ok(p.out)
+    }
+
     fn err(&self, msg: String) -> GpuError {
         GpuError::Print {
             target: self.target,
@@ -440,6 +508,14 @@ impl<'a> KernelPrinter<'a> {
             BinOp::Atan2 => return Err(self.err("atan2 of integers".into())),
         })
     }
+}
+
+fn has_parallel(body: &[Stmt]) -> bool {
+    body.iter().any(|s| match s {
+        Stmt::Loop { kind, body, .. } => *kind == LoopKind::Parallel || has_parallel(body),
+        Stmt::If { then, els, .. } => has_parallel(then) || has_parallel(els),
+        _ => false,
+    })
 }
 
 fn neg_paren(s: String) -> String {

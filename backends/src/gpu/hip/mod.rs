@@ -16,7 +16,7 @@ pub mod toolchain;
 pub use kernel::{storage_c, value_c};
 
 use super::{Arch, GpuError, Printer};
-use smelt_kernel::{Scheduled, Ty};
+use smelt_kernel::{Access, Scheduled, Ty};
 use smelt_runtime::cpu::Gemm;
 use smelt_runtime::gpu::{Launch, ModuleKind};
 use std::fmt::Write;
@@ -129,6 +129,89 @@ impl Printer for Hip {
     }
     fn gemm(&self, name: &str, g: &Gemm) -> Option<(String, Launch)> {
         mfma::gemm(self.0, name, g)
+    }
+    fn gemm_fused(
+        &self,
+        name: &str,
+        g: &Gemm,
+        epi: &Scheduled,
+        c_param: usize,
+    ) -> Option<(String, Launch)> {
+        let k = &epi.kernel;
+        let ty = match g.dtype.as_str() {
+            "f32" => Ty::F32,
+            "f64" => Ty::F64,
+            _ => return None,
+        };
+        let c_elems = g.batch.checked_mul(g.m)?.checked_mul(g.n)?;
+        let (m, n) = (i64::try_from(g.m).ok()?, i64::try_from(g.n).ok()?);
+        // The epilogue's point is C's flat index: C must be dense row-major
+        // and the epilogue one thread per element of C.
+        let dense = g.c_strides[2] == 1
+            && g.c_strides[1] == n
+            && (g.batch == 1 || g.c_strides[0] == m.checked_mul(n)?);
+        let c = k.params.get(c_param)?;
+        if !dense
+            || c.ty != ty
+            || c.len < c_elems
+            || k.points() != c_elems
+            || epi.parallel_extent != c_elems
+            || epi.points_per_iter != 1
+        {
+            return None;
+        }
+        let function = format!("{name}_epilogue");
+        let mut code = String::from(PRELUDE);
+        code.push('\n');
+        code.push_str(&float_formats());
+        code.push_str(&kernel::KernelPrinter::print_point_fn(self.target(), epi, &function).ok()?);
+        let params = k
+            .params
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                // Kernel-IR names go into C comments: keep them inert.
+                let pname: String = p
+                    .name
+                    .chars()
+                    .map(|c| {
+                        if c.is_ascii_alphanumeric() || c == '_' {
+                            c
+                        } else {
+                            '?'
+                        }
+                    })
+                    .collect();
+                let cst = if p.access == Access::Read {
+                    "const "
+                } else {
+                    ""
+                };
+                let says = if i == c_param {
+                    format!("epilogue's `{pname}` = C")
+                } else {
+                    format!(
+                        "epilogue's `{pname}`: {} {}[{}]",
+                        if p.access == Access::Read {
+                            "in"
+                        } else {
+                            "out"
+                        },
+                        p.ty.name(),
+                        p.len
+                    )
+                };
+                (format!("{cst}{}*", kernel::storage_c(p.ty)), says)
+            })
+            .collect();
+        let fused = mfma::Fused {
+            kernel: &k.name,
+            function: &function,
+            code: &code,
+            params,
+            c_param,
+        };
+        mfma::gemm_with(self.0, name, g, Some(&fused))
     }
 }
 
