@@ -1,7 +1,9 @@
 //! The PTX target without a GPU: every kernel smelt emits for the
 //! conformance suite and the example models, printed through LLVM NVPTX,
 //! assembles with NVIDIA's ptxas for sm_80 and sm_90a; so do the
-//! tensor-core GEMMs. ptxas's register and spill counts are summarized on
+//! tensor-core GEMMs (mma.sync on sm_80, wgmma on sm_90a), alone and with
+//! every elementwise epilogue the programs put right after them fused in
+//! (`Printer::gemm_fused`). ptxas's register and spill counts are summarized on
 //! stdout and in `target/ptxas-report.txt`. PTX snapshots of a few kernels
 //! live under `tests/gpu/ptx/` (bless with `INSTA_UPDATE=always`).
 //!
@@ -11,7 +13,7 @@
 
 use crate::common::{conformance_dir, repo};
 use smelt_backends::cpu::Program;
-use smelt_backends::gpu::ptx::{Ptx, mma, ptxas};
+use smelt_backends::gpu::ptx::{Ptx, mma, ptxas, wgmma};
 use smelt_backends::gpu::{Arch, Printer};
 use smelt_kernel::Scheduled;
 use smelt_runtime::cpu::{Gemm, Step};
@@ -30,12 +32,17 @@ fn require_toolchain() {
     }
 }
 
-/// Kernels and GEMMs of one graph built with the GPU (`flat`) schedule;
-/// None when the cpu program builder refuses the graph (dynamic shapes).
-fn program_parts(g: &smelt_ir::Graph) -> Option<(Vec<Scheduled>, Vec<Gemm>)> {
+/// A GEMM and the epilogue kernel run right after it on its C, with the
+/// index of C among the epilogue's parameters.
+type Pair = (Gemm, Scheduled, usize);
+
+/// Kernels, GEMMs and (GEMM, epilogue) pairs of one graph built with the
+/// GPU (`flat`) schedule; None when the cpu program builder refuses the
+/// graph (dynamic shapes).
+fn program_parts(g: &smelt_ir::Graph) -> Option<(Vec<Scheduled>, Vec<Gemm>, Vec<Pair>)> {
     let p = Program::build_with(g, smelt_kernel::schedule::flat).ok()?;
-    let gemms = p
-        .manifest()
+    let m = p.manifest();
+    let gemms = m
         .steps
         .iter()
         .filter_map(|s| match s {
@@ -43,7 +50,33 @@ fn program_parts(g: &smelt_ir::Graph) -> Option<(Vec<Scheduled>, Vec<Gemm>)> {
             _ => None,
         })
         .collect();
-    Some((p.kernels, gemms))
+    let pairs = m
+        .steps
+        .windows(2)
+        .filter_map(|w| epilogue_pair(&w[0], &w[1], &p.kernels, &m.buffers))
+        .collect();
+    Some((p.kernels, gemms, pairs))
+}
+
+/// The lead's rule for fusing: a GEMM immediately followed by a kernel
+/// named "...epilogue..." that takes C, whose domain is C's shape, C dense
+/// row-major.
+fn epilogue_pair(
+    a: &Step,
+    b: &Step,
+    kernels: &[Scheduled],
+    buffers: &[smelt_runtime::cpu::Buffer],
+) -> Option<Pair> {
+    let (Step::Gemm(g), Step::Kernel { kernel, args, .. }) = (a, b) else {
+        return None;
+    };
+    let k = kernels.get(*kernel)?;
+    let c_param = args.iter().position(|&x| x == g.c)?;
+    let dense = g.c_strides[2] == 1
+        && g.c_strides[1] == g.n as i64
+        && (g.batch == 1 || g.c_strides[0] == (g.m * g.n) as i64);
+    (k.kernel.name.contains("epilogue") && dense && k.kernel.domain == buffers.get(g.c)?.shape)
+        .then(|| (g.clone(), k.clone(), c_param))
 }
 
 #[derive(Default)]
@@ -52,13 +85,15 @@ struct Collected {
     gemms: Vec<Gemm>,
     seen: HashSet<String>,
     seen_gemm: HashSet<String>,
+    pairs: Vec<Pair>,
+    seen_pair: HashSet<String>,
     graphs: usize,
     skipped: usize,
 }
 
 impl Collected {
     fn add_graph(&mut self, g: &smelt_ir::Graph) {
-        let Some((ks, gs)) = program_parts(g) else {
+        let Some((ks, gs, ps)) = program_parts(g) else {
             self.skipped += 1;
             return;
         };
@@ -75,6 +110,14 @@ impl Collected {
         for g in gs {
             if self.seen_gemm.insert(format!("{g:?}")) {
                 self.gemms.push(g);
+            }
+        }
+        for (g, mut k, c) in ps {
+            let name = std::mem::take(&mut k.kernel.name);
+            let key = format!("{g:?} {c} {}", smelt_kernel::print::scheduled(&k));
+            if self.seen_pair.insert(key) {
+                k.kernel.name = format!("e{}_{name}", self.pairs.len());
+                self.pairs.push((g, k, c));
             }
         }
     }
@@ -281,13 +324,35 @@ fn gemm_jobs(gemms: &[Gemm]) -> (Vec<Job>, usize) {
     for (i, g) in gemms.iter().enumerate() {
         for arch in ARCHS {
             let name = format!("gemm_{i}");
-            match mma::gemm(arch, &name, g) {
+            match Ptx(arch).gemm(&name, g) {
                 Some((ptx, _)) => jobs.push(Job {
                     label: format!("{name} {g:?}"),
                     arch,
                     ptx: Ok(ptx),
                 }),
                 None => declined += 1,
+            }
+        }
+    }
+    (jobs, declined)
+}
+
+/// Every (GEMM, epilogue) pair fused, for both architectures. Returns the
+/// jobs and how many pairs of f32 GEMMs the printer declined.
+fn fused_jobs(pairs: &[Pair]) -> (Vec<Job>, usize) {
+    let mut jobs = Vec::new();
+    let mut declined = 0;
+    for (i, (g, epi, c)) in pairs.iter().enumerate() {
+        for arch in ARCHS {
+            let name = format!("gemm_fused_{i}");
+            match Ptx(arch).gemm_fused(&name, g, epi, *c) {
+                Some((ptx, _)) => jobs.push(Job {
+                    label: format!("{name} {g:?} + {}", epi.kernel.name),
+                    arch,
+                    ptx: Ok(ptx),
+                }),
+                None if g.dtype == "f32" => declined += 1,
+                None => {}
             }
         }
     }
@@ -317,14 +382,21 @@ fn report(title: &str, rows: &[(String, Arch, ptxas::EntryReport)], extra: &str)
             spills.len(),
             hist
         );
-        let gm = of
-            .iter()
-            .filter(|r| r.0.starts_with("gemm"))
-            .max_by_key(|r| r.2.registers);
-        s += &format!(
-            "  tensor-core GEMMs: max registers {}\n",
-            gm.map_or(0, |r| r.2.registers)
-        );
+        for (what, fused) in [("tensor-core GEMMs", false), ("with fused epilogue", true)] {
+            let gs: Vec<_> = of
+                .iter()
+                .filter(|r| r.0.starts_with("gemm") && r.0.starts_with("gemm_fused") == fused)
+                .collect();
+            s += &format!(
+                "  {what}: {} entries, max registers {}, max stack {} B, {} with spills\n",
+                gs.len(),
+                gs.iter().map(|r| r.2.registers).max().unwrap_or(0),
+                gs.iter().map(|r| r.2.stack_bytes).max().unwrap_or(0),
+                gs.iter()
+                    .filter(|r| r.2.spill_stores + r.2.spill_loads > 0)
+                    .count()
+            );
+        }
         for r in spills.iter().take(20) {
             s += &format!(
                 "  spills: {} {} registers, {} B stores, {} B loads\n",
@@ -362,7 +434,29 @@ fn ptx_every_kernel_assembles() {
     c.gemms.extend(odd_gemms());
     let (gj, declined) = gemm_jobs(&c.gemms);
     let n_gemm_jobs = gj.len();
+    let sm90 = |j: &&Job| j.arch == Arch::Sm90a;
+    let wgmma_jobs = gj
+        .iter()
+        .filter(sm90)
+        .filter(|j| j.ptx.as_ref().is_ok_and(|p| p.contains("wgmma.mma_async")))
+        .count();
+    // Every sm_90a product that has a tensor-core kernel gets wgmma (it
+    // declines only strides too large for its immediate offsets).
+    assert_eq!(wgmma_jobs, gj.iter().filter(sm90).count());
     jobs.extend(gj);
+    let (fj, fused_declined) = fused_jobs(&c.pairs);
+    let n_fused_jobs = fj.len();
+    let f32_pairs = c.pairs.iter().filter(|p| p.0.dtype == "f32").count();
+    assert!(
+        f32_pairs >= 5,
+        "only {f32_pairs} f32 (GEMM, epilogue) pairs found"
+    );
+    assert_eq!(
+        fused_declined, 0,
+        "the printer declined to fuse some f32 (GEMM, epilogue) pairs"
+    );
+    assert_eq!(n_fused_jobs, f32_pairs * ARCHS.len());
+    jobs.extend(fj);
     let t2 = Instant::now();
     let rows = assemble_all(jobs);
     let t_ptxas = t2.elapsed();
@@ -374,8 +468,8 @@ fn ptx_every_kernel_assembles() {
     );
     let extra = format!(
         "benchmark models: {}\n{} graphs built ({} skipped: import or cpu build refused), {} distinct kernels, \
-         {} GEMMs from programs + {} odd shapes ({} tensor-core modules, {} declined); \
-         build {:.1}s, PTX {:.1}s, ptxas {:.1}s\n",
+         {} GEMMs from programs + {} odd shapes ({} tensor-core modules, {} of them wgmma, {} declined); \
+         {} (GEMM, epilogue) pairs ({} f32: {} fused modules); build {:.1}s, PTX {:.1}s, ptxas {:.1}s\n",
         if models.is_empty() {
             "none".to_string()
         } else {
@@ -387,7 +481,11 @@ fn ptx_every_kernel_assembles() {
         n_model_gemms,
         c.gemms.len() - n_model_gemms,
         n_gemm_jobs,
+        wgmma_jobs,
         declined,
+        c.pairs.len(),
+        f32_pairs,
+        n_fused_jobs,
         t_build.as_secs_f64(),
         t_print.as_secs_f64(),
         t_ptxas.as_secs_f64()
@@ -401,6 +499,22 @@ fn snapshot_graph(path: &Path) -> Vec<Scheduled> {
     Program::build_with(&g, smelt_kernel::schedule::flat)
         .unwrap()
         .kernels
+}
+
+/// A 32x48 * 48x40 MatMul with bias and GELU (FusedMatMul): its GEMM
+/// and the epilogue kernel right after it.
+fn bias_gelu_pair() -> Pair {
+    let src = r#"graph "mm_bias_gelu"(%x: f32[32,48], %w: f32[48,40], %b: f32[40]) {
+  %y: f32[32,40] = FusedMatMul(%x, %w, %b, _) {activation="Gelu"}
+  return %y
+}"#;
+    let g = smelt_ir::text::parse(src).unwrap();
+    let (_, _, mut pairs) = program_parts(&g).unwrap();
+    assert_eq!(pairs.len(), 1, "one GEMM followed by its epilogue");
+    let (gm, epi, c) = pairs.remove(0);
+    assert_eq!((gm.m, gm.n, gm.k), (32, 40, 48));
+    assert_eq!(epi.kernel.params.len(), 2, "C and the bias");
+    (gm, epi, c)
 }
 
 /// PTX of a fused bias+GELU and a softmax (sm_80), and one tensor-core GEMM
@@ -420,10 +534,35 @@ fn ptx_snapshots() {
         }
         let g = &odd_gemms()[1];
         for arch in ARCHS {
-            let (ptx, launch) = mma::gemm(arch, "gemm_17x13x5", g).unwrap();
+            let (ptx, launch) = Ptx(arch).gemm("gemm_17x13x5", g).unwrap();
             ptxas::assemble(&ptx, arch.name()).unwrap();
             assert_eq!(launch.grid, [1, 1, 1]);
             insta::assert_snapshot!(format!("gemm_17x13x5_{}", arch.name()), ptx);
+        }
+        // sm_80 keeps mma.sync; sm_90a uses warpgroup MMA.
+        assert!(mma::gemm(Arch::Sm80, "g", g).is_some());
+        assert!(wgmma::gemm(Arch::Sm80, "g", g).is_none());
+        assert!(
+            Ptx(Arch::Sm90a)
+                .gemm("g", g)
+                .unwrap()
+                .0
+                .contains("wgmma.mma_async")
+        );
+        let (gm, epi, c) = bias_gelu_pair();
+        for arch in ARCHS {
+            let (ptx, launch) = Ptx(arch)
+                .gemm_fused("gemm_bias_gelu", &gm, &epi, c)
+                .unwrap();
+            let rep = ptxas::assemble(&ptx, arch.name()).unwrap();
+            assert_eq!(rep.len(), 1, "one entry: the epilogue is a .func");
+            // 40 columns, 32 rows: blocks of 64x32 (mma) or 64x64 (wgmma).
+            let gx = if arch == Arch::Sm80 { 2 } else { 1 };
+            assert_eq!(launch.grid, [gx, 1, 1]);
+            // The GELU's erf is libdevice's, inlined into the .func.
+            assert!(ptx.contains(".visible .func gemm_bias_gelu_epi("));
+            assert!(!ptx.contains("__nv_erff("));
+            insta::assert_snapshot!(format!("gemm_bias_gelu_{}", arch.name()), ptx);
         }
     });
 }

@@ -198,8 +198,70 @@ fn ptx_module(kernels: &[Scheduled], arch: &str) -> R<String> {
     for k in kernels {
         gpu_entry(&ctx, &m, k)?;
     }
-    redirect_math(&m)?;
-    link_libdevice(&ctx, &m, &tm)?;
+    let entries: Vec<&str> = kernels.iter().map(|k| k.kernel.name.as_str()).collect();
+    finish(&ctx, &m, &tm, &entries)
+}
+
+/// PTX text (header included) of a module holding only `k`'s per-point
+/// body as a callable non-entry function `.visible .func func(.b64 p0,
+/// ..., .b64 pN, .b64 p)`: the kernel's body for the single point `p`,
+/// with `pI` the generic address of `k`'s parameter I. Hand-written PTX
+/// appended after this text may `call` it (a tensor-core GEMM running an
+/// elementwise epilogue per stored element). Math goes through libdevice
+/// and O3 runs as for entries, so the semantics are the kernel IR's.
+pub fn point_func(k: &Scheduled, arch: &str, func: &str) -> R<String> {
+    if func.is_empty() || !func.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_') {
+        return Err(Error::Kernel(format!("point function name {func:?}")));
+    }
+    let tm = machine(arch)?;
+    let ctx = Context::create();
+    let m = crate::llvm::module(&ctx, "smelt", std::slice::from_ref(k))?;
+    m.set_triple(&tm.get_triple());
+    m.set_data_layout(&tm.get_target_data().get_data_layout());
+    let name = &k.kernel.name;
+    let body = m
+        .get_function(&format!("{name}.body"))
+        .ok_or(Error::Internal("kernel body"))?;
+    if let Some(host) = m.get_function(name) {
+        // SAFETY: the host entry has no users inside the module.
+        unsafe { host.delete() };
+    }
+    if m.get_function(func).is_some() {
+        return Err(Error::Kernel(format!("{func} is already defined")));
+    }
+    let ptr = ctx.ptr_type(AddressSpace::default());
+    let i64t = ctx.i64_type();
+    let n = k.kernel.params.len();
+    let mut ptypes: Vec<BasicMetadataTypeEnum> = vec![ptr.into(); n];
+    ptypes.push(i64t.into());
+    let f = m.add_function(func, ctx.void_type().fn_type(&ptypes, false), None);
+    let b = ctx.create_builder();
+    b.position_at_end(ctx.append_basic_block(f, "entry"));
+    let mut args: Vec<BasicMetadataValueEnum> = (0..=n)
+        .map(|i| {
+            f.get_nth_param(i as u32)
+                .map(Into::into)
+                .ok_or(Error::Internal("param"))
+        })
+        .collect::<R<_>>()?;
+    let p = f
+        .get_nth_param(n as u32)
+        .ok_or(Error::Internal("point"))?
+        .into_int_value();
+    let next = b
+        .build_int_add(p, i64t.const_int(1, false), "p1")
+        .map_err(be)?;
+    args.push(next.into());
+    b.build_call(body, &args, "").map_err(be)?;
+    b.build_return(None).map_err(be)?;
+    finish(&ctx, &m, &tm, &[func])
+}
+
+/// libdevice, internalization of all but `keep`, O3 and the assembly
+/// printer: the common tail of every module.
+fn finish<'c>(ctx: &'c Context, m: &Module<'c>, tm: &TargetMachine, keep: &[&str]) -> R<String> {
+    redirect_math(m)?;
+    link_libdevice(ctx, m, tm)?;
     // libdevice asks `__nvvm_reflect("__CUDA_FTZ")`: keep denormals (the
     // results then match the host's and the reference's).
     m.add_basic_value_flag(
@@ -207,8 +269,7 @@ fn ptx_module(kernels: &[Scheduled], arch: &str) -> R<String> {
         FlagBehavior::Override,
         ctx.i32_type().const_zero(),
     );
-    let entries: Vec<&str> = kernels.iter().map(|k| k.kernel.name.as_str()).collect();
-    internalize(&m, &entries);
+    internalize(m, keep);
     let cpu = tm.get_cpu().to_string();
     let features = tm.get_feature_string().to_string_lossy().into_owned();
     for f in m.get_functions() {
@@ -225,11 +286,11 @@ fn ptx_module(kernels: &[Scheduled], arch: &str) -> R<String> {
     }
     m.verify()
         .map_err(|e| Error::Llvm(format!("NVPTX module: {e}")))?;
-    m.run_passes("default<O3>", &tm, PassBuilderOptions::create())
+    m.run_passes("default<O3>", tm, PassBuilderOptions::create())
         .map_err(be)?;
-    check_resolved(&m)?;
+    check_resolved(m)?;
     let buf = tm
-        .write_to_memory_buffer(&m, FileType::Assembly)
+        .write_to_memory_buffer(m, FileType::Assembly)
         .map_err(be)?;
     String::from_utf8(buf.as_slice().to_vec())
         .map_err(|_| Error::Llvm("NVPTX printed non-UTF-8 assembly".into()))
@@ -404,7 +465,33 @@ fn check_resolved(m: &Module) -> R<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::libdevice_name;
+    use super::{libdevice_name, point_func};
+    use smelt_kernel::ir::build::{load, mul};
+    use smelt_kernel::{Access, Kernel, Stmt, Ty, schedule};
+
+    #[test]
+    fn point_func_is_a_callable_func() {
+        // y[i] = y[i] * x[i] over 8 points: no math, so no libdevice needed.
+        let mut k = Kernel::new("epi", vec![8]);
+        let y = k.param("y", Ty::F32, 8, Access::Write);
+        let x = k.param("x", Ty::F32, 8, Access::Read);
+        let i = k.index(0);
+        k.body.push(Stmt::Store {
+            buf: y,
+            index: i.clone(),
+            value: mul(load(y, i.clone()), load(x, i)),
+        });
+        let sk = schedule::flat(&k);
+        let ptx = point_func(&sk, "sm_90a", "g0_epi").unwrap();
+        assert!(ptx.contains(".target sm_90a"));
+        assert!(ptx.contains(".visible .func g0_epi("));
+        // Two buffers and the point.
+        assert!(ptx.contains("g0_epi_param_2"));
+        assert!(!ptx.contains("g0_epi_param_3"));
+        assert!(!ptx.contains(".entry"));
+        assert!(point_func(&sk, "sm_90a", "g0.epi").is_err());
+        assert!(point_func(&sk, "sm_90a", "").is_err());
+    }
 
     #[test]
     fn math_maps_to_libdevice() {

@@ -8,12 +8,11 @@
 //! f32 (the "3xTF32" scheme; the dropped `a_lo*b_lo` is below f32's ulp),
 //! which keeps results within a few f32 ulps of an f32 GEMM.
 //!
-//! Status: the same `mma.sync.aligned.m16n8k8` kernel serves sm_80 and
-//! sm_90a (mma.sync runs on Hopper too). Not done yet: `wgmma.mma_async`
-//! with TMA (`cp.async.bulk.tensor`, which needs a host-made tensor map)
-//! for sm_90a, and shared-memory staging / cp.async pipelining: fragments
-//! are loaded straight from global memory (L1/L2 serve the reuse between
-//! the warps). No GPU was available when this was written: the kernels are
+//! Status: used for sm_80 (and for sm_90a products `wgmma` declines;
+//! mma.sync runs on Hopper too); sm_90a gets warpgroup MMA (`wgmma`). Not
+//! done: shared-memory staging / cp.async pipelining here: fragments are
+//! loaded straight from global memory (L1/L2 serve the reuse between the
+//! warps). No GPU was available when this was written: the kernels are
 //! checked by ptxas only, their numerics are NOT yet tested on hardware.
 //!
 //! Fragment layouts relied on (PTX ISA, "Matrix Fragments for
@@ -29,6 +28,7 @@
 //!   c2 = (g + 8, 2t), c3 = (g + 8, 2t + 1).
 
 use super::super::Arch;
+use super::common::{self, Epi, split};
 use smelt_runtime::cpu::Gemm;
 use smelt_runtime::gpu::Launch;
 use std::fmt::Write;
@@ -41,18 +41,17 @@ const NT: u64 = 4;
 const BLOCK_M: u64 = WARPS * WARP_M;
 const BLOCK_N: u64 = NT * 8;
 
-/// The tensor-core kernel for `g`, or None where this printer has none
-/// (not f32, empty sizes, grids beyond the hardware's y/z limits).
+/// The tensor-core kernel for `g` as a module of its own, or None where
+/// this printer has none (see `common::supported`, and grids beyond the
+/// hardware's y/z limits).
 pub fn gemm(arch: Arch, name: &str, g: &Gemm) -> Option<(String, Launch)> {
-    if !arch.is_nvidia() || g.dtype != "f32" {
-        return None;
-    }
-    if g.m == 0 || g.n == 0 || g.k == 0 || g.batch == 0 {
-        return None;
-    }
-    if !(g.beta == 0.0 || g.beta == 1.0)
-        || !name.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_')
-    {
+    let l = launch(arch, name, g)?;
+    Some((module(arch, name, g, None), l))
+}
+
+/// The launch of this kernel for `g`, or None where it cannot serve it.
+pub fn launch(arch: Arch, name: &str, g: &Gemm) -> Option<Launch> {
+    if !common::supported(arch, name, g) {
         return None;
     }
     let gx = g.n.div_ceil(BLOCK_N);
@@ -60,47 +59,43 @@ pub fn gemm(arch: Arch, name: &str, g: &Gemm) -> Option<(String, Launch)> {
     if gx > u32::MAX as u64 || gy > 65_535 || g.batch > 65_535 {
         return None;
     }
-    let launch = Launch {
+    Some(Launch {
         grid: [gx as u32, gy as u32, g.batch as u32],
         block: [(WARPS * 32) as u32, 1, 1],
         shared_bytes: 0,
-    };
-    Some((mma_sync(arch, name, g), launch))
+    })
 }
 
-fn f32_hex(x: f64) -> String {
-    format!("0f{:08X}", (x as f32).to_bits())
+/// The module (see `common::module`): call only where `launch` is Some.
+pub fn module(arch: Arch, name: &str, g: &Gemm, epi: Option<&Epi>) -> String {
+    let comment = format!(
+        "smelt tensor-core GEMM {name}: batch {} x [{}x{}] * [{}x{}], alpha {}, beta {}\n\
+         3xTF32 mma.sync.m16n8k8, block {BLOCK_M}x{BLOCK_N}, {WARPS} warps{}",
+        g.batch,
+        g.m,
+        g.k,
+        g.k,
+        g.n,
+        g.alpha,
+        g.beta,
+        epi.map_or(String::new(), |e| format!(", epilogue {}", e.func))
+    );
+    common::module(arch, &comment, &mma_sync(name, g, epi), epi)
 }
 
-/// Splits register `x` (f32) into TF32 `hi`/`lo` (see the module doc).
-fn split(s: &mut String, x: &str, hi: &str, lo: &str) {
-    let _ = writeln!(s, "\tcvt.rna.tf32.f32 {hi}, {x};");
-    let _ = writeln!(s, "\tsub.f32 tmp, {x}, {hi};");
-    let _ = writeln!(s, "\tcvt.rna.tf32.f32 {lo}, tmp;");
-}
-
-fn mma_sync(arch: Arch, name: &str, g: &Gemm) -> String {
+fn mma_sync(name: &str, g: &Gemm, epi: Option<&Epi>) -> String {
     let (m, n, k) = (g.m, g.n, g.k);
     let [sa0, sa1, sa2] = g.a_strides;
     let [sb0, sb1, sb2] = g.b_strides;
-    let [sc0, sc1, sc2] = g.c_strides;
+    let sc0 = g.c_strides[0];
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "// smelt tensor-core GEMM {name}: batch {} x [{m}x{k}] * [{k}x{n}], alpha {}, beta {}\n\
-         // 3xTF32 mma.sync.m16n8k8, block {BLOCK_M}x{BLOCK_N}, {WARPS} warps\n\
-         .version {}\n.target {}\n.address_size 64\n",
-        g.batch,
-        g.alpha,
-        g.beta,
-        smelt_codegen::nvptx::PTX_VERSION,
-        arch.name()
-    );
-    let _ = writeln!(
-        s,
-        ".visible .entry {name}(\n\t.param .u64 {name}_a,\n\t.param .u64 {name}_b,\n\t.param .u64 {name}_c\n)\n.maxntid {}, 1, 1\n{{",
+        ".visible .entry {name}(\n{}\n)\n.maxntid {}, 1, 1\n{{",
+        common::params(name, epi),
         WARPS * 32
     );
+    s += &common::epi_regs(epi);
     s += "\t.reg .pred p, pr0, pr1, pk0, pk1, pn<4>, q, more;\n\
           \t.reg .u32 tid, warp, lane, g, t, bx, by, bz;\n\
           \t.reg .s64 A, B, C, row0, row1, col, kk, k0, k1, ra0, ra1, off, addr, n<4>;\n\
@@ -218,30 +213,7 @@ fn mma_sync(arch: Arch, name: &str, g: &Gemm) -> String {
         s,
         "\tadd.s64 kk, kk, 8;\n\tsetp.lt.s64 more, kk, {k};\n\t@more bra.uni $Lk;"
     );
-    // Epilogue: acc(4j + 2r + i) is C[row_r, col + 8j + 2t + i].
-    let alpha = f32_hex(g.alpha);
-    for j in 0..NT as usize {
-        for r in 0..2usize {
-            for i in 0..2usize {
-                let a = 4 * j + 2 * r + i;
-                let _ = writeln!(
-                    s,
-                    "\tcvt.u64.u32 off, t;\n\tshl.b64 off, off, 1;\n\tadd.s64 off, off, col;\n\
-                     \tadd.s64 off, off, {};\n\tsetp.lt.s64 q, off, {n};\n\tand.pred q, q, pr{r};\n\
-                     \tmul.lo.s64 off, off, {};\n\tmul.lo.s64 addr, row{r}, {};\n\
-                     \tadd.s64 addr, addr, off;\n\tadd.s64 addr, addr, C;\n\
-                     \tmul.f32 res, acc{a}, {alpha};",
-                    8 * j + i,
-                    sc2 * 4,
-                    sc1 * 4
-                );
-                if g.beta != 0.0 {
-                    s += "\t@q ld.global.f32 cv, [addr];\n\t@q add.f32 res, res, cv;\n";
-                }
-                s += "\t@q st.global.f32 [addr], res;\n";
-            }
-        }
-    }
+    common::store_c(&mut s, name, g, NT as usize, epi);
     s += "\tret;\n}\n";
     s
 }

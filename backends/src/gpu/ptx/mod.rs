@@ -1,15 +1,32 @@
 //! NVIDIA: kernels as PTX through LLVM NVPTX (smelt-codegen), tensor-core
-//! GEMMs as hand-written PTX (`mma`), and the ptxas check (`ptxas`).
+//! GEMMs as hand-written PTX (`mma` with mma.sync for sm_80, `wgmma` with
+//! warpgroup MMA for sm_90a; what they share in `common`), elementwise
+//! epilogues fused into those GEMMs, and the ptxas check (`ptxas`).
 
+pub mod common;
 pub mod mma;
 pub mod ptxas;
+pub mod wgmma;
 
 use super::{Arch, GpuError, Printer};
+use common::Epi;
 use smelt_kernel::Scheduled;
 use smelt_runtime::cpu::Gemm;
 use smelt_runtime::gpu::{Launch, ModuleKind};
 
 pub struct Ptx(pub Arch);
+
+impl Ptx {
+    /// The GEMM module of this architecture: wgmma on sm_90a, mma.sync
+    /// otherwise (and on sm_90a where wgmma declines).
+    fn tensor_core(&self, name: &str, g: &Gemm, epi: Option<&Epi>) -> Option<(String, Launch)> {
+        if let Some(l) = wgmma::launch(self.0, name, g) {
+            return Some((wgmma::module(self.0, name, g, epi), l));
+        }
+        let l = mma::launch(self.0, name, g)?;
+        Some((mma::module(self.0, name, g, epi), l))
+    }
+}
 
 impl Printer for Ptx {
     fn arch(&self) -> Arch {
@@ -28,6 +45,40 @@ impl Printer for Ptx {
         Ok(smelt_codegen::nvptx::ptx(kernels, self.0.name())?)
     }
     fn gemm(&self, name: &str, g: &Gemm) -> Option<(String, Launch)> {
-        mma::gemm(self.0, name, g)
+        self.tensor_core(name, g, None)
+    }
+    /// The epilogue's body becomes a `.func` (`NAME_epi`, printed from the
+    /// kernel IR by LLVM, libdevice linked) in the GEMM's module; the GEMM
+    /// calls it for each element it stored, with the element's flat index.
+    /// Declines (None) unless C is dense row-major and the epilogue is one
+    /// point per iteration over exactly C's elements.
+    fn gemm_fused(
+        &self,
+        name: &str,
+        g: &Gemm,
+        epi: &Scheduled,
+        c_param: usize,
+    ) -> Option<(String, Launch)> {
+        let elems = g.batch.checked_mul(g.m)?.checked_mul(g.n)?;
+        let dense = g.c_strides[2] == 1
+            && g.c_strides[1] == g.n as i64
+            && (g.batch == 1 || g.c_strides[0] == (g.m * g.n) as i64);
+        let k = &epi.kernel;
+        if !dense
+            || c_param >= k.params.len()
+            || epi.parallel_extent != elems
+            || epi.points_per_iter != 1
+            || k.domain.iter().product::<u64>() != elems
+        {
+            return None;
+        }
+        let func = format!("{name}_epi");
+        let text = smelt_codegen::nvptx::point_func(epi, self.0.name(), &func).ok()?;
+        let e = Epi {
+            func: &func,
+            params: k.params.len(),
+            text: &text,
+        };
+        self.tensor_core(name, g, Some(&e))
     }
 }
