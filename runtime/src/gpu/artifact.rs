@@ -401,8 +401,20 @@ mod tests {
         let m = map(vec![32, 64], vec![128], vec![32, 64]);
         assert!(m.check(8192).is_ok());
         assert!(m.check(8191).unwrap_err().contains("reaches byte 8192"));
-        assert!(map(vec![32, 64], vec![100], vec![32, 64]).check(1 << 20).is_err());
-        assert!(map(vec![32, 64], vec![128], vec![32, 512]).check(1 << 20).is_err());
-        assert!(map(vec![32, 64], vec![], vec![32, 64]).check(1 << 20).is_err());
+        assert!(
+            map(vec![32, 64], vec![100], vec![32, 64])
+                .check(1 << 20)
+                .is_err()
+        );
+        assert!(
+            map(vec![32, 64], vec![128], vec![32, 512])
+                .check(1 << 20)
+                .is_err()
+        );
+        assert!(
+            map(vec![32, 64], vec![], vec![32, 64])
+                .check(1 << 20)
+                .is_err()
+        );
     }
 }
