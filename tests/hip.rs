@@ -244,8 +244,11 @@ fn hip_every_conformance_kernel_compiles_for_gfx90a_and_gfx942() {
             checked += 1;
         }
     }
-    let dtypes: Vec<String> = by_dtype.keys().cloned().collect();
-    eprintln!("hip: MFMA GEMM dtypes: {dtypes:?}");
+    let per_dtype: BTreeMap<&str, usize> = by_dtype
+        .iter()
+        .map(|(d, src)| (d.as_str(), src.matches("extern \"C\" __global__").count()))
+        .collect();
+    eprintln!("hip: distinct MFMA GEMMs per dtype: {per_dtype:?}");
     for want in ["f32", "f64", "f16", "bf16"] {
         assert!(by_dtype.contains_key(want), "no {want} MFMA GEMM compiled");
     }
