@@ -1,27 +1,42 @@
 //! Matrix products on CDNA's matrix cores (MFMA), one kernel per
 //! `smelt_runtime::cpu::Gemm` with its sizes and strides as constants.
 //!
-//! Instructions: `v_mfma_f32_16x16x4f32` (f32 in, f32 accumulate: full
-//! single precision) and `v_mfma_f64_16x16x4f64`, both gfx90a and gfx942.
-//! One wavefront (64 lanes) computes D(16x16) += A(16x4) B(4x16). Lane
-//! layout (one block, no broadcast: cbsz = abid = blgp = 0), from AMD's
-//! lab notes on matrix cores (amd/amd-lab-notes, matrix-cores/src/
-//! mfma_fp32_16x16x4fp32.cpp and mfma_fp64_16x16x4fp64.cpp):
-//!   A operand, one value per lane:  lane l holds A[i = l % 16][k = l / 16]
-//!   B operand, one value per lane:  lane l holds B[k = l / 16][j = l % 16]
+//! Instructions (all on gfx90a and gfx942), one wavefront (64 lanes)
+//! computing D(16x16) += A(16xK) B(Kx16) with no broadcast (cbsz = abid =
+//! blgp = 0):
+//!   f32:  `v_mfma_f32_16x16x4f32`, K = 4 (f32 in, f32 accumulate)
+//!   f64:  `v_mfma_f64_16x16x4f64`, K = 4
+//!   f16:  `v_mfma_f32_16x16x16f16`, K = 16 (half4 operands, f32 accumulate)
+//!   bf16: `v_mfma_f32_16x16x16bf16_1k`, K = 16 (short4 operands holding
+//!         bf16 bits, f32 accumulate)
+//! Lane layouts, from AMD's lab notes on matrix cores (amd/amd-lab-notes,
+//! matrix-cores/src/mfma_fp32_16x16x4fp32.cpp, mfma_fp64_16x16x4fp64.cpp,
+//! mfma_fp32_16x16x16fp16.cpp) and AMD's "Matrix Core Programming on
+//! CDNA3 and CDNA4" (ROCm blog, 2025: 16x16x16 f16 and bf16 share one
+//! layout; the `_1k` bf16 builtin takes 4 bf16 per lane like f16):
+//!   K = 4 (one value per lane):  lane l holds A[i = l % 16][k = l / 16]
+//!                                and B[k = l / 16][j = l % 16]
+//!   K = 16 (four values per lane): element e of lane l is
+//!                                A[i = l % 16][k = 4 (l / 16) + e] and
+//!                                B[k = 4 (l / 16) + e][j = l % 16]
 //!   D, four values per lane, d[r] of lane l is D[i][j = l % 16] with
-//!     f32: i = 4 (l / 16) + r   (a lane's registers are consecutive rows)
-//!     f64: i = l / 16 + 4 r     (its registers are rows 4 apart)
-//! The D layouts differ between the two instructions. The host test
-//! (tests/hip.rs) runs these kernels on an emulation of both builtins
-//! written from the same layouts.
+//!     f32 out (f32, f16, bf16 in): i = 4 (l / 16) + r  (consecutive rows)
+//!     f64:                         i = l / 16 + 4 r    (rows 4 apart)
+//! No AMD hardware was available while writing this: the host test
+//! (tests/hip.rs) runs these kernels on an emulation of the builtins
+//! written from the same layouts, and the toolchain test compiles them
+//! for both architectures.
+//!
+//! f16 and bf16 are storage types, as in the kernel-IR fallback
+//! (`gpu::gemm`): products are summed in f32, alpha and beta applied in
+//! f32, and the result rounds once (to nearest even) when stored.
 //!
 //! Tiling: a 256-thread block is 4 wavefronts in a 2x2 grid, each owning a
 //! 32x32 tile of C as 2x2 MFMA tiles, so a block covers 64x64 of C and
 //! every loaded A/B value feeds two MFMAs. Operands are read straight
-//! from global memory with bounds checks (zero outside), so any m, n, k
-//! works; edges are masked at the store. Simple rather than fast: no LDS
-//! staging or double buffering yet.
+//! from global memory with bounds checks (zero outside, which also pads k
+//! to a whole MFMA step), so any m, n, k works; edges are masked at the
+//! store. Simple rather than fast: no LDS staging or double buffering yet.
 
 use super::{Arch, module_header};
 use smelt_runtime::cpu::Gemm;
@@ -60,22 +75,8 @@ pub fn gemm_with(
     g: &Gemm,
     fused: Option<&Fused>,
 ) -> Option<(String, Launch)> {
-    // The row of D that register r of a lane holds (see the layouts above).
-    let (t, vec, mfma, d_row) = match g.dtype.as_str() {
-        "f32" => (
-            "float",
-            "smelt_f32x4",
-            "__builtin_amdgcn_mfma_f32_16x16x4f32",
-            "4 * (lane / 16) + r",
-        ),
-        "f64" => (
-            "double",
-            "smelt_f64x4",
-            "__builtin_amdgcn_mfma_f64_16x16x4f64",
-            "lane / 16 + 4 * r",
-        ),
-        _ => return None,
-    };
+    let f = Format::of(&g.dtype)?;
+    let (t, vec, mfma, d_row) = (f.storage, f.acc, f.mfma, f.d_row);
     if !super::names::is_ident(name) || g.m == 0 || g.n == 0 || g.batch == 0 {
         return None;
     }
@@ -85,26 +86,34 @@ pub fn gemm_with(
     // cbsz, abid, blgp: no broadcast between blocks.
     let extra = ", 0, 0, 0";
     let lit = |x: f64| {
-        if g.dtype == "f32" {
-            format!("{:?}f", x as f32)
-        } else {
+        if g.dtype == "f64" {
             format!("{x:?}")
+        } else {
+            format!("{:?}f", x as f32)
         }
     };
     let [sab, sam, sak] = g.a_strides;
     let [sbb, sbk, sbn] = g.b_strides;
     let [scb, scm, scn] = g.c_strides;
     let what = match fused {
-        Some(f) => format!(
+        Some(fu) => format!(
             "MFMA matrix product `{name}` with the epilogue `{}` fused",
-            f.kernel
+            fu.kernel
         ),
         None => format!("MFMA matrix product `{name}`"),
     };
     let mut s = module_header(arch, &what);
-    if let Some(f) = fused {
-        s.push_str(f.code);
-        s.push('\n');
+    match fused {
+        Some(fu) => {
+            s.push_str(fu.code);
+            s.push('\n');
+        }
+        // The 16-bit stores use the prelude's conversions.
+        None if f.k_step == 16 => {
+            s.push_str(super::PRELUDE);
+            s.push('\n');
+        }
+        None => {}
     }
     // C is not `__restrict__` when fused: the epilogue gets it again as
     // one of its own parameters.
@@ -115,31 +124,31 @@ pub fn gemm_with(
             String::new(),
             String::new(),
         ),
-        Some(f) => {
-            let decls: Vec<String> = f
+        Some(fu) => {
+            let decls: Vec<String> = fu
                 .params
                 .iter()
                 .enumerate()
                 .map(|(i, (ty, says))| format!(",\n    {ty} e{i} /* {says} */"))
                 .collect();
-            let args: Vec<String> = (0..f.params.len()).map(|i| format!("e{i}, ")).collect();
+            let args: Vec<String> = (0..fu.params.len()).map(|i| format!("e{i}, ")).collect();
             (
-                format!("{t}* C /* also e{}: not __restrict__ */", f.c_param),
+                format!("{t}* C /* also e{}: not __restrict__ */", fu.c_param),
                 format!(
                     "// Fused epilogue: once a thread has stored an element of C, it runs\n\
                      // `{}` on it (the kernel-IR kernel `{}`,\n\
                      // printed above) with C's flat index over (batch, m, n). e0..e{} are\n\
                      // the epilogue's parameters in order; e{} is C itself.\n",
-                    f.function,
-                    f.kernel,
-                    f.params.len().saturating_sub(1),
-                    f.c_param
+                    fu.function,
+                    fu.kernel,
+                    fu.params.len().saturating_sub(1),
+                    fu.c_param
                 ),
                 decls.concat(),
                 format!(
                     "\n          // Fused epilogue on the element just stored.\n\
                      \x20         {}({}(batch * M + i) * N + j);",
-                    f.function,
+                    fu.function,
                     args.concat()
                 ),
             )
@@ -149,7 +158,7 @@ pub fn gemm_with(
         s,
         "#include <stdint.h>\n\n\
          typedef float smelt_f32x4 __attribute__((ext_vector_type(4)));\n\
-         typedef double smelt_f64x4 __attribute__((ext_vector_type(4)));\n\n\
+         typedef double smelt_f64x4 __attribute__((ext_vector_type(4)));\n{typedefs}\n\
          // C[b] = {alpha} * A[b] B[b]{beta_says} for b < {batch}; A is {m}x{k}, B {k}x{n}, C {m}x{n}.\n\
          // Grid ({gx}, {gy}, {gz}) of 256-thread blocks, block (x, y, z) owns\n\
          // C[z][64y .. 64y+64][64x .. 64x+64]. Lane layout: see smelt's mfma.rs.\n\
@@ -172,15 +181,7 @@ pub fn gemm_with(
          \x20 const {t}* b = B + batch * SB_B;\n\
          \x20 {t}* c = C + batch * SC_B;\n\
          \x20 {vec} acc[2][2] = {{}};\n\
-         \x20 for (int64_t k0 = 0; k0 < K; k0 += 4) {{\n\
-         \x20   const int64_t kk = k0 + lane / 16;  // this lane's k in the A and B operands\n\
-         \x20   {t} av[2], bv[2];\n\
-         \x20   for (int t = 0; t < 2; ++t) {{\n\
-         \x20     const int64_t i = row0 + 16 * t + lane % 16;\n\
-         \x20     const int64_t j = col0 + 16 * t + lane % 16;\n\
-         \x20     av[t] = (i < M && kk < K) ? a[i * SA_M + kk * SA_K] : ({t})0;\n\
-         \x20     bv[t] = (j < N && kk < K) ? b[kk * SB_K + j * SB_N] : ({t})0;\n\
-         \x20   }}\n\
+         {k_loop}\
          \x20   for (int ti = 0; ti < 2; ++ti)\n\
          \x20     for (int tj = 0; tj < 2; ++tj)\n\
          \x20       acc[ti][tj] = {mfma}(av[ti], bv[tj], acc[ti][tj]{extra});\n\
@@ -188,7 +189,7 @@ pub fn gemm_with(
          \x20 for (int ti = 0; ti < 2; ++ti)\n\
          \x20   for (int tj = 0; tj < 2; ++tj)\n\
          \x20     for (int r = 0; r < 4; ++r) {{\n\
-         \x20       const int64_t i = row0 + 16 * ti + {d_row};  // D's layout for {t}\n\
+         \x20       const int64_t i = row0 + 16 * ti + {d_row};  // D's layout for {d_says}\n\
          \x20       const int64_t j = col0 + 16 * tj + lane % 16;\n\
          \x20       if (i < M && j < N) {{\n\
          \x20         {t}* out = &c[i * SC_M + j * SC_N];\n\
@@ -206,12 +207,20 @@ pub fn gemm_with(
         m = g.m,
         n = g.n,
         k = g.k,
-        store = if g.beta == 0.0 {
+        typedefs = f.typedefs,
+        k_loop = f.k_loop(),
+        d_says = f.d_says,
+        store = f.store(&if g.beta == 0.0 {
             // C is overwritten, never read (it may hold garbage or NaN).
             format!("{} * acc[ti][tj][r]", lit(g.alpha))
         } else {
-            format!("{} * acc[ti][tj][r] + {} * *out", lit(g.alpha), lit(g.beta))
-        },
+            format!(
+                "{} * acc[ti][tj][r] + {} * {}",
+                lit(g.alpha),
+                lit(g.beta),
+                f.read_c
+            )
+        }),
     );
     Some((
         s,
@@ -221,4 +230,135 @@ pub fn gemm_with(
             shared_bytes: 0,
         },
     ))
+}
+
+/// What differs between the element types: storage, operands, builtin.
+struct Format {
+    /// C++ type of A, B and C in memory.
+    storage: &'static str,
+    /// The accumulator vector (four values per lane).
+    acc: &'static str,
+    mfma: &'static str,
+    /// k per MFMA: 4 (one operand value per lane) or 16 (four).
+    k_step: u32,
+    /// The row of D that register r of a lane holds (see the layouts above).
+    d_row: &'static str,
+    d_says: &'static str,
+    /// Extra vector types the kernel needs.
+    typedefs: &'static str,
+    /// For k_step 16: the operand vector type, and how a stored element
+    /// becomes an operand element.
+    operand: &'static str,
+    to_operand: &'static str,
+    /// `*out` (a stored element of C) in the accumulator's type.
+    read_c: &'static str,
+    /// How a value in the accumulator's type is stored (`{}` is the value).
+    to_storage: &'static str,
+}
+
+impl Format {
+    fn of(dtype: &str) -> Option<Format> {
+        let f32_out = "4 * (lane / 16) + r";
+        let one_per_lane = |storage, acc, mfma, d_row, d_says| Format {
+            storage,
+            acc,
+            mfma,
+            k_step: 4,
+            d_row,
+            d_says,
+            typedefs: "",
+            operand: storage,
+            to_operand: "{}",
+            read_c: "*out",
+            to_storage: "{}",
+        };
+        Some(match dtype {
+            "f32" => one_per_lane(
+                "float",
+                "smelt_f32x4",
+                "__builtin_amdgcn_mfma_f32_16x16x4f32",
+                f32_out,
+                "float",
+            ),
+            "f64" => one_per_lane(
+                "double",
+                "smelt_f64x4",
+                "__builtin_amdgcn_mfma_f64_16x16x4f64",
+                "lane / 16 + 4 * r",
+                "double",
+            ),
+            // f32 -> _Float16 conversion rounds to nearest even (the
+            // hardware's default mode; the prelude relies on it too).
+            "f16" => Format {
+                storage: "_Float16",
+                acc: "smelt_f32x4",
+                mfma: "__builtin_amdgcn_mfma_f32_16x16x16f16",
+                k_step: 16,
+                d_row: f32_out,
+                d_says: "f32 accumulators",
+                typedefs: "typedef _Float16 smelt_f16x4 __attribute__((ext_vector_type(4)));\n",
+                operand: "smelt_f16x4",
+                to_operand: "{}",
+                read_c: "(float)*out",
+                to_storage: "(_Float16)({})",
+            },
+            // bf16 travels as its bits; the builtin takes them as shorts.
+            "bf16" => Format {
+                storage: "uint16_t",
+                acc: "smelt_f32x4",
+                mfma: "__builtin_amdgcn_mfma_f32_16x16x16bf16_1k",
+                k_step: 16,
+                d_row: f32_out,
+                d_says: "f32 accumulators",
+                typedefs: "typedef short smelt_bf16x4 __attribute__((ext_vector_type(4)));\n",
+                operand: "smelt_bf16x4",
+                to_operand: "(short){}",
+                read_c: "smelt_bf16_to_f32(*out)",
+                to_storage: "smelt_f32_to_bf16({})",
+            },
+            _ => return None,
+        })
+    }
+
+    fn store(&self, v: &str) -> String {
+        self.to_storage.replace("{}", v)
+    }
+
+    /// The head of the loop over k: operands loaded per the lane layout
+    /// (zero outside A and B, which also pads K to a whole step).
+    fn k_loop(&self) -> String {
+        let t = self.storage;
+        if self.k_step == 4 {
+            format!(
+                "  for (int64_t k0 = 0; k0 < K; k0 += 4) {{\n\
+                 \x20   const int64_t kk = k0 + lane / 16;  // this lane's k in the A and B operands\n\
+                 \x20   {t} av[2], bv[2];\n\
+                 \x20   for (int t = 0; t < 2; ++t) {{\n\
+                 \x20     const int64_t i = row0 + 16 * t + lane % 16;\n\
+                 \x20     const int64_t j = col0 + 16 * t + lane % 16;\n\
+                 \x20     av[t] = (i < M && kk < K) ? a[i * SA_M + kk * SA_K] : ({t})0;\n\
+                 \x20     bv[t] = (j < N && kk < K) ? b[kk * SB_K + j * SB_N] : ({t})0;\n\
+                 \x20   }}\n"
+            )
+        } else {
+            let (v, op) = (self.operand, |x: &str| self.to_operand.replace("{}", x));
+            format!(
+                "  for (int64_t k0 = 0; k0 < K; k0 += 16) {{\n\
+                 \x20   // Element e of this lane's operands is k = kb + e.\n\
+                 \x20   const int64_t kb = k0 + 4 * (lane / 16);\n\
+                 \x20   {v} av[2], bv[2];\n\
+                 \x20   for (int t = 0; t < 2; ++t) {{\n\
+                 \x20     const int64_t i = row0 + 16 * t + lane % 16;\n\
+                 \x20     const int64_t j = col0 + 16 * t + lane % 16;\n\
+                 \x20     for (int e = 0; e < 4; ++e) {{\n\
+                 \x20       const int64_t kk = kb + e;\n\
+                 \x20       av[t][e] = (i < M && kk < K) ? {} : 0;\n\
+                 \x20       bv[t][e] = (j < N && kk < K) ? {} : 0;\n\
+                 \x20     }}\n\
+                 \x20   }}\n",
+                op("a[i * SA_M + kk * SA_K]"),
+                op("b[kk * SB_K + j * SB_N]"),
+            )
+        }
+    }
 }

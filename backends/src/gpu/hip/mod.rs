@@ -141,6 +141,8 @@ impl Printer for Hip {
         let ty = match g.dtype.as_str() {
             "f32" => Ty::F32,
             "f64" => Ty::F64,
+            "f16" => Ty::F16,
+            "bf16" => Ty::BF16,
             _ => return None,
         };
         let c_elems = g.batch.checked_mul(g.m)?.checked_mul(g.n)?;
