@@ -1,5 +1,5 @@
 //! Hopper (`sm_90a`) tensor-core GEMM with warpgroup MMA: `C = alpha *
-//! A·B + beta * C` for f32, batched by `ctaid.z`, specialized on sizes and
+//! A·B + beta * C` for f32 (and f16/bf16, see below), batched by `ctaid.z`, specialized on sizes and
 //! strides, edges predicated; the same 3xTF32 split as `mma` (see there).
 //!
 //! One warpgroup (128 threads) per block computes a 64x64 tile of C with
@@ -12,12 +12,12 @@
 //! barrier, then `wgmma.fence`, 4 k8 steps x 3 products, `commit_group`,
 //! and `wait_group 0` plus a barrier before the buffers are written again.
 //!
-//! TMA is NOT used: `cp.async.bulk.tensor` reads through a `CUtensorMap`
-//! that the host must encode (`cuTensorMapEncodeTiled`) and pass as a
-//! 128-byte `.param` (or a `__grid_constant__` pointer), while the runtime
-//! passes only 8-byte arguments today (buffers and i64). Staging goes
-//! through registers, which is also where the TF32 split happens (a TMA
-//! copy could not split; it would need a second pass over shared memory).
+//! f16/bf16 use the same staging (one copy, no split; K tile 64,
+//! `m64n64k16`, both operands K-major in shared memory) where `tma`
+//! declines, i.e. where a tensor map cannot view an operand (no unit
+//! stride, rows or batches not 16-byte aligned); otherwise `tma` serves
+//! them. f32 always comes here: TMA copies could not split into TF32
+//! hi/lo on the way (that would need a second pass over shared memory).
 //! No GPU was available when this was written: it is checked by ptxas
 //! only, its numerics are NOT yet tested on hardware.
 //!
