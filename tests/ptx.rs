@@ -13,10 +13,11 @@
 
 use crate::common::{conformance_dir, repo};
 use smelt_backends::cpu::Program;
-use smelt_backends::gpu::ptx::{Ptx, mma, ptxas, wgmma};
-use smelt_backends::gpu::{Arch, Printer};
+use smelt_backends::gpu::ptx::{Ptx, mma, ptxas, tma, wgmma};
+use smelt_backends::gpu::record::Recorder;
+use smelt_backends::gpu::{self, Arch, Printer};
 use smelt_kernel::Scheduled;
-use smelt_runtime::cpu::{Gemm, Step};
+use smelt_runtime::cpu::Gemm;
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 use std::time::Instant;
@@ -32,94 +33,77 @@ fn require_toolchain() {
     }
 }
 
-/// A GEMM and the epilogue kernel run right after it on its C, with the
-/// index of C among the epilogue's parameters.
+/// A GEMM and the epilogue fused into it, with the index of C among the
+/// epilogue's parameters.
 type Pair = (Gemm, Scheduled, usize);
 
-/// Kernels, GEMMs and (GEMM, epilogue) pairs of one graph built with the
-/// GPU (`flat`) schedule; None when the cpu program builder refuses the
-/// graph (dynamic shapes).
-fn program_parts(g: &smelt_ir::Graph) -> Option<(Vec<Scheduled>, Vec<Gemm>, Vec<Pair>)> {
-    let p = Program::build_with(g, smelt_kernel::schedule::flat).ok()?;
-    let m = p.manifest();
-    let gemms = m
-        .steps
-        .iter()
-        .filter_map(|s| match s {
-            Step::Gemm(g) => Some(g.clone()),
-            _ => None,
-        })
-        .collect();
-    let pairs = m
-        .steps
-        .windows(2)
-        .filter_map(|w| epilogue_pair(&w[0], &w[1], &p.kernels, &m.buffers))
-        .collect();
-    Some((p.kernels, gemms, pairs))
-}
-
-/// The lead's rule for fusing: a GEMM immediately followed by a kernel
-/// named "...epilogue..." that takes C, whose domain is C's shape, C dense
-/// row-major.
-fn epilogue_pair(
-    a: &Step,
-    b: &Step,
-    kernels: &[Scheduled],
-    buffers: &[smelt_runtime::cpu::Buffer],
-) -> Option<Pair> {
-    let (Step::Gemm(g), Step::Kernel { kernel, args, .. }) = (a, b) else {
-        return None;
-    };
-    let k = kernels.get(*kernel)?;
-    let c_param = args.iter().position(|&x| x == g.c)?;
-    let dense = g.c_strides[2] == 1
-        && g.c_strides[1] == g.n as i64
-        && (g.batch == 1 || g.c_strides[0] == (g.m * g.n) as i64);
-    (k.kernel.name.contains("epilogue") && dense && k.kernel.domain == buffers.get(g.c)?.shape)
-        .then(|| (g.clone(), k.clone(), c_param))
-}
-
+/// Everything `gpu::compile_for` emitted for the graphs added, recorded
+/// through `Recorder` per architecture and deduplicated: flat kernels
+/// (incl. kernel-IR GEMMs), tensor-core GEMMs and fused (GEMM, epilogue)
+/// kernels.
 #[derive(Default)]
 struct Collected {
     kernels: Vec<Scheduled>,
-    gemms: Vec<Gemm>,
+    gemms: Vec<(Arch, Gemm)>,
+    pairs: Vec<(Arch, Pair)>,
     seen: HashSet<String>,
-    seen_gemm: HashSet<String>,
-    pairs: Vec<Pair>,
-    seen_pair: HashSet<String>,
     graphs: usize,
     skipped: usize,
 }
 
 impl Collected {
-    fn add_graph(&mut self, g: &smelt_ir::Graph) {
-        let Some((ks, gs, ps)) = program_parts(g) else {
-            self.skipped += 1;
-            return;
-        };
+    /// Compiles `g` for both architectures (specialized on `inputs` where
+    /// its shapes need them) and keeps what each compile emitted.
+    fn add_graph(&mut self, g: &smelt_ir::Graph, inputs: &[smelt_ir::interp::Tensor]) {
+        let mut recs = Vec::new();
+        for arch in ARCHS {
+            let rec = Recorder::new(arch);
+            if gpu::compile_for_with(g, inputs, &rec).is_err() {
+                self.skipped += 1;
+                return;
+            }
+            recs.push((arch, rec));
+        }
         self.graphs += 1;
-        for mut k in ks {
-            // Kernels of different graphs share names; dedupe on the body.
-            let name = std::mem::take(&mut k.kernel.name);
-            let text = smelt_kernel::print::scheduled(&k);
-            if self.seen.insert(text) {
-                k.kernel.name = format!("k{}_{name}", self.kernels.len());
-                self.kernels.push(k);
+        for (arch, rec) in recs {
+            for mut k in rec.kernels.take() {
+                // Kernels of different graphs share names; dedupe on the
+                // body (flat kernels do not depend on the architecture).
+                let name = std::mem::take(&mut k.kernel.name);
+                if self.seen.insert(smelt_kernel::print::scheduled(&k)) {
+                    k.kernel.name = format!("k{}_{name}", self.kernels.len());
+                    self.kernels.push(k);
+                }
+            }
+            for g in rec.gemms.take() {
+                if self.seen.insert(format!("{} {:?}", arch.name(), anon(&g))) {
+                    self.gemms.push((arch, g));
+                }
+            }
+            for (g, mut k, c) in rec.fused.take() {
+                let name = std::mem::take(&mut k.kernel.name);
+                let key = format!(
+                    "{} {:?} {c} {}",
+                    arch.name(),
+                    anon(&g),
+                    smelt_kernel::print::scheduled(&k)
+                );
+                if self.seen.insert(key) {
+                    k.kernel.name = format!("e{}_{name}", self.pairs.len());
+                    self.pairs.push((arch, (g, k, c)));
+                }
             }
         }
-        for g in gs {
-            if self.seen_gemm.insert(format!("{g:?}")) {
-                self.gemms.push(g);
-            }
-        }
-        for (g, mut k, c) in ps {
-            let name = std::mem::take(&mut k.kernel.name);
-            let key = format!("{g:?} {c} {}", smelt_kernel::print::scheduled(&k));
-            if self.seen_pair.insert(key) {
-                k.kernel.name = format!("e{}_{name}", self.pairs.len());
-                self.pairs.push((g, k, c));
-            }
-        }
+    }
+}
+
+/// A product without its buffers (its identity for the printer).
+fn anon(g: &Gemm) -> Gemm {
+    Gemm {
+        a: 0,
+        b: 1,
+        c: 2,
+        ..g.clone()
     }
 }
 
@@ -133,10 +117,19 @@ fn conformance_graphs(c: &mut Collected) {
         .collect();
     cases.sort();
     for case in cases {
-        match smelt_frontend::import_file(&case.join("model.onnx")) {
-            Ok(g) => c.add_graph(&g),
-            Err(_) => c.skipped += 1,
-        }
+        let Ok(g) = smelt_frontend::import_file(&case.join("model.onnx")) else {
+            c.skipped += 1;
+            continue;
+        };
+        let inputs: Vec<_> = (0..g.inputs.len())
+            .map_while(|i| {
+                let p = case.join(format!("test_data_set_0/input_{i}.pb"));
+                smelt_frontend::tensor_io::read_tensor(&p)
+                    .ok()
+                    .map(|(_, t)| t)
+            })
+            .collect();
+        c.add_graph(&g, &inputs);
     }
 }
 
@@ -201,8 +194,8 @@ fn add_with_optimized(c: &mut Collected, f: &Path) {
     let g = smelt_frontend::import_file(f).unwrap();
     let target = smelt_ir::target::Target::builtin("cpu").unwrap();
     let (opt, _) = smelt_passes::optimize(&g, &target, &smelt_passes::Options::default()).unwrap();
-    c.add_graph(&g);
-    c.add_graph(&opt);
+    c.add_graph(&g, &[]);
+    c.add_graph(&opt, &[]);
 }
 
 /// One PTX module to assemble.
@@ -283,7 +276,8 @@ fn kernel_jobs(kernels: &[Scheduled]) -> Vec<Job> {
 
 /// Shapes the models may not produce: single elements, edges in every
 /// dimension, a transposed B (column stride), accumulation into C, a
-/// broadcast A (batch stride 0).
+/// broadcast A (batch stride 0), a transposed A; each in f32, f16 and
+/// bf16 (16-bit ones with 16-byte aligned rows are TMA-fed on sm_90a).
 fn odd_gemms() -> Vec<Gemm> {
     let plain = |batch: u64, m: u64, n: u64, k: u64| Gemm {
         dtype: "f32".into(),
@@ -306,57 +300,94 @@ fn odd_gemms() -> Vec<Gemm> {
         plain(3, 65, 33, 9),
         plain(1, 1, 1000, 768),
         plain(2, 128, 3072, 768),
+        plain(1, 100, 72, 200),
     ];
     let mut t = plain(2, 31, 47, 29);
     t.b_strides = [(29 * 47) as i64, 1, 29];
     t.alpha = 0.125;
     t.beta = 1.0;
     v.push(t);
+    let mut t = plain(2, 70, 90, 136);
+    t.b_strides = [(136 * 90) as i64, 1, 136];
+    t.beta = 1.0;
+    v.push(t);
+    // A given as K x M (M contiguous).
+    let mut ta = plain(1, 80, 64, 48);
+    ta.a_strides = [0, 1, 80];
+    v.push(ta);
     let mut bc = plain(4, 20, 24, 16);
     bc.a_strides[0] = 0;
     v.push(bc);
-    v
+    let mut all = v.clone();
+    for dtype in ["f16", "bf16"] {
+        all.extend(v.iter().map(|g| Gemm {
+            dtype: dtype.into(),
+            ..g.clone()
+        }));
+    }
+    all
 }
 
-fn gemm_jobs(gemms: &[Gemm]) -> (Vec<Job>, usize) {
-    let mut jobs = Vec::new();
-    let mut declined = 0;
-    for (i, g) in gemms.iter().enumerate() {
-        for arch in ARCHS {
+/// Assembly jobs for GEMMs, each for the architecture whose compile
+/// emitted it (the printer must accept it again).
+fn gemm_jobs(gemms: &[(Arch, Gemm)]) -> Vec<Job> {
+    gemms
+        .iter()
+        .enumerate()
+        .map(|(i, (arch, g))| {
             let name = format!("gemm_{i}");
-            match Ptx(arch).gemm(&name, g) {
-                Some((ptx, _)) => jobs.push(Job {
-                    label: format!("{name} {g:?}"),
-                    arch,
-                    ptx: Ok(ptx),
-                }),
-                None => declined += 1,
+            Job {
+                label: format!("{name} {g:?}"),
+                arch: *arch,
+                ptx: Ptx(*arch)
+                    .gemm(&name, g)
+                    .map(|(p, _)| p)
+                    .ok_or_else(|| "the printer declined a GEMM it accepted before".into()),
             }
-        }
-    }
-    (jobs, declined)
+        })
+        .collect()
 }
 
-/// Every (GEMM, epilogue) pair fused, for both architectures. Returns the
-/// jobs and how many pairs of f32 GEMMs the printer declined.
-fn fused_jobs(pairs: &[Pair]) -> (Vec<Job>, usize) {
-    let mut jobs = Vec::new();
-    let mut declined = 0;
-    for (i, (g, epi, c)) in pairs.iter().enumerate() {
-        for arch in ARCHS {
+fn fused_jobs(pairs: &[(Arch, Pair)]) -> Vec<Job> {
+    pairs
+        .iter()
+        .enumerate()
+        .map(|(i, (arch, (g, epi, c)))| {
             let name = format!("gemm_fused_{i}");
-            match Ptx(arch).gemm_fused(&name, g, epi, *c) {
-                Some((ptx, _)) => jobs.push(Job {
-                    label: format!("{name} {g:?} + {}", epi.kernel.name),
-                    arch,
-                    ptx: Ok(ptx),
-                }),
-                None if g.dtype == "f32" => declined += 1,
-                None => {}
+            Job {
+                label: format!("{name} {g:?} + {}", epi.kernel.name),
+                arch: *arch,
+                ptx: Ptx(*arch)
+                    .gemm_fused(&name, g, epi, *c)
+                    .map(|(p, _)| p)
+                    .ok_or_else(|| "the printer declined a pair it fused before".into()),
             }
+        })
+        .collect()
+}
+
+/// f16/bf16 graphs: plain and fused (bias + GELU) MatMuls, batched, odd
+/// sizes, through the whole compile.
+fn half_graphs(c: &mut Collected) {
+    for t in ["f16", "bf16"] {
+        for (m, k, n) in [(32, 48, 40), (17, 5, 13), (128, 256, 64)] {
+            let src = format!(
+                r#"graph "mm_{t}"(%x: {t}[{m},{k}], %w: {t}[{k},{n}], %b: {t}[{n}]) {{
+  %y: {t}[{m},{n}] = FusedMatMul(%x, %w, %b, _) {{activation="Gelu"}}
+  %z: {t}[{m},{n}] = MatMul(%x, %w)
+  return %y, %z
+}}"#
+            );
+            c.add_graph(&smelt_ir::text::parse(&src).unwrap(), &[]);
         }
+        let src = format!(
+            r#"graph "bmm_{t}"(%x: {t}[3,33,72], %w: {t}[3,72,24]) {{
+  %y: {t}[3,33,24] = MatMul(%x, %w)
+  return %y
+}}"#
+        );
+        c.add_graph(&smelt_ir::text::parse(&src).unwrap(), &[]);
     }
-    (jobs, declined)
 }
 
 /// Writes the register/spill summary to stdout and target/ptxas-report.txt.
@@ -414,9 +445,10 @@ fn report(title: &str, rows: &[(String, Arch, ptxas::EntryReport)], extra: &str)
     println!("(written to {})", path.display());
 }
 
-/// Every kernel of every conformance case and example model that the cpu
-/// program builder accepts assembles for both architectures, and so does
-/// every tensor-core GEMM of those programs.
+/// Everything `gpu::compile_for` emits for the conformance cases, the
+/// example and benchmark models and a few f16/bf16 graphs, recorded per
+/// architecture, plus odd GEMM shapes in f32/f16/bf16, assembles for
+/// sm_80 and sm_90a.
 #[test]
 fn ptx_every_kernel_assembles() {
     require_toolchain();
@@ -424,38 +456,63 @@ fn ptx_every_kernel_assembles() {
     let mut c = Collected::default();
     conformance_graphs(&mut c);
     example_graphs(&mut c);
+    half_graphs(&mut c);
     let models = benchmark_graphs(&mut c);
     let t_build = t0.elapsed();
     assert!(c.kernels.len() > 500, "only {} kernels", c.kernels.len());
     let t1 = Instant::now();
     let mut jobs = kernel_jobs(&c.kernels);
     let t_print = t1.elapsed();
-    let n_model_gemms = c.gemms.len();
-    c.gemms.extend(odd_gemms());
-    let (gj, declined) = gemm_jobs(&c.gemms);
-    let n_gemm_jobs = gj.len();
-    let sm90 = |j: &&Job| j.arch == Arch::Sm90a;
-    let wgmma_jobs = gj
+    let n_program_gemms = c.gemms.len();
+    let mut declined = 0;
+    for g in odd_gemms() {
+        for arch in ARCHS {
+            if Ptx(arch).gemm("g", &g).is_some() {
+                c.gemms.push((arch, g.clone()));
+            } else {
+                declined += 1;
+            }
+        }
+    }
+    // Every odd shape has a tensor-core kernel on both architectures.
+    assert_eq!(declined, 0);
+    for dtype in ["f16", "bf16"] {
+        assert!(
+            c.gemms.iter().any(|(_, g)| g.dtype == dtype)
+                && c.pairs.iter().any(|(_, p)| p.0.dtype == dtype),
+            "no {dtype} GEMM (plain and fused) was emitted"
+        );
+    }
+    let gj = gemm_jobs(&c.gemms);
+    let fj = fused_jobs(&c.pairs);
+    let on90 = |j: &&Job| j.arch == Arch::Sm90a;
+    let text = |j: &Job, what: &str| j.ptx.as_ref().is_ok_and(|p| p.contains(what));
+    let tc90: Vec<&Job> = gj.iter().chain(&fj).filter(on90).collect();
+    let wgmma_jobs = tc90.iter().filter(|j| text(j, "wgmma.mma_async")).count();
+    let tma_jobs = tc90
         .iter()
-        .filter(sm90)
-        .filter(|j| j.ptx.as_ref().is_ok_and(|p| p.contains("wgmma.mma_async")))
+        .filter(|j| text(j, "cp.async.bulk.tensor"))
         .count();
-    // Every sm_90a product that has a tensor-core kernel gets wgmma (it
-    // declines only strides too large for its immediate offsets).
-    assert_eq!(wgmma_jobs, gj.iter().filter(sm90).count());
-    jobs.extend(gj);
-    let (fj, fused_declined) = fused_jobs(&c.pairs);
-    let n_fused_jobs = fj.len();
-    let f32_pairs = c.pairs.iter().filter(|p| p.0.dtype == "f32").count();
+    // Every sm_90a tensor-core GEMM is wgmma (it declines only strides
+    // too large for its immediate offsets), and TMA feeds exactly the
+    // f16/bf16 ones whose operands a tensor map can view.
+    assert_eq!(wgmma_jobs, tc90.len());
+    let tma_expected = c
+        .gemms
+        .iter()
+        .map(|(a, g)| (*a, g))
+        .chain(c.pairs.iter().map(|(a, p)| (*a, &p.0)))
+        .filter(|(a, g)| *a == Arch::Sm90a && tma::views(*a, g).is_some())
+        .count();
+    assert_eq!(tma_jobs, tma_expected);
+    assert!(tma_jobs > 0, "no TMA-fed GEMM");
+    let (n_gemm_jobs, n_fused_jobs) = (gj.len(), fj.len());
+    let f32_pairs = c.pairs.iter().filter(|p| p.1.0.dtype == "f32").count();
     assert!(
-        f32_pairs >= 5,
-        "only {f32_pairs} f32 (GEMM, epilogue) pairs found"
+        f32_pairs >= 5 * ARCHS.len(),
+        "only {f32_pairs} f32 (GEMM, epilogue) pairs fused"
     );
-    assert_eq!(
-        fused_declined, 0,
-        "the printer declined to fuse some f32 (GEMM, epilogue) pairs"
-    );
-    assert_eq!(n_fused_jobs, f32_pairs * ARCHS.len());
+    jobs.extend(gj);
     jobs.extend(fj);
     let t2 = Instant::now();
     let rows = assemble_all(jobs);
@@ -466,10 +523,18 @@ fn ptx_every_kernel_assembles() {
         c.kernels.len() * ARCHS.len(),
         "ptxas reported a different number of entries than kernels printed"
     );
+    let by_dtype = |v: &mut dyn Iterator<Item = &Gemm>| {
+        let mut m: BTreeMap<&str, usize> = BTreeMap::new();
+        for g in v {
+            *m.entry(g.dtype.as_str()).or_default() += 1;
+        }
+        format!("{m:?}")
+    };
     let extra = format!(
-        "benchmark models: {}\n{} graphs built ({} skipped: import or cpu build refused), {} distinct kernels, \
-         {} GEMMs from programs + {} odd shapes ({} tensor-core modules, {} of them wgmma, {} declined); \
-         {} (GEMM, epilogue) pairs ({} f32: {} fused modules); build {:.1}s, PTX {:.1}s, ptxas {:.1}s\n",
+        "benchmark models: {}\n{} graphs compiled per architecture ({} skipped: import or compile refused), \
+         {} distinct flat kernels (incl. kernel-IR GEMMs); tensor-core GEMM modules (both archs): {} from \
+         programs + {} odd shapes = {} {}, fused GEMM+epilogue modules: {} {}; sm_90a: {} wgmma, {} of them \
+         TMA-fed; build {:.1}s, PTX {:.1}s, ptxas {:.1}s\n",
         if models.is_empty() {
             "none".to_string()
         } else {
@@ -478,14 +543,14 @@ fn ptx_every_kernel_assembles() {
         c.graphs,
         c.skipped,
         c.kernels.len(),
-        n_model_gemms,
-        c.gemms.len() - n_model_gemms,
+        n_program_gemms,
+        n_gemm_jobs - n_program_gemms,
         n_gemm_jobs,
-        wgmma_jobs,
-        declined,
-        c.pairs.len(),
-        f32_pairs,
+        by_dtype(&mut c.gemms.iter().map(|x| &x.1)),
         n_fused_jobs,
+        by_dtype(&mut c.pairs.iter().map(|x| &x.1.0)),
+        wgmma_jobs,
+        tma_jobs,
         t_build.as_secs_f64(),
         t_print.as_secs_f64(),
         t_ptxas.as_secs_f64()
@@ -501,16 +566,18 @@ fn snapshot_graph(path: &Path) -> Vec<Scheduled> {
         .kernels
 }
 
-/// A 32x48 * 48x40 MatMul with bias and GELU (FusedMatMul): its GEMM
-/// and the epilogue kernel right after it.
+/// A 32x48 * 48x40 MatMul with bias and GELU (FusedMatMul): the GEMM
+/// and epilogue that compile fuses.
 fn bias_gelu_pair() -> Pair {
     let src = r#"graph "mm_bias_gelu"(%x: f32[32,48], %w: f32[48,40], %b: f32[40]) {
   %y: f32[32,40] = FusedMatMul(%x, %w, %b, _) {activation="Gelu"}
   return %y
 }"#;
     let g = smelt_ir::text::parse(src).unwrap();
-    let (_, _, mut pairs) = program_parts(&g).unwrap();
-    assert_eq!(pairs.len(), 1, "one GEMM followed by its epilogue");
+    let rec = Recorder::new(Arch::Sm80);
+    gpu::compile_with(&g, &rec).unwrap();
+    let mut pairs = rec.fused.take();
+    assert_eq!(pairs.len(), 1, "one GEMM fused with its epilogue");
     let (gm, epi, c) = pairs.remove(0);
     assert_eq!((gm.m, gm.n, gm.k), (32, 40, 48));
     assert_eq!(epi.kernel.params.len(), 2, "C and the bias");
@@ -539,6 +606,29 @@ fn ptx_snapshots() {
             assert_eq!(launch.grid, [1, 1, 1]);
             insta::assert_snapshot!(format!("gemm_17x13x5_{}", arch.name()), ptx);
         }
+        // One bf16 GEMM per architecture: 100x200 * 200x72, rows 16-byte
+        // aligned, so sm_90a feeds it by TMA.
+        let bf = odd_gemms()
+            .into_iter()
+            .find(|g| g.dtype == "bf16" && (g.m, g.n, g.k) == (100, 72, 200))
+            .unwrap();
+        for arch in ARCHS {
+            let (ptx, launch) = Ptx(arch).gemm("gemm_bf16_100x72x200", &bf).unwrap();
+            ptxas::assemble(&ptx, arch.name()).unwrap();
+            let want = if arch == Arch::Sm80 {
+                // Blocks of 64 x 32 (mma.sync m16n8k16, 4 warps).
+                [3, 2, 1]
+            } else {
+                // Blocks of 64 x 64 (wgmma m64n64k16), two tensor maps.
+                assert_eq!(Ptx(arch).gemm_tensor_maps(&bf).len(), 2);
+                assert!(ptx.contains("cp.async.bulk.tensor.2d"));
+                [2, 2, 1]
+            };
+            assert_eq!(launch.grid, want);
+            assert!(ptx.contains("cvt.rn.bf16.f32"));
+            insta::assert_snapshot!(format!("gemm_bf16_100x72x200_{}", arch.name()), ptx);
+        }
+        assert!(Ptx(Arch::Sm80).gemm_tensor_maps(&bf).is_empty());
         // sm_80 keeps mma.sync; sm_90a uses warpgroup MMA.
         assert!(mma::gemm(Arch::Sm80, "g", g).is_some());
         assert!(wgmma::gemm(Arch::Sm80, "g", g).is_none());

@@ -16,12 +16,46 @@ pub struct Epi<'a> {
     pub text: &'a str,
 }
 
-/// Whether the hand-written kernels can serve `g` under `name`: f32,
-/// non-empty, `beta` 0 or 1 (C is read only when it is 1), a plain
+/// Element type of a tensor-core GEMM's A, B and C. f16/bf16 are
+/// storage types: products are accumulated in f32 and C is rounded once
+/// (to nearest even) when it is stored, as `gpu::gemm` defines.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Elem {
+    F32,
+    F16,
+    Bf16,
+}
+
+impl Elem {
+    pub fn of(g: &Gemm) -> Option<Elem> {
+        match g.dtype.as_str() {
+            "f32" => Some(Elem::F32),
+            "f16" => Some(Elem::F16),
+            "bf16" => Some(Elem::Bf16),
+            _ => None,
+        }
+    }
+
+    pub fn bytes(self) -> u64 {
+        if self == Elem::F32 { 4 } else { 2 }
+    }
+
+    /// The PTX type suffix of the MMA operands (`tf32`, `f16`, `bf16`).
+    pub fn mma_type(self) -> &'static str {
+        match self {
+            Elem::F32 => "tf32",
+            Elem::F16 => "f16",
+            Elem::Bf16 => "bf16",
+        }
+    }
+}
+
+/// Whether the hand-written kernels can serve `g` under `name`: f32, f16
+/// or bf16, non-empty, `beta` 0 or 1 (C is read only when it is 1), a plain
 /// identifier, non-negative strides.
 pub fn supported(arch: Arch, name: &str, g: &Gemm) -> bool {
     arch.is_nvidia()
-        && g.dtype == "f32"
+        && Elem::of(g).is_some()
         && g.m > 0
         && g.n > 0
         && g.k > 0
@@ -74,14 +108,33 @@ pub fn params(name: &str, epi: Option<&Epi>) -> String {
     ps.join(",\n")
 }
 
-/// Registers `store_c` needs beyond the kernel's own.
+/// Registers `store_c` needs beyond the kernel's own (`cv`, `res`, `q`,
+/// `off`, `addr` are the kernel's).
 pub fn epi_regs(epi: Option<&Epi>) -> String {
-    match epi {
-        Some(e) => format!(
+    let mut s = "\t.reg .b16 ch;\n\t.reg .b32 cw;\n".to_string();
+    if let Some(e) = epi {
+        s += &format!(
             "\t.reg .u64 ep<{}>;\n\t.reg .s64 cb, fi;\n",
             e.params.max(1)
-        ),
-        None => String::new(),
+        );
+    }
+    s
+}
+
+/// `x = f32(h)` for a 16-bit register `h` of `e`: exact for both (bf16 is
+/// the top half of an f32; done with integer ops so that it needs no
+/// `cvt.f32.bf16`, which sm_80 lacks).
+pub fn widen(s: &mut String, e: Elem, x: &str, h: &str) {
+    match e {
+        Elem::F16 => {
+            let _ = writeln!(s, "\tcvt.f32.f16 {x}, {h};");
+        }
+        _ => {
+            let _ = writeln!(
+                s,
+                "\tcvt.u32.u16 cw, {h};\n\tshl.b32 cw, cw, 16;\n\tmov.b32 {x}, cw;"
+            );
+        }
     }
 }
 
@@ -111,6 +164,8 @@ pub fn split(s: &mut String, x: &str, hi: &str, lo: &str) {
 pub fn store_c(s: &mut String, name: &str, g: &Gemm, nt: usize, epi: Option<&Epi>) {
     let (m, n) = (g.m, g.n);
     let alpha = f32_hex(g.alpha);
+    let e = Elem::of(g).unwrap_or(Elem::F32);
+    let eb = e.bytes() as i64;
     let elems =
         || (0..nt).flat_map(|j| (0..2usize).flat_map(move |r| (0..2usize).map(move |i| (j, r, i))));
     // off = the element's column; q = it is inside C.
@@ -130,13 +185,30 @@ pub fn store_c(s: &mut String, name: &str, g: &Gemm, nt: usize, epi: Option<&Epi
             "\tmul.lo.s64 off, off, {};\n\tmul.lo.s64 addr, row{r}, {};\n\
              \tadd.s64 addr, addr, off;\n\tadd.s64 addr, addr, C;\n\
              \tmul.f32 res, acc{a}, {alpha};",
-            g.c_strides[2] * 4,
-            g.c_strides[1] * 4
+            g.c_strides[2] * eb,
+            g.c_strides[1] * eb
         );
-        if g.beta != 0.0 {
-            *s += "\t@q ld.global.f32 cv, [addr];\n\t@q add.f32 res, res, cv;\n";
+        match e {
+            Elem::F32 => {
+                if g.beta != 0.0 {
+                    *s += "\t@q ld.global.f32 cv, [addr];\n\t@q add.f32 res, res, cv;\n";
+                }
+                *s += "\t@q st.global.f32 [addr], res;\n";
+            }
+            _ => {
+                // f32 sum (and C), then one rounding to nearest even.
+                if g.beta != 0.0 {
+                    *s += "\tmov.b16 ch, 0;\n\t@q ld.global.b16 ch, [addr];\n";
+                    widen(s, e, "cv", "ch");
+                    *s += "\tadd.f32 res, res, cv;\n";
+                }
+                let _ = writeln!(
+                    s,
+                    "\tcvt.rn.{}.f32 ch, res;\n\t@q st.global.b16 [addr], ch;",
+                    e.mma_type()
+                );
+            }
         }
-        *s += "\t@q st.global.f32 [addr], res;\n";
     }
     let Some(e) = epi else {
         return;

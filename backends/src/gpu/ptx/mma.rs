@@ -1,6 +1,12 @@
 //! Tensor-core GEMMs for NVIDIA, written as PTX text: `C = alpha * A·B +
-//! beta * C` for f32 (`smelt_runtime::cpu::Gemm`), batched by `ctaid.z`,
-//! specialized on sizes and strides (immediates), edges predicated.
+//! beta * C` for f32, f16 and bf16 (`smelt_runtime::cpu::Gemm`), batched
+//! by `ctaid.z`, specialized on sizes and strides (immediates), edges
+//! predicated.
+//!
+//! f16/bf16: `mma.sync.aligned.m16n8k16.row.col.f32.{f16,bf16}` with f32
+//! accumulators; alpha, beta * C (C widened to f32) are applied in f32 and
+//! the result is rounded once to the storage type (`cvt.rn.{f16,bf16}.f32`,
+//! round to nearest even), the semantics of `gpu::gemm`.
 //!
 //! Accuracy: the tensor cores multiply TF32 (10-bit mantissa). Each operand
 //! is split as `x = hi + lo` with `hi = tf32(x)`, `lo = tf32(x - hi)`, and
@@ -26,9 +32,21 @@
 //!   b1 = (t + 4, g);
 //! - C/D (16x8 f32), four registers: c0 = (g, 2t), c1 = (g, 2t + 1),
 //!   c2 = (g + 8, 2t), c3 = (g + 8, 2t + 1).
+//!
+//! and for f16/bf16 ("Matrix Fragments for mma.m16n8k16 with floating
+//! point type",
+//! <https://docs.nvidia.com/cuda/parallel-thread-execution/index.html#warp-level-matrix-fragment-mma-16816-float>),
+//! each .f16x2/.bf16x2 register holding two elements, the first in the
+//! low 16 bits:
+//! - A (16x16, `.row`), four registers: a0 = (g, 2t..2t+1),
+//!   a1 = (g + 8, 2t..2t+1), a2 = (g, 2t+8..2t+9), a3 = (g + 8, 2t+8..2t+9)
+//!   (row, columns);
+//! - B (16x8, `.col`), two registers: b0 = (rows 2t..2t+1, col g),
+//!   b1 = (rows 2t+8..2t+9, col g);
+//! - C/D as for m16n8k8 above.
 
 use super::super::Arch;
-use super::common::{self, Epi, split};
+use super::common::{self, Elem, Epi, split};
 use smelt_runtime::cpu::Gemm;
 use smelt_runtime::gpu::Launch;
 use std::fmt::Write;
@@ -68,9 +86,14 @@ pub fn launch(arch: Arch, name: &str, g: &Gemm) -> Option<Launch> {
 
 /// The module (see `common::module`): call only where `launch` is Some.
 pub fn module(arch: Arch, name: &str, g: &Gemm, epi: Option<&Epi>) -> String {
+    let how = match Elem::of(g) {
+        Some(Elem::F32) | None => "3xTF32 mma.sync.m16n8k8".to_string(),
+        Some(e) => format!("{} mma.sync.m16n8k16, f32 accumulation", e.mma_type()),
+    };
     let comment = format!(
-        "smelt tensor-core GEMM {name}: batch {} x [{}x{}] * [{}x{}], alpha {}, beta {}\n\
-         3xTF32 mma.sync.m16n8k8, block {BLOCK_M}x{BLOCK_N}, {WARPS} warps{}",
+        "smelt tensor-core GEMM {name}: {} batch {} x [{}x{}] * [{}x{}], alpha {}, beta {}\n\
+         {how}, block {BLOCK_M}x{BLOCK_N}, {WARPS} warps{}",
+        g.dtype,
         g.batch,
         g.m,
         g.k,
@@ -84,9 +107,11 @@ pub fn module(arch: Arch, name: &str, g: &Gemm, epi: Option<&Epi>) -> String {
 }
 
 fn mma_sync(name: &str, g: &Gemm, epi: Option<&Epi>) -> String {
+    let e = Elem::of(g).unwrap_or(Elem::F32);
+    let eb = e.bytes() as i64;
     let (m, n, k) = (g.m, g.n, g.k);
-    let [sa0, sa1, sa2] = g.a_strides;
-    let [sb0, sb1, sb2] = g.b_strides;
+    let [sa0, sa1, _] = g.a_strides;
+    let sb0 = g.b_strides[0];
     let sc0 = g.c_strides[0];
     let mut s = String::new();
     let _ = writeln!(
@@ -96,11 +121,12 @@ fn mma_sync(name: &str, g: &Gemm, epi: Option<&Epi>) -> String {
         WARPS * 32
     );
     s += &common::epi_regs(epi);
-    s += "\t.reg .pred p, pr0, pr1, pk0, pk1, pn<4>, q, more;\n\
+    s += "\t.reg .pred p, pr0, pr1, pk0, pk1, pk2, pk3, pn<4>, q, more;\n\
           \t.reg .u32 tid, warp, lane, g, t, bx, by, bz;\n\
-          \t.reg .s64 A, B, C, row0, row1, col, kk, k0, k1, ra0, ra1, off, addr, n<4>;\n\
+          \t.reg .s64 A, B, C, row0, row1, col, kk, k0, k1, k2, k3, ra0, ra1, off, addr, n<4>;\n\
           \t.reg .f32 x<4>, y<8>, tmp, acc<16>, cv, res;\n\
-          \t.reg .b32 ah<4>, al<4>, bh<8>, bl<8>;\n";
+          \t.reg .b32 ah<4>, al<4>, bh<8>, bl<8>;\n\
+          \t.reg .b16 ha<8>, hb<16>;\n";
     let _ = writeln!(
         s,
         "\tld.param.u64 A, [{name}_a];\n\tld.param.u64 B, [{name}_b];\n\tld.param.u64 C, [{name}_c];\n\
@@ -109,13 +135,13 @@ fn mma_sync(name: &str, g: &Gemm, epi: Option<&Epi>) -> String {
     s += "\tmov.u32 tid, %tid.x;\n\tshr.u32 warp, tid, 5;\n\tand.b32 lane, tid, 31;\n\
           \tshr.u32 g, lane, 2;\n\tand.b32 t, lane, 3;\n\
           \tmov.u32 bx, %ctaid.x;\n\tmov.u32 by, %ctaid.y;\n\tmov.u32 bz, %ctaid.z;\n";
-    // Batch offsets (element strides, 4-byte elements).
+    // Batch offsets (element strides).
     s += "\tcvt.u64.u32 off, bz;\n";
     for (p, st) in [("A", sa0), ("B", sb0), ("C", sc0)] {
         let _ = writeln!(
             s,
             "\tmul.lo.s64 addr, off, {};\n\tadd.s64 {p}, {p}, addr;",
-            st * 4
+            st * eb
         );
     }
     // row0 = by*BLOCK_M + warp*16 + g; row1 = row0 + 8; col = bx*BLOCK_N.
@@ -126,8 +152,8 @@ fn mma_sync(name: &str, g: &Gemm, epi: Option<&Epi>) -> String {
          \tsetp.lt.s64 pr0, row0, {m};\n\tsetp.lt.s64 pr1, row1, {m};\n\
          \tmul.lo.s64 ra0, row0, {};\n\tmul.lo.s64 ra1, row1, {};\n\
          \tmul.wide.u32 col, bx, {BLOCK_N};",
-        sa1 * 4,
-        sa1 * 4
+        sa1 * eb,
+        sa1 * eb
     );
     // n_j = col + 8j + g: the B column this thread loads for tile j.
     for j in 0..NT {
@@ -141,6 +167,27 @@ fn mma_sync(name: &str, g: &Gemm, epi: Option<&Epi>) -> String {
         let _ = writeln!(s, "\tmov.f32 acc{i}, 0f00000000;");
     }
     s += "\tmov.u64 kk, 0;\n$Lk:\n";
+    let kstep = if e == Elem::F32 {
+        tf32_step(&mut s, g);
+        8
+    } else {
+        half_step(&mut s, g, e);
+        16
+    };
+    let _ = writeln!(
+        s,
+        "\tadd.s64 kk, kk, {kstep};\n\tsetp.lt.s64 more, kk, {k};\n\t@more bra.uni $Lk;"
+    );
+    common::store_c(&mut s, name, g, NT as usize, epi);
+    s += "\tret;\n}\n";
+    s
+}
+
+/// One k8 step of 3xTF32 m16n8k8 products (layouts in the module docs).
+fn tf32_step(s: &mut String, g: &Gemm) {
+    let k = g.k;
+    let sa2 = g.a_strides[2];
+    let [_, sb1, sb2] = g.b_strides;
     // k0 = kk + t, k1 = k0 + 4.
     let _ = writeln!(
         s,
@@ -164,12 +211,7 @@ fn mma_sync(name: &str, g: &Gemm, epi: Option<&Epi>) -> String {
              \t@q ld.global.f32 x{i}, [addr];",
             sa2 * 4
         );
-        split(
-            &mut s,
-            &format!("x{i}"),
-            &format!("ah{i}"),
-            &format!("al{i}"),
-        );
+        split(s, &format!("x{i}"), &format!("ah{i}"), &format!("al{i}"));
     }
     // B fragments: y(2j) = B[k0, n_j], y(2j+1) = B[k1, n_j].
     for j in 0..NT {
@@ -183,23 +225,12 @@ fn mma_sync(name: &str, g: &Gemm, epi: Option<&Epi>) -> String {
                 sb1 * 4,
                 sb2 * 4
             );
-            split(
-                &mut s,
-                &format!("y{y}"),
-                &format!("bh{y}"),
-                &format!("bl{y}"),
-            );
+            split(s, &format!("y{y}"), &format!("bh{y}"), &format!("bl{y}"));
         }
     }
     // Small terms first, then the large one (less rounding in the sum).
     for j in 0..NT as usize {
-        let d = format!(
-            "{{acc{}, acc{}, acc{}, acc{}}}",
-            4 * j,
-            4 * j + 1,
-            4 * j + 2,
-            4 * j + 3
-        );
+        let d = acc_tile(j);
         for (a, b) in [("al", "bh"), ("ah", "bl"), ("ah", "bh")] {
             let _ = writeln!(
                 s,
@@ -209,13 +240,85 @@ fn mma_sync(name: &str, g: &Gemm, epi: Option<&Epi>) -> String {
             );
         }
     }
+}
+
+fn acc_tile(j: usize) -> String {
+    format!(
+        "{{acc{}, acc{}, acc{}, acc{}}}",
+        4 * j,
+        4 * j + 1,
+        4 * j + 2,
+        4 * j + 3
+    )
+}
+
+/// One k16 step of f16/bf16 m16n8k16 products (layouts in the module
+/// docs): each operand element is loaded as 16 bits (zero outside the
+/// matrix) and pairs are packed into the .f16x2/.bf16x2 registers, the
+/// lower k in the low half.
+fn half_step(s: &mut String, g: &Gemm, e: Elem) {
+    let k = g.k;
+    let sa2 = g.a_strides[2] * 2;
+    let [_, sb1, sb2] = g.b_strides.map(|x| x * 2);
+    // k0 = kk + 2t, k1 = k0 + 1, k2 = k0 + 8, k3 = k0 + 9.
     let _ = writeln!(
         s,
-        "\tadd.s64 kk, kk, 8;\n\tsetp.lt.s64 more, kk, {k};\n\t@more bra.uni $Lk;"
+        "\tcvt.u64.u32 off, t;\n\tshl.b64 off, off, 1;\n\tadd.s64 k0, kk, off;\n\tadd.s64 k1, k0, 1;\n\
+         \tadd.s64 k2, k0, 8;\n\tadd.s64 k3, k0, 9;\n\tsetp.lt.s64 pk0, k0, {k};\n\tsetp.lt.s64 pk1, k1, {k};\n\
+         \tsetp.lt.s64 pk2, k2, {k};\n\tsetp.lt.s64 pk3, k3, {k};"
     );
-    common::store_c(&mut s, name, g, NT as usize, epi);
-    s += "\tret;\n}\n";
-    s
+    // ha(2i + h): register i of the A fragment, half h.
+    let a_regs = [
+        ("ra0", "pr0", ["k0", "k1"]),
+        ("ra1", "pr1", ["k0", "k1"]),
+        ("ra0", "pr0", ["k2", "k3"]),
+        ("ra1", "pr1", ["k2", "k3"]),
+    ];
+    for (i, (ra, pr, ks)) in a_regs.into_iter().enumerate() {
+        for (h, kr) in ks.into_iter().enumerate() {
+            let x = 2 * i + h;
+            let pk = kr.replace('k', "pk");
+            let _ = writeln!(
+                s,
+                "\tmov.b16 ha{x}, 0;\n\tand.pred q, {pr}, {pk};\n\
+                 \tmul.lo.s64 addr, {kr}, {sa2};\n\tadd.s64 addr, addr, {ra};\n\tadd.s64 addr, addr, A;\n\
+                 \t@q ld.global.b16 ha{x}, [addr];"
+            );
+        }
+        let _ = writeln!(s, "\tmov.b32 ah{i}, {{ha{}, ha{}}};", 2 * i, 2 * i + 1);
+    }
+    // hb(4j + 2r + h): register r of tile j's B fragment, half h.
+    for j in 0..NT as usize {
+        for (r, ks) in [["k0", "k1"], ["k2", "k3"]].into_iter().enumerate() {
+            for (h, kr) in ks.into_iter().enumerate() {
+                let x = 4 * j + 2 * r + h;
+                let pk = kr.replace('k', "pk");
+                let _ = writeln!(
+                    s,
+                    "\tmov.b16 hb{x}, 0;\n\tand.pred q, pn{j}, {pk};\n\
+                     \tmul.lo.s64 addr, {kr}, {sb1};\n\tmul.lo.s64 off, n{j}, {sb2};\n\tadd.s64 addr, addr, off;\n\
+                     \tadd.s64 addr, addr, B;\n\t@q ld.global.b16 hb{x}, [addr];"
+                );
+            }
+            let _ = writeln!(
+                s,
+                "\tmov.b32 bh{}, {{hb{}, hb{}}};",
+                2 * j + r,
+                4 * j + 2 * r,
+                4 * j + 2 * r + 1
+            );
+        }
+    }
+    let t = e.mma_type();
+    for j in 0..NT as usize {
+        let d = acc_tile(j);
+        let _ = writeln!(
+            s,
+            "\tmma.sync.aligned.m16n8k16.row.col.f32.{t}.{t}.f32 {d}, {{ah0, ah1, ah2, ah3}}, {{bh{}, bh{}}}, {d};",
+            2 * j,
+            2 * j + 1
+        );
+    }
 }
 
 #[cfg(test)]

@@ -6,20 +6,27 @@
 pub mod common;
 pub mod mma;
 pub mod ptxas;
+pub mod tma;
 pub mod wgmma;
 
 use super::{Arch, GpuError, Printer};
 use common::Epi;
 use smelt_kernel::Scheduled;
 use smelt_runtime::cpu::Gemm;
-use smelt_runtime::gpu::{Launch, ModuleKind};
+use smelt_runtime::gpu::{Launch, ModuleKind, TensorMap};
 
 pub struct Ptx(pub Arch);
 
 impl Ptx {
-    /// The GEMM module of this architecture: wgmma on sm_90a, mma.sync
-    /// otherwise (and on sm_90a where wgmma declines).
+    /// The GEMM module of this architecture: on sm_90a wgmma fed by TMA
+    /// (f16/bf16 operands a tensor map can view), else wgmma staged
+    /// through registers; mma.sync otherwise (and on sm_90a where wgmma
+    /// declines). `Printer::gemm_tensor_maps` must agree: it asks for
+    /// maps exactly where `tma` serves.
     fn tensor_core(&self, name: &str, g: &Gemm, epi: Option<&Epi>) -> Option<(String, Launch)> {
+        if let Some(l) = tma::launch(self.0, name, g) {
+            return Some((tma::module(self.0, name, g, epi), l));
+        }
         if let Some(l) = wgmma::launch(self.0, name, g) {
             return Some((wgmma::module(self.0, name, g, epi), l));
         }
@@ -46,6 +53,9 @@ impl Printer for Ptx {
     }
     fn gemm(&self, name: &str, g: &Gemm) -> Option<(String, Launch)> {
         self.tensor_core(name, g, None)
+    }
+    fn gemm_tensor_maps(&self, g: &Gemm) -> Vec<(usize, TensorMap)> {
+        tma::maps(self.0, g)
     }
     /// The epilogue's body becomes a `.func` (`NAME_epi`, printed from the
     /// kernel IR by LLVM, libdevice linked) in the GEMM's module; the GEMM

@@ -1,5 +1,5 @@
 //! Hopper (`sm_90a`) tensor-core GEMM with warpgroup MMA: `C = alpha *
-//! A·B + beta * C` for f32, batched by `ctaid.z`, specialized on sizes and
+//! A·B + beta * C` for f32 (and f16/bf16, see below), batched by `ctaid.z`, specialized on sizes and
 //! strides, edges predicated; the same 3xTF32 split as `mma` (see there).
 //!
 //! One warpgroup (128 threads) per block computes a 64x64 tile of C with
@@ -12,12 +12,12 @@
 //! barrier, then `wgmma.fence`, 4 k8 steps x 3 products, `commit_group`,
 //! and `wait_group 0` plus a barrier before the buffers are written again.
 //!
-//! TMA is NOT used: `cp.async.bulk.tensor` reads through a `CUtensorMap`
-//! that the host must encode (`cuTensorMapEncodeTiled`) and pass as a
-//! 128-byte `.param` (or a `__grid_constant__` pointer), while the runtime
-//! passes only 8-byte arguments today (buffers and i64). Staging goes
-//! through registers, which is also where the TF32 split happens (a TMA
-//! copy could not split; it would need a second pass over shared memory).
+//! f16/bf16 use the same staging (one copy, no split; K tile 64,
+//! `m64n64k16`, both operands K-major in shared memory) where `tma`
+//! declines, i.e. where a tensor map cannot view an operand (no unit
+//! stride, rows or batches not 16-byte aligned); otherwise `tma` serves
+//! them. f32 always comes here: TMA copies could not split into TF32
+//! hi/lo on the way (that would need a second pass over shared memory).
 //! No GPU was available when this was written: it is checked by ptxas
 //! only, its numerics are NOT yet tested on hardware.
 //!
@@ -43,7 +43,7 @@
 //!   store of C is shared with it (`common::store_c`).
 
 use super::super::Arch;
-use super::common::{self, Epi, split};
+use super::common::{self, Elem, Epi, split};
 use smelt_runtime::cpu::Gemm;
 use smelt_runtime::gpu::Launch;
 use std::fmt::Write;
@@ -54,17 +54,28 @@ const BN: u64 = 64;
 // Both operand tiles are 64 rows (m or n) x 32 (k): one staging walk and
 // one edge test serve both.
 const _: () = assert!(BM == BN);
-const BK: u64 = 32;
+/// K tile: 32 f32 or 64 f16/bf16, 128 bytes of a row either way.
+fn bk(e: Elem) -> u64 {
+    128 / e.bytes()
+}
 /// Elements of A (and of B) each thread stages per K tile.
-const PER_THREAD: u64 = BM * BK / THREADS;
-/// Bytes of one operand copy (hi or lo) of a tile: 64 x 32 x 4.
-const COPY: u64 = BM * BK * 4;
+fn per_thread(e: Elem) -> u64 {
+    BM * bk(e) / THREADS
+}
+/// Bytes of one operand copy (hi or lo) of a tile: 64 x 128 bytes.
+const COPY: u64 = BM * 128;
+/// Elements of one core-matrix row (16 bytes).
+fn core(e: Elem) -> u64 {
+    16 / e.bytes()
+}
 const LBO: u64 = 128;
-const SBO: u64 = (BK / 4) * 128;
+/// 8 core matrices along the K tile's 128 bytes.
+const SBO: u64 = 8 * 128;
 
 /// Offset in a staged tile of the element at (row or n `r`, k `kk`).
-fn smem_off(r: u64, kk: u64) -> u64 {
-    (r / 8) * SBO + (r % 8) * 16 + (kk / 4) * LBO + (kk % 4) * 4
+fn smem_off(e: Elem, r: u64, kk: u64) -> u64 {
+    let c = core(e);
+    (r / 8) * SBO + (r % 8) * 16 + (kk / c) * LBO + (kk % c) * e.bytes()
 }
 
 /// How a thread walks one operand's 64 x 32 tile: its i-th element is at
@@ -74,28 +85,30 @@ fn smem_off(r: u64, kk: u64) -> u64 {
 /// the element's shared offset is the first's plus `smem_off(i*dr,
 /// i*dk)` (no carry between the bit fields), a compile-time immediate.
 struct Walk {
-    rb: &'static str,
-    kb: &'static str,
+    rb: String,
+    kb: String,
     dr: u64,
     dk: u64,
 }
 
 /// `k_contiguous`: the operand's K stride is 1 (A row-major, B
-/// transposed); then 32 threads read along K, else 64 along rows.
-fn walk(k_contiguous: bool) -> Walk {
+/// transposed); then a K tile's row (32 or 64 threads) reads along K,
+/// else 64 threads along rows.
+fn walk(e: Elem, k_contiguous: bool) -> Walk {
+    let bk = bk(e);
     if k_contiguous {
         Walk {
-            rb: "shr.u32 ur, tid, 5",
-            kb: "and.b32 uk, tid, 31",
-            dr: 4,
+            rb: format!("shr.u32 ur, tid, {}", bk.trailing_zeros()),
+            kb: format!("and.b32 uk, tid, {}", bk - 1),
+            dr: THREADS / bk,
             dk: 0,
         }
     } else {
         Walk {
-            rb: "and.b32 ur, tid, 63",
-            kb: "shr.u32 uk, tid, 6",
+            rb: "and.b32 ur, tid, 63".into(),
+            kb: "shr.u32 uk, tid, 6".into(),
             dr: 0,
-            dk: 2,
+            dk: THREADS / BM,
         }
     }
 }
@@ -119,9 +132,12 @@ pub fn launch(arch: Arch, name: &str, g: &Gemm) -> Option<Launch> {
     if gx > u32::MAX as u64 || gy > 65_535 || g.batch > 65_535 {
         return None;
     }
+    let e = Elem::of(g)?;
     let (wa, wb) = walks(g);
     let span = |w: &Walk, sr: i64, sk: i64| {
-        (PER_THREAD as i128 - 1) * (w.dr as i128 * sr as i128 + w.dk as i128 * sk as i128) * 4
+        (per_thread(e) as i128 - 1)
+            * (w.dr as i128 * sr as i128 + w.dk as i128 * sk as i128)
+            * e.bytes() as i128
     };
     let far =
         span(&wa, g.a_strides[1], g.a_strides[2]).max(span(&wb, g.b_strides[2], g.b_strides[1]));
@@ -136,14 +152,25 @@ pub fn launch(arch: Arch, name: &str, g: &Gemm) -> Option<Launch> {
 }
 
 fn walks(g: &Gemm) -> (Walk, Walk) {
-    (walk(g.a_strides[2] == 1), walk(g.b_strides[1] == 1))
+    let e = elem(g);
+    (walk(e, g.a_strides[2] == 1), walk(e, g.b_strides[1] == 1))
+}
+
+fn elem(g: &Gemm) -> Elem {
+    Elem::of(g).unwrap_or(Elem::F32)
 }
 
 /// The module (see `common::module`): call only where `launch` is Some.
 pub fn module(arch: Arch, name: &str, g: &Gemm, epi: Option<&Epi>) -> String {
+    let e = elem(g);
+    let how = match e {
+        Elem::F32 => format!("3xTF32 wgmma.m64n{BN}k8"),
+        _ => format!("{} wgmma.m64n{BN}k16, f32 accumulation", e.mma_type()),
+    };
     let comment = format!(
-        "smelt tensor-core GEMM {name}: batch {} x [{}x{}] * [{}x{}], alpha {}, beta {}\n\
-         3xTF32 wgmma.m64n{BN}k8, block {BM}x{BN}, K tile {BK}, one warpgroup{}",
+        "smelt tensor-core GEMM {name}: {} batch {} x [{}x{}] * [{}x{}], alpha {}, beta {}\n\
+         {how}, block {BM}x{BN}, K tile {}, one warpgroup, staged through registers{}",
+        g.dtype,
         g.batch,
         g.m,
         g.k,
@@ -151,6 +178,7 @@ pub fn module(arch: Arch, name: &str, g: &Gemm, epi: Option<&Epi>) -> String {
         g.n,
         g.alpha,
         g.beta,
+        bk(e),
         epi.map_or(String::new(), |e| format!(", epilogue {}", e.func))
     );
     common::module(arch, &comment, &entry(name, g, epi), epi)
@@ -188,10 +216,16 @@ fn entry(name: &str, g: &Gemm, epi: Option<&Epi>) -> String {
         },
     ];
     let k = g.k;
+    let e = elem(g);
+    let eb = e.bytes() as i64;
+    let (bk, pt) = (bk(e), per_thread(e));
+    let c = core(e);
+    // f32 keeps a hi and a lo TF32 copy of each tile; f16/bf16 one.
+    let copies = if e == Elem::F32 { 2 } else { 1 };
     let nacc = BN / 2;
     let mut s = String::new();
     for x in ["a", "b"] {
-        let _ = writeln!(s, ".shared .align 128 .b8 {name}_s{x}[{}];", 2 * COPY);
+        let _ = writeln!(s, ".shared .align 128 .b8 {name}_s{x}[{}];", copies * COPY);
     }
     let _ = writeln!(
         s,
@@ -206,8 +240,10 @@ fn entry(name: &str, g: &Gemm, epi: Option<&Epi>) -> String {
          \t.reg .s64 A, B, C, row0, row1, col, kt, off, addr;\n\
          \t.reg .s64 pa, pb, pka, pkb, kqa, kqb, ra, rb, sa, sb;\n\
          \t.reg .u64 da, db, dah<4>, dal<4>, dbh<4>, dbl<4>;\n\
-         \t.reg .f32 xa<{PER_THREAD}>, xb<{PER_THREAD}>, tmp, acc<{nacc}>, cv, res;\n\
-         \t.reg .b32 hi, lo;"
+         \t.reg .{} xa<{pt}>, xb<{pt}>;\n\
+         \t.reg .f32 tmp, acc<{nacc}>, cv, res;\n\
+         \t.reg .b32 hi, lo;",
+        if e == Elem::F32 { "f32" } else { "b16" }
     );
     let _ = writeln!(
         s,
@@ -226,7 +262,7 @@ fn entry(name: &str, g: &Gemm, epi: Option<&Epi>) -> String {
         let _ = writeln!(
             s,
             "\tmul.lo.s64 addr, off, {};\n\tadd.s64 {p}, {p}, addr;",
-            st * 4
+            st * eb
         );
     }
     // Per operand: first row (r{x}), global address of the first element
@@ -240,21 +276,24 @@ fn entry(name: &str, g: &Gemm, epi: Option<&Epi>) -> String {
              \tmul.lo.s64 p{x}, r{x}, {};\n\tcvt.u64.u32 off, uk;\n\tmul.lo.s64 off, off, {};\n\
              \tadd.s64 p{x}, p{x}, off;\n\tadd.s64 p{x}, p{x}, {base};\n\
              \tshr.u32 u, ur, 3;\n\tmul.lo.u32 u, u, {SBO};\n\tand.b32 v, ur, 7;\n\tmad.lo.u32 u, v, 16, u;\n\
-             \tshr.u32 v, uk, 2;\n\tmad.lo.u32 u, v, {LBO}, u;\n\tand.b32 v, uk, 3;\n\tmad.lo.u32 u, v, 4, u;\n\
+             \tshr.u32 v, uk, {};\n\tmad.lo.u32 u, v, {LBO}, u;\n\tand.b32 v, uk, {};\n\tmad.lo.u32 u, v, {eb}, u;\n\
              \tmov.u64 s{x}, {name}_s{x};\n\tcvt.u64.u32 off, u;\n\tadd.s64 s{x}, s{x}, off;",
             op.w.rb,
             op.w.kb,
-            op.sr * 4,
-            op.sk * 4
+            op.sr * eb,
+            op.sk * eb,
+            c.trailing_zeros(),
+            c - 1
         );
-        // Descriptors of k8 step j, hi and lo copies.
+        // Descriptors of k step j (two core matrices along K), hi and lo
+        // copies.
         let _ = writeln!(
             s,
             "\tmov.u64 d{x}, {name}_s{x};\n\tshr.u64 d{x}, d{x}, 4;\n\tand.b64 d{x}, d{x}, 16383;\n\
              \tor.b64 d{x}, d{x}, {};",
             ((LBO >> 4) << 16) | ((SBO >> 4) << 32)
         );
-        for j in 0..BK / 8 {
+        for j in 0..bk / (2 * c) {
             let _ = writeln!(
                 s,
                 "\tadd.s64 d{x}h{j}, d{x}, {};\n\tadd.s64 d{x}l{j}, d{x}, {};",
@@ -267,40 +306,53 @@ fn entry(name: &str, g: &Gemm, epi: Option<&Epi>) -> String {
         let _ = writeln!(s, "\tmov.f32 acc{i}, 0f00000000;");
     }
     s += "\tmov.u64 kt, 0;\n";
-    load(&mut s, &ops, k);
+    load(&mut s, &ops, k, e);
     s += "$Lk:\n";
     // Split and stage (the previous tile's wgmmas are done: see below).
     for op in &ops {
         let x = op.x;
-        for i in 0..PER_THREAD {
-            let d = smem_off(i * op.w.dr, i * op.w.dk);
-            split(&mut s, &format!("x{x}{i}"), "hi", "lo");
-            let _ = writeln!(
-                s,
-                "\tst.shared.b32 [s{x}+{d}], hi;\n\tst.shared.b32 [s{x}+{}], lo;",
-                COPY + d
-            );
+        for i in 0..pt {
+            let d = smem_off(e, i * op.w.dr, i * op.w.dk);
+            if e == Elem::F32 {
+                split(&mut s, &format!("x{x}{i}"), "hi", "lo");
+                let _ = writeln!(
+                    s,
+                    "\tst.shared.b32 [s{x}+{d}], hi;\n\tst.shared.b32 [s{x}+{}], lo;",
+                    COPY + d
+                );
+            } else {
+                let _ = writeln!(s, "\tst.shared.b16 [s{x}+{d}], x{x}{i};");
+            }
         }
     }
     s += "\tfence.proxy.async.shared::cta;\n\tbar.sync 0;\n\twgmma.fence.sync.aligned;\n";
     let accs: Vec<String> = (0..nacc).map(|i| format!("acc{i}")).collect();
     let d = format!("{{{}}}", accs.join(", "));
-    // Small terms first, then the large one (less rounding in the sum).
-    for j in 0..BK / 8 {
-        for (a, b) in [("l", "h"), ("h", "l"), ("h", "h")] {
+    for j in 0..bk / (2 * c) {
+        if e == Elem::F32 {
+            // Small terms first, then the large one (less rounding in the sum).
+            for (a, b) in [("l", "h"), ("h", "l"), ("h", "h")] {
+                let _ = writeln!(
+                    s,
+                    "\twgmma.mma_async.sync.aligned.m64n{BN}k8.f32.tf32.tf32 {d}, da{a}{j}, db{b}{j}, pt, 1, 1;"
+                );
+            }
+        } else {
+            // Both operands K-major in shared memory: no transposes.
+            let t = e.mma_type();
             let _ = writeln!(
                 s,
-                "\twgmma.mma_async.sync.aligned.m64n{BN}k8.f32.tf32.tf32 {d}, da{a}{j}, db{b}{j}, pt, 1, 1;"
+                "\twgmma.mma_async.sync.aligned.m64n{BN}k16.f32.{t}.{t} {d}, dah{j}, dbh{j}, pt, 1, 1, 0, 0;"
             );
         }
     }
     let _ = writeln!(
         s,
         "\twgmma.commit_group.sync.aligned;\n\
-         \tadd.s64 kt, kt, {BK};\n\tsetp.lt.s64 more, kt, {k};\n\t@!more bra.uni $Lw;"
+         \tadd.s64 kt, kt, {bk};\n\tsetp.lt.s64 more, kt, {k};\n\t@!more bra.uni $Lw;"
     );
     // The next tile's global loads overlap the tensor cores.
-    load(&mut s, &ops, k);
+    load(&mut s, &ops, k, e);
     s += "$Lw:\n\twgmma.wait_group.sync.aligned 0;\n\tbar.sync 0;\n\t@more bra.uni $Lk;\n";
     // C: warp w holds rows 16w + g (+ 8) of the block's 64.
     let _ = writeln!(
@@ -315,24 +367,29 @@ fn entry(name: &str, g: &Gemm, epi: Option<&Epi>) -> String {
     s
 }
 
-/// Global loads of the K tile at `kt` into `x{a,b}<16>` (zero outside
-/// the operand).
-fn load(s: &mut String, ops: &[Operand], k: u64) {
+/// Global loads of the K tile at `kt` into `x{a,b}<per_thread>` (zero
+/// outside the operand).
+fn load(s: &mut String, ops: &[Operand], k: u64, e: Elem) {
+    let eb = e.bytes() as i64;
+    let (ty, zero) = match e {
+        Elem::F32 => ("f32", "0f00000000"),
+        _ => ("b16", "0"),
+    };
     for op in ops {
         let x = op.x;
         let _ = writeln!(
             s,
             "\tmul.lo.s64 off, kt, {};\n\tadd.s64 pk{x}, p{x}, off;\n\
              \tcvt.u64.u32 off, uk;\n\tadd.s64 kq{x}, kt, off;",
-            op.sk * 4
+            op.sk * eb
         );
         let rows_edge = !op.rows.is_multiple_of(BM);
-        let k_edge = !k.is_multiple_of(BK);
-        for i in 0..PER_THREAD {
+        let k_edge = !k.is_multiple_of(bk(e));
+        for i in 0..per_thread(e) {
             let row_lim = op.rows as i64 - (i * op.w.dr) as i64;
             let k_lim = k as i64 - (i * op.w.dk) as i64;
-            let imm = i as i64 * (op.w.dr as i64 * op.sr + op.w.dk as i64 * op.sk) * 4;
-            let _ = writeln!(s, "\tmov.f32 x{x}{i}, 0f00000000;");
+            let imm = i as i64 * (op.w.dr as i64 * op.sr + op.w.dk as i64 * op.sk) * eb;
+            let _ = writeln!(s, "\tmov.{ty} x{x}{i}, {zero};");
             if (rows_edge && row_lim <= 0) || (k_edge && k_lim <= 0) {
                 continue;
             }
@@ -355,7 +412,7 @@ fn load(s: &mut String, ops: &[Operand], k: u64) {
                     "@q "
                 }
             };
-            let _ = writeln!(s, "\t{guard}ld.global.f32 x{x}{i}, [pk{x}+{imm}];");
+            let _ = writeln!(s, "\t{guard}ld.global.{ty} x{x}{i}, [pk{x}+{imm}];");
         }
     }
 }
@@ -398,27 +455,39 @@ mod tests {
     fn staged_layout_is_core_matrices() {
         // Element (r, kk) of a 64x32 tile: 8x4 core matrices of 128 bytes,
         // 8 along K (LBO 128), then the next 8 rows (SBO 1024).
-        assert_eq!(smem_off(0, 0), 0);
-        assert_eq!(smem_off(1, 0), 16);
-        assert_eq!(smem_off(0, 1), 4);
-        assert_eq!(smem_off(0, 4), 128);
-        assert_eq!(smem_off(8, 0), 1024);
-        assert_eq!(smem_off(63, 31), 7 * 1024 + 7 * 16 + 7 * 128 + 3 * 4);
+        let f = Elem::F32;
+        assert_eq!(smem_off(f, 0, 0), 0);
+        assert_eq!(smem_off(f, 1, 0), 16);
+        assert_eq!(smem_off(f, 0, 1), 4);
+        assert_eq!(smem_off(f, 0, 4), 128);
+        assert_eq!(smem_off(f, 8, 0), 1024);
+        assert_eq!(smem_off(f, 63, 31), 7 * 1024 + 7 * 16 + 7 * 128 + 3 * 4);
+        // 16-bit: core matrices of 8 rows x 8 elements, a 64-wide K tile.
+        let h = Elem::Bf16;
+        assert_eq!(smem_off(h, 0, 1), 2);
+        assert_eq!(smem_off(h, 0, 8), 128);
+        assert_eq!(smem_off(h, 63, 63), 7 * 1024 + 7 * 16 + 7 * 128 + 7 * 2);
         // The walks' offsets are separable: first element + immediate.
-        for rb in 0..4 {
-            for i in 0..PER_THREAD {
-                assert_eq!(
-                    smem_off(rb + 4 * i, 5),
-                    smem_off(rb, 5) + smem_off(4 * i, 0)
-                );
-            }
-        }
-        for kb in 0..2 {
-            for i in 0..PER_THREAD {
-                assert_eq!(
-                    smem_off(9, kb + 2 * i),
-                    smem_off(9, kb) + smem_off(0, 2 * i)
-                );
+        for e in [Elem::F32, Elem::F16] {
+            for k_contiguous in [true, false] {
+                let w = walk(e, k_contiguous);
+                let (rbs, kbs) = if k_contiguous {
+                    (w.dr, bk(e))
+                } else {
+                    (BM, w.dk)
+                };
+                for rb in 0..rbs {
+                    for kb in 0..kbs {
+                        for i in 0..per_thread(e) {
+                            let (r, kk) = (rb + i * w.dr, kb + i * w.dk);
+                            assert!(r < BM && kk < bk(e));
+                            assert_eq!(
+                                smem_off(e, r, kk),
+                                smem_off(e, rb, kb) + smem_off(e, i * w.dr, i * w.dk)
+                            );
+                        }
+                    }
+                }
             }
         }
     }

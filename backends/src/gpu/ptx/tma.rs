@@ -1,0 +1,426 @@
+//! Hopper (`sm_90a`) f16/bf16 GEMM whose operand tiles arrive by TMA:
+//! `C = alpha * A·B + beta * C`, f32 accumulators, C rounded once to the
+//! storage type at the store (`common::store_c`), batched by `ctaid.z`.
+//!
+//! What is TMA-fed: the A and B tiles, with
+//! `cp.async.bulk.tensor.{2d,3d}.shared::cluster.global.mbarrier::complete_tx::bytes`
+//! through two `CUtensorMap`s the program asks for (`maps`, passed by value
+//! after every other parameter, A's then B's). What is not: C (read for
+//! beta = 1 and written from the accumulators by each thread, as in
+//! `mma`/`wgmma`), f32 products (they need the TF32 hi/lo split on the
+//! way into shared memory: `wgmma` stages them through registers), and
+//! operands a map cannot describe (neither K nor M/N unit-stride, a row or
+//! batch stride that is not a multiple of 16 bytes): `launch` declines and
+//! the staged `wgmma` kernel serves them.
+//!
+//! One warpgroup (128 threads) per block computes a 64x64 tile of C; K
+//! tiles of 64 go through a two-stage ring of shared buffers (2 x 8 KiB
+//! per operand: the runtime launches with static shared memory only, so
+//! 48 KiB is the ceiling and a third stage would pass it). Thread 0 arms
+//! stage `s`'s mbarrier with `mbarrier.arrive.expect_tx` (the two tiles'
+//! bytes; TMA counts a whole box, out-of-bounds elements included) and
+//! issues both copies; every thread waits with `mbarrier.try_wait.parity`
+//! (the parity flips each time the ring wraps), runs 4
+//! `wgmma.mma_async.m64n64k16` steps, waits for them (`wait_group 0`),
+//! and after a barrier (every warp is done reading the stage) thread 0
+//! refills the stage with the tile two ahead, so one copy is always in
+//! flight while the tensor cores run. Edges need no predicates on the
+//! loads: the maps have the operands' true extents and TMA fills
+//! elements outside them with zeros, so K, M and N tails add 0.
+//!
+//! Layouts relied on (PTX ISA 8.x, "Asynchronous Warpgroup Level Matrix
+//! Shared Memory Layout" and "Matrix Descriptor Format",
+//! <https://docs.nvidia.com/cuda/parallel-thread-execution/index.html#asynchronous-warpgroup-level-matrix-shared-memory-layout>;
+//! `cuTensorMapEncodeTiled` in the CUDA driver API):
+//! - Every box is 64 x 64 elements with 128-byte swizzle: TMA writes row
+//!   `r` of the box (128 bytes) at `r * 128` with its 16-byte chunk `c`
+//!   moved to `c ^ (r % 8)`, which is the wgmma 128B-swizzle layout when
+//!   the tile is 1024-byte aligned (matrix base offset 0).
+//! - K-major operand (K stride 1: A row-major, B given as N x K): box
+//!   rows are M (N), 128 bytes of K each. Descriptor: SBO = 1024 (next 8
+//!   rows), LBO unused (K fits in one swizzle atom; set to 16), swizzle
+//!   mode 1 (bits 62-63); the k16 step `j` starts 32 bytes further
+//!   (`j * 32`, inside the swizzle atom, as CUTLASS advances it).
+//!   Transpose immediate 0.
+//! - M/N-major operand (M or N stride 1: B row-major, A given as K x M):
+//!   box rows are K, 128 bytes of M (N) each, i.e. one 64-element swizzle
+//!   atom along M/N. Descriptor: SBO = 1024 (next 8 K rows), LBO (next
+//!   atom along M/N) unused with one atom, set to 16; step `j` starts
+//!   `j * 2048` further (16 K rows). Transpose immediate 1.
+//! - Accumulators as in `wgmma` (the m16n8 C fragment repeated over 8
+//!   column tiles), stored by `common::store_c`.
+//!
+//! No GPU was available when this was written: it is checked by ptxas
+//! only; its numerics (layouts, swizzle, descriptors, the barrier
+//! protocol) are NOT yet tested on hardware.
+
+use super::super::Arch;
+use super::common::{self, Elem, Epi};
+use smelt_runtime::cpu::Gemm;
+use smelt_runtime::gpu::{Launch, TensorMap};
+use std::fmt::Write;
+
+const THREADS: u64 = 128;
+/// Tile edge in elements: BM = BN = BK = 64 (128 bytes of 16-bit data,
+/// the 128-byte swizzle span).
+const T: u64 = 64;
+/// Bytes of one operand's tile.
+const TILE: u64 = T * T * 2;
+const STAGES: u64 = 2;
+const SBO: u64 = 1024;
+
+/// How an operand is read: its map (buffer left 0 for the program to set)
+/// and whether K is its contiguous dimension.
+#[derive(Clone, Debug)]
+pub struct View {
+    pub map: TensorMap,
+    pub k_major: bool,
+}
+
+/// The operand `rows x k` (batch `batch`) with element strides `s_batch`,
+/// `s_row` (along M or N) and `s_k`, as a tiled map, if TMA can read it.
+fn view(dtype: &str, batch: u64, rows: u64, k: u64, s: [i64; 3]) -> Option<View> {
+    let [s_batch, s_row, s_k] = s;
+    // Inner dimension first; the other's stride in bytes must be a
+    // multiple of 16 and the rows must not overlap.
+    let (k_major, inner, outer, s_outer) = if s_k == 1 {
+        (true, k, rows, s_row)
+    } else if s_row == 1 {
+        (false, rows, k, s_k)
+    } else {
+        return None;
+    };
+    let s_outer = if outer == 1 {
+        // Never stepped: any legal stride.
+        (inner * 2).div_ceil(16) * 16
+    } else {
+        u64::try_from(s_outer).ok()? * 2
+    };
+    if !s_outer.is_multiple_of(16) || s_outer < inner * 2 {
+        return None;
+    }
+    let mut dims = vec![inner, outer];
+    let mut strides = vec![s_outer];
+    let mut box_dims = vec![T as u32, T as u32];
+    if batch > 1 && s_batch != 0 {
+        let sb = u64::try_from(s_batch).ok()? * 2;
+        if !sb.is_multiple_of(16) {
+            return None;
+        }
+        dims.push(batch);
+        strides.push(sb);
+        box_dims.push(1);
+    }
+    if dims.iter().any(|&d| d > u32::MAX as u64) || strides.iter().any(|&x| x >= 1 << 40) {
+        return None;
+    }
+    Some(View {
+        map: TensorMap {
+            buffer: 0,
+            dtype: dtype.into(),
+            dims,
+            strides,
+            box_dims,
+            swizzle: 128,
+        },
+        k_major,
+    })
+}
+
+/// A's and B's views, if this kernel serves `g` on `arch`.
+pub fn views(arch: Arch, g: &Gemm) -> Option<(View, View)> {
+    if arch != Arch::Sm90a
+        || !matches!(Elem::of(g), Some(Elem::F16 | Elem::Bf16))
+        || !common::supported(arch, "g", g)
+        || g.n.div_ceil(T) > u32::MAX as u64
+        || g.m.div_ceil(T) > 65_535
+        || g.batch > 65_535
+    {
+        return None;
+    }
+    let a = view(&g.dtype, g.batch, g.m, g.k, g.a_strides)?;
+    let [sb0, sb1, sb2] = g.b_strides;
+    let b = view(&g.dtype, g.batch, g.n, g.k, [sb0, sb2, sb1])?;
+    Some((a, b))
+}
+
+/// The maps the kernel for `g` takes (operand 0 = A, 1 = B), empty where
+/// this kernel does not serve `g`.
+pub fn maps(arch: Arch, g: &Gemm) -> Vec<(usize, TensorMap)> {
+    views(arch, g).map_or_else(Vec::new, |(a, b)| vec![(0, a.map), (1, b.map)])
+}
+
+/// The launch for `g`, or None where this kernel cannot serve it.
+pub fn launch(arch: Arch, name: &str, g: &Gemm) -> Option<Launch> {
+    views(arch, g)?;
+    if !common::supported(arch, name, g) {
+        return None;
+    }
+    Some(Launch {
+        grid: [
+            g.n.div_ceil(T) as u32,
+            g.m.div_ceil(T) as u32,
+            g.batch as u32,
+        ],
+        block: [THREADS as u32, 1, 1],
+        shared_bytes: 0,
+    })
+}
+
+/// The module (see `common::module`): call only where `launch` is Some.
+pub fn module(arch: Arch, name: &str, g: &Gemm, epi: Option<&Epi>) -> String {
+    let Some((a, b)) = views(arch, g) else {
+        return String::new();
+    };
+    let comment = format!(
+        "smelt tensor-core GEMM {name}: {} batch {} x [{}x{}] * [{}x{}], alpha {}, beta {}\n\
+         {} wgmma.m64n64k16, f32 accumulation, block 64x64, K tile 64, one warpgroup,\n\
+         A ({}-major) and B ({}-major) by TMA (128B swizzle), {STAGES} stages{}",
+        g.dtype,
+        g.batch,
+        g.m,
+        g.k,
+        g.k,
+        g.n,
+        g.alpha,
+        g.beta,
+        g.dtype,
+        if a.k_major { "K" } else { "M" },
+        if b.k_major { "K" } else { "N" },
+        epi.map_or(String::new(), |e| format!(", epilogue {}", e.func))
+    );
+    common::module(arch, &comment, &entry(name, g, &a, &b, epi), epi)
+}
+
+/// The 64-bit descriptor of a 1024-aligned 128B-swizzled tile at shared
+/// address register `addr`, into `d`, minus the start address's step.
+fn descriptor(s: &mut String, d: &str, addr: &str) {
+    let _ = writeln!(
+        s,
+        "\tshr.u64 {d}, {addr}, 4;\n\tand.b64 {d}, {d}, 16383;\n\tor.b64 {d}, {d}, {};",
+        (1u64 << 16) | ((SBO >> 4) << 32) | (1u64 << 62)
+    );
+}
+
+/// Start-address step (bytes) of k16 step `j` in a tile.
+fn step(k_major: bool, j: u64) -> u64 {
+    if k_major { 32 * j } else { 2048 * j }
+}
+
+fn entry(name: &str, g: &Gemm, a: &View, b: &View, epi: Option<&Epi>) -> String {
+    let e = Elem::of(g).unwrap_or(Elem::Bf16);
+    let ty = e.mma_type();
+    let ktiles = g.k.div_ceil(T);
+    let nacc = T / 2;
+    let mut s = String::new();
+    for x in ["a", "b"] {
+        let _ = writeln!(s, ".shared .align 1024 .b8 {name}_s{x}[{}];", STAGES * TILE);
+    }
+    let _ = writeln!(s, ".shared .align 8 .b64 {name}_bar[{STAGES}];");
+    let _ = writeln!(
+        s,
+        "\n.visible .entry {name}(\n{},\n\t.param .align 64 .b8 {name}_ta[128],\n\
+         \t.param .align 64 .b8 {name}_tb[128]\n)\n.maxntid {THREADS}, 1, 1\n{{",
+        common::params(name, epi)
+    );
+    s += &common::epi_regs(epi);
+    let _ = writeln!(
+        s,
+        "\t.reg .pred pt, lead, rdy, pr0, pr1, q, more;\n\
+         \t.reg .u32 tid, warp, lane, g, t, bx, by, bz, st, ph, kt, kn;\n\
+         \t.reg .b32 cm, cn, ck;\n\
+         \t.reg .s64 C, row0, row1, col, off, addr, so, barb, baddr, sab, sbb, dsta, dstb;\n\
+         \t.reg .u64 da0, db0, da, db, daj, dbj, ta, tb;\n\
+         \t.reg .f32 acc<{nacc}>, cv, res;"
+    );
+    let _ = writeln!(
+        s,
+        "\tld.param.u64 C, [{name}_c];\n\tcvta.to.global.u64 C, C;\n\
+         \tmov.u32 tid, %tid.x;\n\tshr.u32 warp, tid, 5;\n\tand.b32 lane, tid, 31;\n\
+         \tshr.u32 g, lane, 2;\n\tand.b32 t, lane, 3;\n\
+         \tmov.u32 bx, %ctaid.x;\n\tmov.u32 by, %ctaid.y;\n\tmov.u32 bz, %ctaid.z;\n\
+         \tsetp.eq.u32 pt, tid, tid;\n\tsetp.eq.u32 lead, tid, 0;\n\
+         \tcvt.u64.u32 off, bz;\n\tmul.lo.s64 addr, off, {};\n\tadd.s64 C, C, addr;\n\
+         \tshl.b32 cm, by, 6;\n\tshl.b32 cn, bx, 6;\n\
+         \tmov.u64 sab, {name}_sa;\n\tmov.u64 sbb, {name}_sb;\n\tmov.u64 barb, {name}_bar;\n\
+         \tmov.u64 ta, {name}_ta;\n\tcvta.param.u64 ta, ta;\n\tmov.u64 tb, {name}_tb;\n\tcvta.param.u64 tb, tb;",
+        g.c_strides[0] * e.bytes() as i64
+    );
+    descriptor(&mut s, "da0", "sab");
+    descriptor(&mut s, "db0", "sbb");
+    // One arrival (thread 0's expect_tx) plus the copies' bytes complete
+    // a phase; the init must be visible to the async proxy before use.
+    let _ = writeln!(s, "\t@!lead bra $Linit;");
+    for i in 0..STAGES {
+        let _ = writeln!(s, "\tmbarrier.init.shared::cta.b64 [barb+{}], 1;", 8 * i);
+    }
+    s += "\tfence.mbarrier_init.release.cluster;\n$Linit:\n\tbar.sync 0;\n";
+    for i in 0..nacc {
+        let _ = writeln!(s, "\tmov.f32 acc{i}, 0f00000000;");
+    }
+    // Prologue: thread 0 fills every stage it can.
+    s += "\t@!lead bra $Lpro;\n";
+    for i in 0..STAGES.min(ktiles) {
+        let _ = writeln!(
+            s,
+            "\tmov.u64 so, {};\n\tadd.s64 baddr, barb, {};\n\tmov.u32 kn, {i};",
+            i * TILE,
+            8 * i
+        );
+        issue(&mut s, a, b);
+    }
+    s += "$Lpro:\n\tmov.u32 st, 0;\n\tmov.u32 ph, 0;\n\tmov.u32 kt, 0;\n$Lk:\n";
+    let _ = writeln!(
+        s,
+        "\tcvt.u64.u32 off, st;\n\tmul.lo.s64 so, off, {TILE};\n\tshl.b64 off, off, 3;\n\
+         \tadd.s64 baddr, barb, off;\n\
+         $Lwait:\n\tmbarrier.try_wait.parity.shared::cta.b64 rdy, [baddr], ph;\n\t@!rdy bra $Lwait;\n\
+         \tshr.u64 off, so, 4;\n\tadd.s64 da, da0, off;\n\tadd.s64 db, db0, off;\n\
+         \twgmma.fence.sync.aligned;"
+    );
+    let accs: Vec<String> = (0..nacc).map(|i| format!("acc{i}")).collect();
+    let d = format!("{{{}}}", accs.join(", "));
+    for j in 0..T / 16 {
+        let _ = writeln!(
+            s,
+            "\tadd.s64 daj, da, {};\n\tadd.s64 dbj, db, {};\n\
+             \twgmma.mma_async.sync.aligned.m64n64k16.f32.{ty}.{ty} {d}, daj, dbj, pt, 1, 1, {}, {};",
+            step(a.k_major, j) >> 4,
+            step(b.k_major, j) >> 4,
+            u8::from(!a.k_major),
+            u8::from(!b.k_major)
+        );
+    }
+    // Every warp is done with this stage before it is refilled.
+    let _ = writeln!(
+        s,
+        "\twgmma.commit_group.sync.aligned;\n\twgmma.wait_group.sync.aligned 0;\n\tbar.sync 0;\n\
+         \tadd.u32 kn, kt, {STAGES};\n\tsetp.lt.u32 q, kn, {ktiles};\n\tand.pred q, q, lead;\n\
+         \t@!q bra $Lnext;"
+    );
+    issue(&mut s, a, b);
+    let _ = writeln!(
+        s,
+        "$Lnext:\n\tadd.u32 kt, kt, 1;\n\tadd.u32 st, st, 1;\n\tsetp.eq.u32 q, st, {STAGES};\n\
+         \t@q mov.u32 st, 0;\n\t@q xor.b32 ph, ph, 1;\n\
+         \tsetp.lt.u32 more, kt, {ktiles};\n\t@more bra.uni $Lk;"
+    );
+    // C: warp w holds rows 16w + g (+ 8) of the block's 64.
+    let _ = writeln!(
+        s,
+        "\tmul.wide.u32 row0, by, {T};\n\tmul.wide.u32 off, warp, 16;\n\tadd.s64 row0, row0, off;\n\
+         \tcvt.u64.u32 off, g;\n\tadd.s64 row0, row0, off;\n\tadd.s64 row1, row0, 8;\n\
+         \tsetp.lt.s64 pr0, row0, {};\n\tsetp.lt.s64 pr1, row1, {};\n\tmul.wide.u32 col, bx, {T};",
+        g.m, g.m
+    );
+    common::store_c(&mut s, name, g, (T / 8) as usize, epi);
+    s += "\tret;\n}\n";
+    s
+}
+
+/// Thread 0 arms the barrier at `baddr` and copies K tile `kn` of A and
+/// B into the stage at byte offset `so`.
+fn issue(s: &mut String, a: &View, b: &View) {
+    let _ = writeln!(
+        s,
+        "\tmbarrier.arrive.expect_tx.shared::cta.b64 _, [baddr], {};\n\
+         \tshl.b32 ck, kn, 6;\n\tadd.s64 dsta, sab, so;\n\tadd.s64 dstb, sbb, so;",
+        2 * TILE
+    );
+    for (x, v, mn) in [("a", a, "cm"), ("b", b, "cn")] {
+        let mut c = if v.k_major {
+            vec!["ck", mn]
+        } else {
+            vec![mn, "ck"]
+        };
+        if v.map.dims.len() == 3 {
+            c.push("bz");
+        }
+        let _ = writeln!(
+            s,
+            "\tcp.async.bulk.tensor.{}d.shared::cluster.global.mbarrier::complete_tx::bytes \
+             [dst{x}], [t{x}, {{{}}}], [baddr];",
+            c.len(),
+            c.join(", ")
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn g(dtype: &str, m: u64, n: u64, k: u64) -> Gemm {
+        Gemm {
+            dtype: dtype.into(),
+            batch: 1,
+            m,
+            n,
+            k,
+            a: 0,
+            b: 1,
+            c: 2,
+            a_strides: [(m * k) as i64, k as i64, 1],
+            b_strides: [(k * n) as i64, n as i64, 1],
+            c_strides: [(m * n) as i64, n as i64, 1],
+            alpha: 1.0,
+            beta: 0.0,
+        }
+    }
+
+    #[test]
+    fn maps_view_row_major_operands() {
+        // A 100x72 bf16 row-major: K (72) innermost, rows 144 bytes apart.
+        let (a, b) = views(Arch::Sm90a, &g("bf16", 100, 40, 72)).unwrap();
+        assert!(a.k_major && !b.k_major);
+        assert_eq!(a.map.dims, vec![72, 100]);
+        assert_eq!(a.map.strides, vec![144]);
+        // B 72x40: N innermost, rows 80 bytes apart.
+        assert_eq!(b.map.dims, vec![40, 72]);
+        assert_eq!(b.map.strides, vec![80]);
+        assert_eq!(a.map.box_dims, vec![64, 64]);
+        assert_eq!(a.map.swizzle, 128);
+        // Every view stays inside its operand (the runtime checks too).
+        assert!(a.map.check(100 * 72 * 2).is_ok());
+        assert!(b.map.check(72 * 40 * 2).is_ok());
+        // K = 5: rows 10 bytes apart, not a multiple of 16: no TMA.
+        assert!(views(Arch::Sm90a, &g("bf16", 17, 16, 5)).is_none());
+        // f32 keeps the staged kernel; sm_80 has no TMA.
+        assert!(views(Arch::Sm90a, &g("f32", 64, 64, 64)).is_none());
+        assert!(views(Arch::Sm80, &g("f16", 64, 64, 64)).is_none());
+    }
+
+    #[test]
+    fn batched_operands_get_a_third_dimension() {
+        let mut x = g("f16", 64, 64, 64);
+        x.batch = 3;
+        let (a, _) = views(Arch::Sm90a, &x).unwrap();
+        assert_eq!(a.map.dims, vec![64, 64, 3]);
+        assert_eq!(a.map.strides, vec![128, 64 * 64 * 2]);
+        assert_eq!(a.map.box_dims, vec![64, 64, 1]);
+        // A broadcast over the batch (stride 0) is one 2-D view.
+        x.a_strides[0] = 0;
+        let (a, _) = views(Arch::Sm90a, &x).unwrap();
+        assert_eq!(a.map.dims.len(), 2);
+        let (ptx, l) = (
+            module(Arch::Sm90a, "g0", &x, None),
+            launch(Arch::Sm90a, "g0", &x),
+        );
+        assert_eq!(l.unwrap().grid, [1, 1, 3]);
+        assert!(ptx.contains("cp.async.bulk.tensor.2d"));
+        assert!(ptx.contains("cp.async.bulk.tensor.3d"));
+    }
+
+    #[test]
+    fn descriptor_fields() {
+        // SBO 1024 >> 4 = 64 at bit 32, LBO 1 at bit 16, 128B swizzle (1)
+        // at bits 62-63.
+        let mut s = String::new();
+        descriptor(&mut s, "d", "x");
+        assert!(s.contains(&format!("{}", (64u64 << 32) | (1 << 16) | (1 << 62))));
+        // k16 steps: 32 bytes inside a K-major atom, 16 rows of 128 bytes
+        // in an M/N-major tile.
+        assert_eq!(step(true, 3), 96);
+        assert_eq!(step(false, 1), 2048);
+    }
+}
