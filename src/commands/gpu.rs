@@ -15,7 +15,7 @@ pub fn compile_main(g: &Graph, arch: Arch, dir: &Path) -> Result<()> {
     let c = gpu::compile(g, arch).map_err(|e| anyhow!("{e}"))?;
     let r = &c.report;
     eprintln!(
-        "  lower       {}: {} nodes -> {} kernels ({} launches), {} GEMMs ({} tensor-core, {} kernel-IR, {} with fused epilogues) · arena {} · weights {}   {:.2} s",
+        "  lower       {}: {} nodes -> {} kernels ({} launches), {} GEMMs ({} tensor-core, {} kernel-IR, {} with fused epilogues, {} implicit) · arena {} · weights {}   {:.2} s",
         arch.name(),
         r.nodes,
         c.manifest
@@ -28,6 +28,7 @@ pub fn compile_main(g: &Graph, arch: Arch, dir: &Path) -> Result<()> {
         c.tensor_core_gemms,
         c.fallback_gemms,
         c.fused_epilogues,
+        c.implicit_gemms,
         super::cpu::human_bytes(c.manifest.arena_bytes),
         super::cpu::human_bytes(c.manifest.weights_bytes),
         t.elapsed().as_secs_f64()

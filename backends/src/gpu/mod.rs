@@ -109,6 +109,26 @@ pub trait Printer {
     ) -> Option<(String, Launch)> {
         None
     }
+    /// An implicit GEMM: `gemm` (optionally with an epilogue, as in
+    /// `gemm_fused`) whose B operand is not read but computed. `loader` is
+    /// a flat kernel over B's elements (B dense row-major over (batch, k,
+    /// n), so point `p` of the loader is B's element `p`) that stores B's
+    /// element once per point through its parameter `b_param` and reads
+    /// only other buffers (Conv's im2col). The kernel takes `(A, B, C,
+    /// l0, ..., lN[, e0, ..., eM])` (the loader's parameters, then the
+    /// epilogue's, in order) and, where it would load B's element `p`,
+    /// evaluates the loader's body for `p` instead. `None` where the
+    /// printer has no such kernel (the loader then runs on its own).
+    fn gemm_implicit(
+        &self,
+        _name: &str,
+        _g: &Gemm,
+        _loader: &Scheduled,
+        _b_param: usize,
+        _epi: Option<(&Scheduled, usize)>,
+    ) -> Option<(String, Launch)> {
+        None
+    }
     /// TMA descriptors (`CUtensorMap`, by value) that the kernels of
     /// `gemm`/`gemm_fused` for `g` take after all their other parameters:
     /// per map, the operand it views (0 = A, 1 = B, 2 = C) and the map

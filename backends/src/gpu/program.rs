@@ -27,6 +27,8 @@ pub struct Compiled {
     pub fallback_gemms: usize,
     /// Epilogue kernels that run inside their GEMM's kernel.
     pub fused_epilogues: usize,
+    /// GEMMs that compute their B operand (Conv's im2col) as they go.
+    pub implicit_gemms: usize,
 }
 
 /// Launch of a flat kernel over `total` points.
@@ -107,10 +109,59 @@ pub fn compile_with(g: &Graph, pr: &dyn Printer) -> Result<Compiled, GpuError> {
     let mut steps = Vec::with_capacity(m.steps.len());
     let (mut tc, mut fallback) = (0, 0);
     let mut fused_epilogues = 0;
-    let mut skip_next = false;
+    let mut implicit = 0;
+    let mut skip = 0usize;
     for (si, st) in m.steps.iter().enumerate() {
-        if std::mem::take(&mut skip_next) {
+        if skip > 0 {
+            skip -= 1;
             continue;
+        }
+        // A kernel that only computes a GEMM's B operand (Conv's im2col)
+        // folds into the GEMM, which then computes B's elements as it
+        // needs them instead of reading them (implicit GEMM); an epilogue
+        // after it may fuse as well.
+        if let rt::Step::Kernel { kernel, args, .. } = st
+            && let Some(rt::Step::Gemm(gm)) = m.steps.get(si + 1)
+            && let Some(b_param) = b_loader(gm, &kernels[*kernel], args, &m)
+        {
+            let epi = match m.steps.get(si + 2) {
+                Some(rt::Step::Kernel {
+                    kernel: ek,
+                    args: eargs,
+                    ..
+                }) => fusable_epilogue(gm, &kernels[*ek], eargs, &m)
+                    .map(|c| (&kernels[*ek], c, eargs)),
+                _ => None,
+            };
+            let name = format!("gemm{}", gemm_modules.len());
+            let loader = &kernels[*kernel];
+            let with_epi = epi.and_then(|(ek, c, eargs)| {
+                pr.gemm_implicit(&name, gm, loader, b_param, Some((ek, c)))
+                    .map(|r| (r, Some(eargs)))
+            });
+            let done = with_epi.or_else(|| {
+                pr.gemm_implicit(&name, gm, loader, b_param, None)
+                    .map(|r| (r, None))
+            });
+            if let Some(((text, launch), eargs)) = done {
+                gemm_modules.push((text, vec![name.clone()]));
+                let mut a = vec![Arg::Buffer(gm.a), Arg::Buffer(gm.b), Arg::Buffer(gm.c)];
+                a.extend(args.iter().map(|&b| Arg::Buffer(b)));
+                if let Some(e) = eargs {
+                    a.extend(e.iter().map(|&b| Arg::Buffer(b)));
+                    fused_epilogues += 1;
+                }
+                steps.push(Step::Launch {
+                    module: gemm_modules.len(),
+                    kernel: name,
+                    args: a,
+                    launch,
+                });
+                tc += 1;
+                implicit += 1;
+                skip = if eargs.is_some() { 2 } else { 1 };
+                continue;
+            }
         }
         // A GEMM followed by an elementwise epilogue over its output runs
         // as one kernel where the printer can fuse them.
@@ -132,7 +183,7 @@ pub fn compile_with(g: &Graph, pr: &dyn Printer) -> Result<Compiled, GpuError> {
                 });
                 tc += 1;
                 fused_epilogues += 1;
-                skip_next = true;
+                skip = 1;
                 continue;
             }
         }
@@ -241,6 +292,7 @@ pub fn compile_with(g: &Graph, pr: &dyn Printer) -> Result<Compiled, GpuError> {
         tensor_core_gemms: tc,
         fallback_gemms: fallback,
         fused_epilogues,
+        implicit_gemms: implicit,
     })
 }
 
@@ -317,6 +369,105 @@ fn fusable_epilogue(g: &Gemm, epi: &Scheduled, args: &[usize], m: &rt::Manifest)
     let mut store_ok = true;
     walk(&epi.body, c_param, &own, &mut store_ok, &mut check_expr);
     (ok && store_ok).then_some(c_param)
+}
+
+/// The parameter through which `loader` writes `g`'s B operand, if it is a
+/// kernel that only produces B for this GEMM: B is dense row-major over
+/// (batch, k, n), no other step touches it, and the loader stores it once
+/// per point at the point's own element and never reads it.
+fn b_loader(g: &Gemm, loader: &Scheduled, args: &[usize], m: &rt::Manifest) -> Option<usize> {
+    use smelt_kernel::ir::build::flat;
+    use smelt_kernel::{Access, Expr, Stmt, Var};
+    let k = &loader.kernel;
+    let b_param = k
+        .params
+        .iter()
+        .zip(args)
+        .position(|(p, &b)| p.access == Access::Write && b == g.b)?;
+    let writes = k
+        .params
+        .iter()
+        .filter(|p| p.access == Access::Write)
+        .count();
+    let points = g.batch * g.k * g.n;
+    let dense = g.b_strides[2] == 1
+        && g.b_strides[1] == g.n as i64
+        && (g.batch == 1 || g.b_strides[0] == (g.k * g.n) as i64);
+    let is_output = m.outputs.iter().any(|o| o.buffer == g.b);
+    let uses: usize = m
+        .steps
+        .iter()
+        .map(|s| match s {
+            rt::Step::Kernel { args, .. } => args.iter().filter(|&&b| b == g.b).count(),
+            rt::Step::Gemm(x) => [x.a, x.b, x.c].iter().filter(|&&b| b == g.b).count(),
+            rt::Step::Host {
+                inputs, outputs, ..
+            } => inputs
+                .iter()
+                .chain(outputs)
+                .filter(|b| **b == Some(g.b))
+                .count(),
+        })
+        .sum();
+    let domain_points: u64 = k.domain.iter().product();
+    if writes != 1
+        || !dense
+        || is_output
+        || uses != 2
+        || domain_points != points
+        || loader.points_per_iter != 1
+        || args.iter().filter(|&&b| b == g.b).count() != 1
+    {
+        return None;
+    }
+    let own: Vec<Expr> = (0..k.domain.len())
+        .map(|d| Expr::Var(Var(d as u32)))
+        .collect();
+    let own = flat(&own, &k.domain);
+    let mut ok = true;
+    let mut stores = 0;
+    fn walk(body: &[Stmt], b: usize, own: &Expr, ok: &mut bool, stores: &mut usize) {
+        let reads_b = |e: &Expr| {
+            let mut r = false;
+            e.visit(&mut |x| r |= matches!(x, Expr::Load(p, _) if *p == b));
+            r
+        };
+        for s in body {
+            match s {
+                Stmt::Let(_, e) | Stmt::Decl(_, e) | Stmt::Set(_, e) => *ok &= !reads_b(e),
+                Stmt::Store { buf, index, value } => {
+                    *ok &= !reads_b(index) && !reads_b(value);
+                    if *buf == b {
+                        *ok &= index == own;
+                        *stores += 1;
+                    }
+                }
+                Stmt::Loop {
+                    extent, body, kind, ..
+                } => {
+                    *ok &= !reads_b(extent);
+                    // A store inside a serial loop would run more than once.
+                    let before = *stores;
+                    walk(body, b, own, ok, stores);
+                    if *kind != smelt_kernel::LoopKind::Parallel && *stores != before {
+                        *ok = false;
+                    }
+                }
+                Stmt::If { cond, then, els } => {
+                    *ok &= !reads_b(cond);
+                    let before = *stores;
+                    walk(then, b, own, ok, stores);
+                    walk(els, b, own, ok, stores);
+                    // Stored on one path only: some elements would be unset.
+                    if *stores != before {
+                        *ok = false;
+                    }
+                }
+            }
+        }
+    }
+    walk(&loader.body, b_param, &own, &mut ok, &mut stores);
+    (ok && stores == 1).then_some(b_param)
 }
 
 /// The GEMM kernel's tensor-map arguments, over its operands' buffers.

@@ -15,7 +15,11 @@ pub struct Recorder {
     pub gemms: RefCell<Vec<Gemm>>,
     /// (GEMM, epilogue, C's parameter in the epilogue).
     pub fused: RefCell<Vec<(Gemm, Scheduled, usize)>>,
+    /// (GEMM, B's loader, B's parameter in it, fused epilogue).
+    pub implicit: RefCell<Vec<ImplicitGemm>>,
 }
+
+pub type ImplicitGemm = (Gemm, Scheduled, usize, Option<(Scheduled, usize)>);
 
 impl Recorder {
     pub fn new(arch: Arch) -> Self {
@@ -24,6 +28,7 @@ impl Recorder {
             kernels: RefCell::default(),
             gemms: RefCell::default(),
             fused: RefCell::default(),
+            implicit: RefCell::default(),
         }
     }
 }
@@ -47,6 +52,26 @@ impl Printer for Recorder {
         let r = self.inner.gemm(name, g);
         if r.is_some() {
             self.gemms.borrow_mut().push(g.clone());
+        }
+        r
+    }
+
+    fn gemm_implicit(
+        &self,
+        name: &str,
+        g: &Gemm,
+        loader: &Scheduled,
+        b_param: usize,
+        epi: Option<(&Scheduled, usize)>,
+    ) -> Option<(String, Launch)> {
+        let r = self.inner.gemm_implicit(name, g, loader, b_param, epi);
+        if r.is_some() {
+            self.implicit.borrow_mut().push((
+                g.clone(),
+                loader.clone(),
+                b_param,
+                epi.map(|(e, c)| (e.clone(), c)),
+            ));
         }
         r
     }
