@@ -7,7 +7,7 @@
 use crate::common::{conformance_dir, repo};
 use smelt_backends::cpu::Program;
 use smelt_backends::gpu::hip::{Hip, kernels_only, storage_c, toolchain};
-use smelt_backends::gpu::record::Recorder;
+use smelt_backends::gpu::record::{ImplicitGemm, Recorder};
 use smelt_backends::gpu::{Arch, Printer};
 use smelt_kernel::Scheduled;
 use smelt_runtime::cpu::{Gemm, Step};
@@ -67,7 +67,14 @@ fn fusable_at(p: &Program, i: usize) -> Option<Fusable> {
 /// (specialized on the case's inputs where shapes depend on them): flat
 /// kernels, tensor-core GEMMs and fused (GEMM, epilogue) kernels, recorded
 /// through the printer. Returns (kernels, gemms, fused, built, skipped).
-fn conformance_kernels() -> (Vec<Scheduled>, Vec<Gemm>, Vec<Fusable>, usize, usize) {
+fn conformance_kernels() -> (
+    Vec<Scheduled>,
+    Vec<Gemm>,
+    Vec<Fusable>,
+    Vec<ImplicitGemm>,
+    usize,
+    usize,
+) {
     let dir = conformance_dir();
     let mut cases: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()
@@ -101,6 +108,7 @@ fn conformance_kernels() -> (Vec<Scheduled>, Vec<Gemm>, Vec<Fusable>, usize, usi
         rec.kernels.take(),
         rec.gemms.take(),
         rec.fused.take(),
+        rec.implicit.take(),
         built,
         skipped,
     )
@@ -182,7 +190,7 @@ fn compile_all(modules: &[(String, String)], dir: &Path) -> Vec<String> {
 #[test]
 fn hip_every_conformance_kernel_compiles_for_gfx90a_and_gfx942() {
     require_tools();
-    let (kernels, gemms, pairs, built, skipped) = conformance_kernels();
+    let (kernels, gemms, pairs, implicit, built, skipped) = conformance_kernels();
     let total = kernels.len();
     let kernels = dedupe(kernels);
     eprintln!(
@@ -284,13 +292,31 @@ fn hip_every_conformance_kernel_compiles_for_gfx90a_and_gfx942() {
     }
     let n_fused = fused.len();
     modules.extend(fused);
+    // Every implicit GEMM (Conv's im2col computed inside the GEMM) the
+    // suite recorded, and those of the `CONVS` graphs.
+    let mut implicit = implicit;
+    let n_suite = implicit.len();
+    for t in CONVS {
+        let rec = Recorder::new(Arch::Gfx942);
+        let g = smelt_ir::text::parse(t).unwrap();
+        smelt_backends::gpu::compile_with(&g, &rec).unwrap();
+        implicit.extend(rec.implicit.take());
+    }
+    let implicit = implicit_modules(&implicit);
+    eprintln!(
+        "hip: {n_suite} implicit GEMMs in the suite; {} distinct with the CONVS graphs'",
+        implicit.len()
+    );
+    assert!(n_suite > 0, "no implicit GEMM in the suite");
+    let n_fused = n_fused + implicit.len();
+    modules.extend(implicit);
     // A fixed folder, kept after a failure so the sources can be read.
     let dir = std::env::temp_dir().join("smelt-hip-conformance");
     let _ = std::fs::remove_dir_all(&dir);
     let t = Instant::now();
     let errs = compile_all(&modules, &dir);
     eprintln!(
-        "hip: {} kernels + {checked} MFMA GEMMs + {n_fused} fused GEMMs in {} modules, both archs, {:.1} s",
+        "hip: {} kernels + {checked} MFMA GEMMs + {n_fused} fused or implicit GEMMs in {} modules, both archs, {:.1} s",
         kernels.len(),
         modules.len(),
         t.elapsed().as_secs_f64()
@@ -317,6 +343,42 @@ fn fused_modules(pairs: &[Fusable]) -> Vec<(String, String)> {
         let (src, _) = Hip(Arch::Gfx942)
             .gemm_fused(&name, g, sk, *c_param)
             .unwrap_or_else(|| panic!("{}: no fused GEMM for {g:?}", sk.kernel.name));
+        out.push((name, src));
+    }
+    out
+}
+
+/// The module of each distinct implicit GEMM; every one must print.
+fn implicit_modules(list: &[ImplicitGemm]) -> Vec<(String, String)> {
+    let mut seen = std::collections::BTreeSet::new();
+    let mut out = Vec::new();
+    for (g, loader, b_param, epi) in list {
+        let mut anon = loader.clone();
+        anon.kernel.name = "loader".into();
+        let epi_key = epi.as_ref().map(|(e, c)| {
+            let mut e = e.clone();
+            e.kernel.name = "epilogue".into();
+            (smelt_kernel::print::scheduled(&e), *c)
+        });
+        let key = (
+            format!("{g:?}"),
+            smelt_kernel::print::scheduled(&anon),
+            *b_param,
+            epi_key,
+        );
+        if !seen.insert(key) {
+            continue;
+        }
+        let name = format!("implicit_{}", out.len());
+        let (src, _) = Hip(Arch::Gfx942)
+            .gemm_implicit(
+                &name,
+                g,
+                loader,
+                *b_param,
+                epi.as_ref().map(|(e, c)| (e, *c)),
+            )
+            .unwrap_or_else(|| panic!("{}: no implicit GEMM for {g:?}", loader.kernel.name));
         out.push((name, src));
     }
     out
@@ -364,6 +426,29 @@ const FUSABLE: &[&str] = &[
     // interpreter rounds once. Sigmoid damps that error (slope <= 1/4).
     r#"graph "matmul_sigmoid_bf16"(%x: bf16[2,19,37], %w: bf16[2,37,21], %b: bf16[21]) {
   %y: bf16[2,19,21] = FusedMatMul(%x, %w, %b, _) {activation="Sigmoid"}
+  return %y
+}
+"#,
+];
+
+/// Convolutions whose im2col the GPU program folds into the GEMM
+/// (implicit GEMM): 3x3 with padding 1 at strides 1 and 2 with bias and
+/// Relu (the epilogue fused as well), odd sizes (n = H*W not a multiple
+/// of the 64-wide tile, k = C*9 not a multiple of 4), a batch, f64, and
+/// one with no bias (no epilogue).
+const CONVS: &[&str] = &[
+    r#"graph "conv3x3_relu"(%x: f32[2,3,9,9], %w: f32[5,3,3,3], %b: f32[5]) {
+  %y: f32[2,5,9,9] = FusedConv(%x, %w, %b) {kernel_shape=[3, 3], pads=[1, 1, 1, 1], activation="Relu"}
+  return %y
+}
+"#,
+    r#"graph "conv3x3_s2_relu"(%x: f32[1,4,11,11], %w: f32[6,4,3,3], %b: f32[6]) {
+  %y: f32[1,6,6,6] = FusedConv(%x, %w, %b) {kernel_shape=[3, 3], pads=[1, 1, 1, 1], strides=[2, 2], activation="Relu"}
+  return %y
+}
+"#,
+    r#"graph "conv3x3_f64"(%x: f64[1,2,7,7], %w: f64[3,2,3,3]) {
+  %y: f64[1,3,7,7] = Conv(%x, %w) {kernel_shape=[3, 3], pads=[1, 1, 1, 1]}
   return %y
 }
 "#,
@@ -597,8 +682,78 @@ fn run_program(
     }
     let ptr = |buf: usize, ty: smelt_kernel::Ty| format!("({}*)b{buf}", storage_c(ty));
     let mut skip_next = false;
+    let mut skip = 0usize;
+    let gemm_ty = |g: &Gemm| match g.dtype.as_str() {
+        "f32" => Some(smelt_kernel::Ty::F32),
+        "f64" => Some(smelt_kernel::Ty::F64),
+        "f16" => Some(smelt_kernel::Ty::F16),
+        "bf16" => Some(smelt_kernel::Ty::BF16),
+        _ => None,
+    };
+    let launch_gemm = |body: &mut String,
+                       ns: &str,
+                       kname: &str,
+                       grid: [u32; 3],
+                       args: &[String]| {
+        let [gx, gy, gz] = grid;
+        writeln_str(
+            body,
+            &format!(
+                "  for (int64_t z = 0; z < {gz}; ++z) for (int64_t y = 0; y < {gy}; ++y) for (int64_t x = 0; x < {gx}; ++x) {{\n    std::thread ts[256];\n    for (int t = 0; t < 256; ++t) ts[t] = std::thread([=] {{\n      smelt_host_block = x; smelt_host_block_y = y; smelt_host_block_z = z; smelt_host_thread = t;\n      {ns}::{kname}({});\n    }});\n    for (auto& t : ts) t.join();\n  }}",
+                args.join(", ")
+            ),
+        );
+    };
     for (step, s) in m.steps.iter().enumerate() {
         if std::mem::take(&mut skip_next) {
+            continue;
+        }
+        if skip > 0 {
+            skip -= 1;
+            continue;
+        }
+        // With `fuse`, Conv's im2col followed by its GEMM runs as one
+        // implicit GEMM (with the GEMM's epilogue fused where there is
+        // one), as `gpu::compile` does it; the printer must accept it.
+        if fuse
+            && let Step::Kernel { kernel, args, .. } = s
+            && let Some(Step::Gemm(g)) = m.steps.get(step + 1)
+            && let Some(loader) = p.kernels.get(*kernel)
+            && loader.kernel.name.contains("im2col")
+            && let Some(b_param) = args.iter().position(|&a| a == g.b)
+        {
+            let ty = gemm_ty(g)?;
+            let kname = format!("gemm{}", modules.len());
+            let mut a = vec![ptr(g.a, ty), ptr(g.b, ty), ptr(g.c, ty)];
+            a.extend(
+                args.iter()
+                    .zip(&loader.kernel.params)
+                    .map(|(x, prm)| ptr(*x, prm.ty)),
+            );
+            let epi = fusable_at(p, step + 1);
+            if let Some((_, sk, _)) = &epi {
+                let Step::Kernel { args: ea, .. } = m.steps.get(step + 2)? else {
+                    return None;
+                };
+                a.extend(
+                    ea.iter()
+                        .zip(&sk.kernel.params)
+                        .map(|(x, prm)| ptr(*x, prm.ty)),
+                );
+            }
+            let Some((src, launch)) = hip.gemm_implicit(
+                &kname,
+                g,
+                loader,
+                b_param,
+                epi.as_ref().map(|(_, sk, c)| (sk, *c)),
+            ) else {
+                return Some(Err(format!("{name}: step {step}: no implicit GEMM")));
+            };
+            skip = if epi.is_some() { 2 } else { 1 };
+            let ns = format!("m{}", modules.len());
+            modules.push(src);
+            launch_gemm(&mut body, &ns, &kname, launch.grid, &a);
             continue;
         }
         match s {
@@ -626,13 +781,7 @@ fn run_program(
                 );
             }
             Step::Gemm(g) => {
-                let ty = match g.dtype.as_str() {
-                    "f32" => smelt_kernel::Ty::F32,
-                    "f64" => smelt_kernel::Ty::F64,
-                    "f16" => smelt_kernel::Ty::F16,
-                    "bf16" => smelt_kernel::Ty::BF16,
-                    _ => return None,
-                };
+                let ty = gemm_ty(g)?;
                 let kname = format!("gemm{}", modules.len());
                 let mut args = vec![ptr(g.a, ty), ptr(g.b, ty), ptr(g.c, ty)];
                 let pair = if fuse { fusable_at(p, step) } else { None };
@@ -654,14 +803,7 @@ fn run_program(
                 };
                 let ns = format!("m{}", modules.len());
                 modules.push(src);
-                let [gx, gy, gz] = launch.grid;
-                writeln_str(
-                    &mut body,
-                    &format!(
-                        "  for (int64_t z = 0; z < {gz}; ++z) for (int64_t y = 0; y < {gy}; ++y) for (int64_t x = 0; x < {gx}; ++x) {{\n    std::thread ts[256];\n    for (int t = 0; t < 256; ++t) ts[t] = std::thread([=] {{\n      smelt_host_block = x; smelt_host_block_y = y; smelt_host_block_z = z; smelt_host_thread = t;\n      {ns}::{kname}({});\n    }});\n    for (auto& t : ts) t.join();\n  }}",
-                        args.join(", ")
-                    ),
-                );
+                launch_gemm(&mut body, &ns, &kname, launch.grid, &args);
             }
             Step::Host { .. } => return None,
         }
@@ -904,16 +1046,26 @@ fn hip_mfma_gemms_run_on_the_host_and_match_the_reference() {
             None => errs.push(format!("{c}: out of scope")),
         }
     }
+    // (graph, must fuse an epilogue, a plain 16-bit product).
     let graphs = FUSABLE
         .iter()
-        .map(|t| (t, true))
-        .chain(MATMULS_16.iter().map(|t| (t, false)));
+        .map(|t| (t, true, false))
+        .chain(MATMULS_16.iter().map(|t| (t, false, true)))
+        .chain(CONVS.iter().map(|t| (t, false, false)));
     let mut worst: BTreeMap<String, f64> = BTreeMap::new();
-    for (gi, (text, must_fuse)) in graphs.enumerate() {
+    for (gi, (text, must_fuse, plain16)) in graphs.enumerate() {
         let g = smelt_ir::text::parse(text).unwrap();
         let p = Program::build_gpu(&g).unwrap();
         if must_fuse {
             assert!(!fusable_pairs(&p).is_empty(), "graph {gi}: nothing to fuse");
+        }
+        if CONVS.contains(text) {
+            // run_program fails where the printer refuses an (im2col,
+            // GEMM) pair: there must be one.
+            assert!(
+                p.kernels.iter().any(|k| k.kernel.name.contains("im2col")),
+                "graph {gi}: no im2col"
+            );
         }
         // Every product must be an MFMA GEMM step (not the kernel-IR
         // fallback), or this test would not exercise mfma.rs.
@@ -961,10 +1113,10 @@ fn hip_mfma_gemms_run_on_the_host_and_match_the_reference() {
                     // within the f32 summation error (~1e-6 relative) of a
                     // rounding boundary: nearly every value must be equal.
                     // (The tolerance alone would accept truncation.)
-                    if !must_fuse && eq * 100 < n * 98 {
+                    if plain16 && eq * 100 < n * 98 {
                         errs.push(format!("{name}: only {eq} of {n} values equal"));
                     }
-                    if !must_fuse {
+                    if plain16 {
                         eprintln!("{name}: {eq} of {n} values equal the reference");
                     }
                 }

@@ -50,6 +50,9 @@ pub struct KernelPrinter<'a> {
     k: &'a Kernel,
     names: Names,
     out: String,
+    /// The parameter whose (single) store becomes the function's return
+    /// value (`print_value_fn`).
+    ret: Option<usize>,
 }
 
 impl<'a> KernelPrinter<'a> {
@@ -60,6 +63,7 @@ impl<'a> KernelPrinter<'a> {
             k,
             names: Names::for_kernel(k),
             out: String::new(),
+            ret: None,
         };
         if !super::names::is_ident(&k.name) {
             return Err(p.err(format!("kernel name {:?} is not a C identifier", k.name)));
@@ -77,12 +81,37 @@ impl<'a> KernelPrinter<'a> {
     /// loop) can run it for the elements it produces. Parameters are not
     /// `__restrict__`: the caller may pass the same buffer under two names.
     pub fn print_point_fn(target: &'static str, sk: &'a Scheduled, fn_name: &str) -> R<String> {
+        Self::point_fn(target, sk, fn_name, None)
+    }
+
+    /// `print_point_fn` for a kernel that stores exactly once per point
+    /// into its parameter `ret` (a GEMM operand's loader, e.g. im2col):
+    /// the function returns the stored value (in `ret`'s storage type)
+    /// instead of storing it, so a GEMM can compute the operand's element
+    /// `p` where it would load it. `ret`'s pointer stays in the parameter
+    /// list (unused) so that callers pass the kernel's arguments unchanged.
+    pub fn print_value_fn(
+        target: &'static str,
+        sk: &'a Scheduled,
+        fn_name: &str,
+        ret: usize,
+    ) -> R<String> {
+        Self::point_fn(target, sk, fn_name, Some(ret))
+    }
+
+    fn point_fn(
+        target: &'static str,
+        sk: &'a Scheduled,
+        fn_name: &str,
+        ret: Option<usize>,
+    ) -> R<String> {
         let k = &sk.kernel;
         let mut p = KernelPrinter {
             target,
             k,
             names: Names::for_kernel(k),
             out: String::new(),
+            ret,
         };
         for n in [fn_name, k.name.as_str()] {
             if !super::names::is_ident(n) {
@@ -116,7 +145,20 @@ impl<'a> KernelPrinter<'a> {
                 .collect::<Vec<_>>()
                 .join(", ")
         );
-        let _ = writeln!(p.out, "SMELT_INLINE void {fn_name}(");
+        let ret_c = match ret {
+            Some(r) => {
+                let prm = k
+                    .params
+                    .get(r)
+                    .ok_or_else(|| p.err(format!("no parameter {r} to return")))?;
+                if !matches!(prm.ty, Ty::F32 | Ty::F64 | Ty::F16 | Ty::BF16) {
+                    return Err(p.err(format!("cannot return a {} element", prm.ty.name())));
+                }
+                storage_c(prm.ty)
+            }
+            None => "void",
+        };
+        let _ = writeln!(p.out, "SMELT_INLINE {ret_c} {fn_name}(");
         for (i, prm) in k.params.iter().enumerate() {
             let (c, dir) = if prm.access == Access::Read {
                 ("const ", "in")
@@ -251,6 +293,10 @@ impl<'a> KernelPrinter<'a> {
                 let n = self.var(*v)?.to_string();
                 let _ = writeln!(self.out, "{pad}{n} = {x};");
             }
+            Stmt::Store { buf, value, .. } if self.ret == Some(*buf) => {
+                let line = self.returned(*buf, value)?;
+                let _ = writeln!(self.out, "{pad}{line};");
+            }
             Stmt::Store { buf, index, value } => {
                 let line = self.store(*buf, index, value)?;
                 let _ = writeln!(self.out, "{pad}{line};");
@@ -309,6 +355,21 @@ impl<'a> KernelPrinter<'a> {
             .get(buf)
             .ok_or_else(|| self.err(format!("no parameter {buf}")))?;
         Ok((self.names.param(buf), p.ty))
+    }
+
+    /// The store of `value` to `buf` as a `return` of what it would store.
+    fn returned(&self, buf: usize, value: &Expr) -> R<String> {
+        let (_, t) = self.param(buf)?;
+        let vt = self.ty(value)?;
+        let v = self.expr(value)?;
+        Ok(match t {
+            Ty::F16 => format!("return (_Float16)({v})"),
+            Ty::BF16 if vt == Ty::F64 => format!("return smelt_f64_to_bf16({v})"),
+            Ty::BF16 => format!("return smelt_f32_to_bf16({v})"),
+            Ty::F32 => format!("return (float)({v})"),
+            Ty::F64 => format!("return (double)({v})"),
+            t => return Err(self.err(format!("cannot return a {} element", t.name()))),
+        })
     }
 
     fn store(&self, buf: usize, index: &Expr, value: &Expr) -> R<String> {

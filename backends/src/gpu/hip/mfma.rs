@@ -53,29 +53,49 @@ pub struct Fused<'a> {
     /// Kernel-IR name of the epilogue (for the comments).
     pub kernel: &'a str,
     pub function: &'a str,
-    /// Everything the module needs before the GEMM kernel: prelude,
-    /// format helpers, the device function.
-    pub code: &'a str,
     /// One `(C++ pointer type, what it is)` per parameter of the epilogue.
     pub params: Vec<(String, String)>,
     /// Which of them is C.
     pub c_param: usize,
 }
 
+/// An implicit GEMM's B operand (see `Printer::gemm_implicit`): the
+/// `__device__` function `function` (printed by the kernel printer from
+/// the loader kernel) returns B's element for its flat index over (batch,
+/// k, n); the GEMM calls it where it would load B.
+pub struct Implicit<'a> {
+    /// Kernel-IR name of the loader (for the comments).
+    pub kernel: &'a str,
+    pub function: &'a str,
+    /// One `(C++ pointer type, what it is)` per parameter of the loader.
+    pub params: Vec<(String, String)>,
+}
+
 pub fn gemm(arch: Arch, name: &str, g: &Gemm) -> Option<(String, Launch)> {
-    gemm_with(arch, name, g, None)
+    gemm_with(arch, name, g, "", None, None)
 }
 
 /// The MFMA kernel, with `fused`'s epilogue run on each stored element of
 /// C when given (C must then be dense row-major: the epilogue's point is
-/// C's flat index).
+/// C's flat index), and B computed by `implicit`'s loader instead of read
+/// when given (B must then be dense row-major over (batch, k, n)). `code`
+/// is everything the module needs before the GEMM kernel when either is
+/// given: prelude, format helpers, their device functions.
 pub fn gemm_with(
     arch: Arch,
     name: &str,
     g: &Gemm,
+    code: &str,
     fused: Option<&Fused>,
+    implicit: Option<&Implicit>,
 ) -> Option<(String, Launch)> {
     let f = Format::of(&g.dtype)?;
+    let dense_b = g.b_strides[2] == 1
+        && g.b_strides[1] == i64::try_from(g.n).ok()?
+        && (g.batch == 1 || g.b_strides[0] == i64::try_from(g.k.checked_mul(g.n)?).ok()?);
+    if implicit.is_some() && !dense_b {
+        return None;
+    }
     let (t, vec, mfma, d_row) = (f.storage, f.acc, f.mfma, f.d_row);
     if !super::names::is_ident(name) || g.m == 0 || g.n == 0 || g.batch == 0 {
         return None;
@@ -95,26 +115,53 @@ pub fn gemm_with(
     let [sab, sam, sak] = g.a_strides;
     let [sbb, sbk, sbn] = g.b_strides;
     let [scb, scm, scn] = g.c_strides;
-    let what = match fused {
-        Some(fu) => format!(
-            "MFMA matrix product `{name}` with the epilogue `{}` fused",
-            fu.kernel
-        ),
-        None => format!("MFMA matrix product `{name}`"),
-    };
-    let mut s = module_header(arch, &what);
-    match fused {
-        Some(fu) => {
-            s.push_str(fu.code);
-            s.push('\n');
-        }
-        // The 16-bit stores use the prelude's conversions.
-        None if f.k_step == 16 => {
-            s.push_str(super::PRELUDE);
-            s.push('\n');
-        }
-        None => {}
+    let mut what = format!("MFMA matrix product `{name}`");
+    if let Some(im) = implicit {
+        let _ = write!(what, " with B computed by `{}`", im.kernel);
     }
+    if let Some(fu) = fused {
+        let _ = write!(what, " with the epilogue `{}` fused", fu.kernel);
+    }
+    let mut s = module_header(arch, &what);
+    if fused.is_some() || implicit.is_some() {
+        s.push_str(code);
+        s.push('\n');
+    } else if f.k_step == 16 {
+        // The 16-bit stores use the prelude's conversions.
+        s.push_str(super::PRELUDE);
+        s.push('\n');
+    }
+    let (b_decl, loader_params, b_load, implicit_says) = match implicit {
+        None => (
+            format!("const {t}* __restrict__ B"),
+            String::new(),
+            "b[kk * SB_K + j * SB_N]".to_string(),
+            String::new(),
+        ),
+        Some(im) => {
+            let decls: Vec<String> = im
+                .params
+                .iter()
+                .enumerate()
+                .map(|(i, (ty, says))| format!(",\n    {ty} l{i} /* {says} */"))
+                .collect();
+            let args: Vec<String> = (0..im.params.len()).map(|i| format!("l{i}, ")).collect();
+            (
+                format!("const {t}* B /* not read: computed by `{}` */", im.function),
+                decls.concat(),
+                format!("{}({}(batch * K + kk) * N + j)", im.function, args.concat()),
+                format!(
+                    "// Implicit GEMM: B is never read; `{}` (the kernel-IR kernel `{}`,\n\
+                     // printed above) computes B's element at its flat index over (batch,\n\
+                     // k, n) where the loop would load it. l0..l{} are the loader's\n\
+                     // parameters in order.\n",
+                    im.function,
+                    im.kernel,
+                    im.params.len().saturating_sub(1),
+                ),
+            )
+        }
+    };
     // C is not `__restrict__` when fused: the epilogue gets it again as
     // one of its own parameters.
     let (c_decl, fused_says, epi_params, epi_call) = match fused {
@@ -162,11 +209,11 @@ pub fn gemm_with(
          // C[b] = {alpha} * A[b] B[b]{beta_says} for b < {batch}; A is {m}x{k}, B {k}x{n}, C {m}x{n}.\n\
          // Grid ({gx}, {gy}, {gz}) of 256-thread blocks, block (x, y, z) owns\n\
          // C[z][64y .. 64y+64][64x .. 64x+64]. Lane layout: see smelt's mfma.rs.\n\
-         {fused_says}\
+         {implicit_says}{fused_says}\
          extern \"C\" __global__ void __launch_bounds__(256) {name}(\n\
          \x20   const {t}* __restrict__ A,\n\
-         \x20   const {t}* __restrict__ B,\n\
-         \x20   {c_decl}{epi_params}) {{\n\
+         \x20   {b_decl},\n\
+         \x20   {c_decl}{loader_params}{epi_params}) {{\n\
          \x20 constexpr int64_t M = {m}, N = {n}, K = {k};\n\
          \x20 // Element strides (batch, row, column) of A, B and C.\n\
          \x20 constexpr int64_t SA_B = {sab}, SA_M = {sam}, SA_K = {sak};\n\
@@ -208,7 +255,7 @@ pub fn gemm_with(
         n = g.n,
         k = g.k,
         typedefs = f.typedefs,
-        k_loop = f.k_loop(),
+        k_loop = f.k_loop(&b_load),
         d_says = f.d_says,
         store = f.store(&if g.beta == 0.0 {
             // C is overwritten, never read (it may hold garbage or NaN).
@@ -326,7 +373,7 @@ impl Format {
 
     /// The head of the loop over k: operands loaded per the lane layout
     /// (zero outside A and B, which also pads K to a whole step).
-    fn k_loop(&self) -> String {
+    fn k_loop(&self, b_load: &str) -> String {
         let t = self.storage;
         if self.k_step == 4 {
             format!(
@@ -337,7 +384,7 @@ impl Format {
                  \x20     const int64_t i = row0 + 16 * t + lane % 16;\n\
                  \x20     const int64_t j = col0 + 16 * t + lane % 16;\n\
                  \x20     av[t] = (i < M && kk < K) ? a[i * SA_M + kk * SA_K] : ({t})0;\n\
-                 \x20     bv[t] = (j < N && kk < K) ? b[kk * SB_K + j * SB_N] : ({t})0;\n\
+                 \x20     bv[t] = (j < N && kk < K) ? {b_load} : ({t})0;\n\
                  \x20   }}\n"
             )
         } else {
@@ -357,7 +404,7 @@ impl Format {
                  \x20     }}\n\
                  \x20   }}\n",
                 op("a[i * SA_M + kk * SA_K]"),
-                op("b[kk * SB_K + j * SB_N]"),
+                op(b_load),
             )
         }
     }

@@ -137,14 +137,75 @@ impl Printer for Hip {
         epi: &Scheduled,
         c_param: usize,
     ) -> Option<(String, Launch)> {
-        let k = &epi.kernel;
-        let ty = match g.dtype.as_str() {
-            "f32" => Ty::F32,
-            "f64" => Ty::F64,
-            "f16" => Ty::F16,
-            "bf16" => Ty::BF16,
-            _ => return None,
+        let mut code = String::from(PRELUDE);
+        code.push('\n');
+        code.push_str(&float_formats());
+        let function = format!("{name}_epilogue");
+        let fused = self.epilogue(g, epi, c_param, &function, &mut code)?;
+        mfma::gemm_with(self.0, name, g, &code, Some(&fused), None)
+    }
+    fn gemm_implicit(
+        &self,
+        name: &str,
+        g: &Gemm,
+        loader: &Scheduled,
+        b_param: usize,
+        epi: Option<(&Scheduled, usize)>,
+    ) -> Option<(String, Launch)> {
+        let k = &loader.kernel;
+        let ty = gemm_ty(g)?;
+        let b_elems = g.batch.checked_mul(g.k)?.checked_mul(g.n)?;
+        // The loader's point is B's flat index: one thread per element of
+        // B, storing it once (`b_loader` in program.rs checks the store).
+        let b = k.params.get(b_param)?;
+        if b.ty != ty
+            || b.access != Access::Write
+            || b.len < b_elems
+            || k.points() != b_elems
+            || loader.parallel_extent != b_elems
+            || loader.points_per_iter != 1
+        {
+            return None;
+        }
+        let mut code = String::from(PRELUDE);
+        code.push('\n');
+        code.push_str(&float_formats());
+        let function = format!("{name}_loader");
+        code.push_str(
+            &kernel::KernelPrinter::print_value_fn(self.target(), loader, &function, b_param)
+                .ok()?,
+        );
+        let implicit = mfma::Implicit {
+            kernel: &k.name,
+            function: &function,
+            params: param_decls(
+                k,
+                |i, pname| (i == b_param).then(|| format!("loader's `{pname}` = B (unused)")),
+                "loader",
+            ),
         };
+        let efn = format!("{name}_epilogue");
+        let fused = match epi {
+            Some((e, c)) => Some(self.epilogue(g, e, c, &efn, &mut code)?),
+            None => None,
+        };
+        mfma::gemm_with(self.0, name, g, &code, fused.as_ref(), Some(&implicit))
+    }
+}
+
+impl Hip {
+    /// The fused epilogue `epi` of `g` as the device function `function`
+    /// (appended to `code`); `None` where it cannot fuse.
+    fn epilogue<'a>(
+        &self,
+        g: &Gemm,
+        epi: &'a Scheduled,
+        c_param: usize,
+        function: &'a str,
+        code: &mut String,
+    ) -> Option<mfma::Fused<'a>> {
+        let k = &epi.kernel;
+        let ty = gemm_ty(g)?;
         let c_elems = g.batch.checked_mul(g.m)?.checked_mul(g.n)?;
         let (m, n) = (i64::try_from(g.m).ok()?, i64::try_from(g.n).ok()?);
         // The epilogue's point is C's flat index: C must be dense row-major
@@ -162,59 +223,74 @@ impl Printer for Hip {
         {
             return None;
         }
-        let function = format!("{name}_epilogue");
-        let mut code = String::from(PRELUDE);
-        code.push('\n');
-        code.push_str(&float_formats());
-        code.push_str(&kernel::KernelPrinter::print_point_fn(self.target(), epi, &function).ok()?);
-        let params = k
-            .params
-            .iter()
-            .enumerate()
-            .map(|(i, p)| {
-                // Kernel-IR names go into C comments: keep them inert.
-                let pname: String = p
-                    .name
-                    .chars()
-                    .map(|c| {
-                        if c.is_ascii_alphanumeric() || c == '_' {
-                            c
-                        } else {
-                            '?'
-                        }
-                    })
-                    .collect();
-                let cst = if p.access == Access::Read {
-                    "const "
-                } else {
-                    ""
-                };
-                let says = if i == c_param {
-                    format!("epilogue's `{pname}` = C")
-                } else {
-                    format!(
-                        "epilogue's `{pname}`: {} {}[{}]",
-                        if p.access == Access::Read {
-                            "in"
-                        } else {
-                            "out"
-                        },
-                        p.ty.name(),
-                        p.len
-                    )
-                };
-                (format!("{cst}{}*", kernel::storage_c(p.ty)), says)
-            })
-            .collect();
-        let fused = mfma::Fused {
+        code.push_str(&kernel::KernelPrinter::print_point_fn(self.target(), epi, function).ok()?);
+        Some(mfma::Fused {
             kernel: &k.name,
-            function: &function,
-            code: &code,
-            params,
+            function,
+            params: param_decls(
+                k,
+                |i, pname| (i == c_param).then(|| format!("epilogue's `{pname}` = C")),
+                "epilogue",
+            ),
             c_param,
-        };
-        mfma::gemm_with(self.0, name, g, Some(&fused))
+        })
     }
+}
+
+/// The storage type of a GEMM with an MFMA kernel.
+fn gemm_ty(g: &Gemm) -> Option<Ty> {
+    Some(match g.dtype.as_str() {
+        "f32" => Ty::F32,
+        "f64" => Ty::F64,
+        "f16" => Ty::F16,
+        "bf16" => Ty::BF16,
+        _ => return None,
+    })
+}
+
+/// `(C++ pointer type, what it is)` per parameter of `k` (a kernel whose
+/// body a GEMM calls), `special` naming the one the GEMM's own operand is.
+fn param_decls(
+    k: &smelt_kernel::Kernel,
+    special: impl Fn(usize, &str) -> Option<String>,
+    role: &str,
+) -> Vec<(String, String)> {
+    k.params
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            // Kernel-IR names go into C comments: keep them inert.
+            let pname: String = p
+                .name
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || c == '_' {
+                        c
+                    } else {
+                        '?'
+                    }
+                })
+                .collect();
+            let cst = if p.access == Access::Read {
+                "const "
+            } else {
+                ""
+            };
+            let says = special(i, &pname).unwrap_or_else(|| {
+                format!(
+                    "{role}'s `{pname}`: {} {}[{}]",
+                    if p.access == Access::Read {
+                        "in"
+                    } else {
+                        "out"
+                    },
+                    p.ty.name(),
+                    p.len
+                )
+            });
+            (format!("{cst}{}*", kernel::storage_c(p.ty)), says)
+        })
+        .collect()
 }
 
 /// The part of a module after the prelude and format helpers: the kernels
