@@ -310,8 +310,10 @@ fn hip_every_conformance_kernel_compiles_for_gfx90a_and_gfx942() {
     assert!(n_suite > 0, "no implicit GEMM in the suite");
     let n_fused = n_fused + implicit.len();
     modules.extend(implicit);
-    // A fixed folder, kept after a failure so the sources can be read.
-    let dir = std::env::temp_dir().join("smelt-hip-conformance");
+    // Kept after a failure so the sources can be read; one per process,
+    // since compilers map their inputs and another run must not rewrite
+    // them underneath (clang dies with SIGBUS).
+    let dir = std::env::temp_dir().join(format!("smelt-hip-conformance-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let t = Instant::now();
     let errs = compile_all(&modules, &dir);
@@ -322,6 +324,7 @@ fn hip_every_conformance_kernel_compiles_for_gfx90a_and_gfx942() {
         t.elapsed().as_secs_f64()
     );
     assert!(errs.is_empty(), "{}", errs.join("\n\n"));
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// The fused module of each distinct pair; every pair must fuse.
@@ -998,7 +1001,7 @@ fn hip_kernels_run_on_the_host_and_match_the_reference() {
         "test_reciprocal",
     ];
     let dir = conformance_dir();
-    let work = std::env::temp_dir().join("smelt-hip-host");
+    let work = std::env::temp_dir().join(format!("smelt-hip-host-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&work);
     let (mut ran, mut values, mut skipped, mut errs) = (0, 0, Vec::new(), Vec::new());
     for c in cases {
@@ -1024,7 +1027,7 @@ fn hip_kernels_run_on_the_host_and_match_the_reference() {
 /// would scramble rows of C and fail here.
 #[test]
 fn hip_mfma_gemms_run_on_the_host_and_match_the_reference() {
-    let work = std::env::temp_dir().join("smelt-hip-host-gemm");
+    let work = std::env::temp_dir().join(format!("smelt-hip-host-gemm-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&work);
     let dir = conformance_dir();
     let (mut ran, mut values, mut errs) = (0, 0, Vec::new());

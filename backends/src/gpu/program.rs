@@ -409,8 +409,19 @@ fn b_loader(g: &Gemm, loader: &Scheduled, args: &[usize], m: &rt::Manifest) -> O
                 .count(),
         })
         .sum();
+    // The loader's inputs are read while the GEMM writes C: the memory
+    // plan may have put C over an input that died at the loader's step.
+    let range = |b: usize| match m.buffers.get(b).map(|x| (&x.place, x.bytes)) {
+        Some((rt::Place::Arena { offset }, bytes)) => Some((*offset, offset + bytes)),
+        _ => None,
+    };
+    let overlaps_c = k.params.iter().zip(args).any(|(p, &b)| {
+        p.access == Access::Read
+            && matches!((range(b), range(g.c)), (Some((a0, a1)), Some((c0, c1))) if a0 < c1 && c0 < a1)
+    });
     let domain_points: u64 = k.domain.iter().product();
     if writes != 1
+        || overlaps_c
         || !dense
         || is_output
         || uses != 2
