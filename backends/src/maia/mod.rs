@@ -122,6 +122,7 @@ fn dispatch(lw: &mut lower::Lw, n: &smelt_ir::Node) -> Result<(), Error> {
         | Op::Split
         | Op::Slice
         | Op::Gather
+        | Op::GatherElements
         | Op::Tile
         | Op::DepthToSpace
         | Op::SpaceToDepth
@@ -183,6 +184,54 @@ mod tests {
                 assert!((s[3 * r + c] - e).abs() < 1e-6, "{} vs {e}", s[3 * r + c]);
             }
         }
+    }
+
+    /// Compiles IR text for tiny-npu and runs it on raw input bytes.
+    fn run_bytes(text: &str, inputs: &[(&str, Vec<u8>)], output: &str) -> Vec<u8> {
+        let g = smelt_ir::text::parse(text).unwrap();
+        let art = compile(&g, &HwConfig::tiny(), "tiny-npu", &Options::default()).unwrap();
+        let art = smelt_runtime::maia::Artifact::from_bytes(&art.to_bytes()).unwrap();
+        let mut sim = Sim::new(&art, SimOptions::default());
+        for (name, v) in inputs {
+            sim.write_region_bytes(0, &format!("in.{name}"), v).unwrap();
+        }
+        sim.run().unwrap();
+        sim.read_region_bytes(0, &format!("out.{output}")).unwrap()
+    }
+
+    fn le64(v: &[i64]) -> Vec<u8> {
+        v.iter().flat_map(|x| x.to_le_bytes()).collect()
+    }
+
+    #[test]
+    fn integer_arithmetic_is_exact() {
+        // Values beyond f32's 24-bit mantissa: a float path would round them.
+        let text = r#"graph "g"(%a: i64[4], %b: i64[4], %c: u8[4], %d: u8[4]) {
+  %s: i64[4] = Add(%a, %b)
+  %q: i64[4] = Div(%a, %b)
+  %l: bool[4] = Less(%a, %b)
+  %m: u8[4] = Max(%c, %d)
+  %w: u8[4] = Add(%c, %d)
+  return %s, %q, %l, %m, %w
+}"#;
+        let a = [(1i64 << 40) + 1, -7, 9_007_199_254_740_993, i64::MAX];
+        let b = [3i64, 2, -1, 1];
+        let (c, d) = (vec![200u8, 1, 255, 0], vec![100u8, 2, 255, 0]);
+        let ins = [
+            ("a", le64(&a)),
+            ("b", le64(&b)),
+            ("c", c.clone()),
+            ("d", d.clone()),
+        ];
+        // Integer semantics (two's complement, division truncating toward
+        // zero, u8 wrapping at 256), written out by hand.
+        let s = [(1i64 << 40) + 4, -5, 9_007_199_254_740_992, i64::MIN];
+        let q = [366_503_875_925, -3, -9_007_199_254_740_993, i64::MAX];
+        assert_eq!(run_bytes(text, &ins, "s"), le64(&s));
+        assert_eq!(run_bytes(text, &ins, "q"), le64(&q));
+        assert_eq!(run_bytes(text, &ins, "l"), vec![0, 1, 0, 0]);
+        assert_eq!(run_bytes(text, &ins, "m"), vec![200, 2, 255, 0]);
+        assert_eq!(run_bytes(text, &ins, "w"), vec![44, 3, 254, 0]);
     }
 
     #[test]

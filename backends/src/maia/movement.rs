@@ -10,6 +10,7 @@ use super::lower::{Lw, TRef, unsup};
 use super::program::{Lane, Mem, Program};
 use smelt_ir::interp::Tensor;
 use smelt_ir::{Attr, DType, Node, Op};
+use smelt_runtime::maia::Dt;
 
 /// Row-major strides of a shape, in elements.
 pub fn strides(shape: &[usize]) -> Vec<i64> {
@@ -309,6 +310,7 @@ pub fn lower(lw: &mut Lw, n: &Node) -> Result<(), Error> {
         }
         Op::Slice => slice(lw, n),
         Op::Gather => gather(lw, n),
+        Op::GatherElements => gather_elements(lw, n),
         Op::Tile => {
             let x = lw.input(n, 0)?;
             let reps = lw
@@ -360,15 +362,19 @@ fn trilu(lw: &mut Lw, n: &Node) -> Result<(), Error> {
     if r < 2 {
         return Err(Error::Graph(format!("{}: rank below 2", n.describe())));
     }
+    let upper = attr_int(n, "upper", 1) != 0;
     let k = if Lw::has_input(n, 1) {
-        lw.known_input(n, 1)
+        match lw
+            .known_input(n, 1)
             .and_then(|t| ints(&t))
             .and_then(|v| v.first().copied())
-            .ok_or_else(|| unsup(n.op, "k not known at compile time"))?
+        {
+            Some(k) => k,
+            None => return super::elementwise::trilu_runtime_k(lw, n, &x, upper),
+        }
     } else {
         0
     };
-    let upper = attr_int(n, "upper", 1) != 0;
     let y = lw.output(n, 0)?;
     fill(lw, &y, 0.0)?;
     let (rows, cols) = (x.shape[r - 2] as i64, x.shape[r - 1] as i64);
@@ -438,12 +444,117 @@ fn slice(lw: &mut Lw, n: &Node) -> Result<(), Error> {
     )
 }
 
+/// The command-stream dtype of an index tensor.
+fn index_dt(t: &TRef) -> Option<Dt> {
+    match t.gdt {
+        DType::I32 => Some(Dt::I32),
+        DType::I64 => Some(Dt::I64),
+        _ => None,
+    }
+}
+
+/// Gather with indices known only at run time: per outer index, one
+/// indirect DMA whose rows are the `inner` runs the indices select.
+fn gather_runtime(lw: &mut Lw, n: &Node, x: &TRef) -> Result<(), Error> {
+    let ix = lw.input(n, 1)?;
+    let idt = index_dt(&ix).ok_or_else(|| unsup(n.op, format!("indices of dtype {}", ix.gdt)))?;
+    let r = x.shape.len();
+    let ax = axis(attr_int(n, "axis", 0), r)?;
+    let y = lw.output(n, 0)?;
+    let d = x.shape[ax] as u64;
+    let m = ix.numel();
+    let outer: u64 = x.shape[..ax].iter().product::<usize>() as u64;
+    let inner = x.shape[ax + 1..].iter().product::<usize>() as u64 * x.mult;
+    let tiles = lw.p.tiles() as u64;
+    lw.p.phase();
+    for o in 0..outer {
+        let q = lw.p.dma_q((o % tiles) as u16, Lane::Load);
+        lw.p.dma_gather(
+            q,
+            Mem::Hbm(x.buf, x.off + x.dt.bytes(o * d * inner)),
+            Mem::Hbm(y.buf, y.off + y.dt.bytes(o * m * inner)),
+            ix.at(0),
+            x.dt,
+            idt,
+            m,
+            inner,
+            [inner, inner, 1],
+            d,
+        )?;
+    }
+    Ok(())
+}
+
+/// GatherElements: y[.., j, ..] = x[.., idx[.., j, ..], ..] along the
+/// axis. One indirect DMA of single elements per position of the other
+/// axes; rows run along the axis.
+pub fn gather_elements(lw: &mut Lw, n: &Node) -> Result<(), Error> {
+    let x = lw.input(n, 0)?;
+    let ix = lw.input(n, 1)?;
+    let idt = index_dt(&ix).ok_or_else(|| unsup(n.op, format!("indices of dtype {}", ix.gdt)))?;
+    let r = x.shape.len();
+    if ix.shape.len() != r {
+        return Err(Error::Graph(format!(
+            "{}: index rank differs",
+            n.describe()
+        )));
+    }
+    let ax = axis(attr_int(n, "axis", 0), r)?;
+    let y = lw.output(n, 0)?;
+    let (xs, ys) = (strides(&x.shape), strides(&ix.shape));
+    let lines: usize = ix
+        .shape
+        .iter()
+        .enumerate()
+        .filter(|&(k, _)| k != ax)
+        .map(|(_, &d)| d)
+        .product();
+    if lines > 1 << 16 {
+        return Err(unsup(n.op, format!("{lines} index lines (one DMA each)")));
+    }
+    let tiles = lw.p.tiles() as u64;
+    let mult = x.mult;
+    lw.p.phase();
+    let mut pos = vec![0usize; r];
+    for line in 0..lines {
+        let (mut xo, mut yo) = (0i64, 0i64);
+        for k in 0..r {
+            xo += pos[k] as i64 * xs[k];
+            yo += pos[k] as i64 * ys[k];
+        }
+        let q = lw.p.dma_q((line as u64 % tiles) as u16, Lane::Load);
+        lw.p.dma_gather(
+            q,
+            x.at(xo as u64),
+            y.at(yo as u64),
+            ix.at(yo as u64),
+            x.dt,
+            idt,
+            ix.shape[ax] as u64,
+            mult,
+            [xs[ax] as u64 * mult, ys[ax] as u64 * mult, ys[ax] as u64],
+            x.shape[ax] as u64,
+        )?;
+        // Next position over the axes other than `ax` (last fastest).
+        for k in (0..r).rev() {
+            if k == ax {
+                continue;
+            }
+            pos[k] += 1;
+            if pos[k] < ix.shape[k] {
+                break;
+            }
+            pos[k] = 0;
+        }
+    }
+    Ok(())
+}
+
 fn gather(lw: &mut Lw, n: &Node) -> Result<(), Error> {
     let x = lw.input(n, 0)?;
-    let idx = lw
-        .known_input(n, 1)
-        .and_then(|t| ints(&t))
-        .ok_or_else(|| unsup(n.op, "indices not known at compile time"))?;
+    let Some(idx) = lw.known_input(n, 1).and_then(|t| ints(&t)) else {
+        return gather_runtime(lw, n, &x);
+    };
     let r = x.shape.len();
     let ax = axis(attr_int(n, "axis", 0), r)?;
     let y = lw.output(n, 0)?;

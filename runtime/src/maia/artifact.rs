@@ -440,6 +440,51 @@ impl Limits {
                     span(*dst_dt, *rows, *cols, *dst_stride),
                 )?;
             }
+            Op::DmaGather {
+                src,
+                dst,
+                idx,
+                dt,
+                idx_dt,
+                rows,
+                cols,
+                src_stride,
+                dst_stride,
+                idx_stride,
+                bound,
+            } => {
+                if dt.is_mx() {
+                    return Err(Error::Unsupported {
+                        index: i,
+                        why: format!("dma.gather moves whole elements; {dt} is blocked"),
+                    });
+                }
+                if !matches!(idx_dt, Dt::I32 | Dt::I64) {
+                    return Err(Error::Malformed {
+                        index: i,
+                        why: format!("dma.gather indices must be i32 or i64, not {idx_dt}"),
+                    });
+                }
+                // Every row the indices may name lies inside the source.
+                self.range(
+                    i,
+                    src.space,
+                    src.offset,
+                    span(*dt, *bound, *cols, *src_stride),
+                )?;
+                self.range(
+                    i,
+                    dst.space,
+                    dst.offset,
+                    span(*dt, *rows, *cols, *dst_stride),
+                )?;
+                self.range(
+                    i,
+                    idx.space,
+                    idx.offset,
+                    span(*idx_dt, *rows, 1, *idx_stride),
+                )?;
+            }
             Op::Matmul {
                 dt,
                 m,
@@ -469,6 +514,12 @@ impl Limits {
                     return Err(Error::Unsupported {
                         index: i,
                         why: format!("vector ops do not compute in {dt}; convert first"),
+                    });
+                }
+                if dt.is_int() && !op.integer() {
+                    return Err(Error::Unsupported {
+                        index: i,
+                        why: format!("vector {} is not defined on {dt}", op.name()),
                     });
                 }
                 let n = *rows as u64 * *cols as u64;

@@ -32,6 +32,11 @@ dts! {
     F8E5M2 = 4, "f8e5m2";
     I32 = 5, "i32";
     I8 = 6, "i8";
+    I64 = 7, "i64";
+    U8 = 8, "u8";
+    I16 = 9, "i16";
+    U16 = 10, "u16";
+    U32 = 11, "u32";
     MxFp8E4M3 = 16, "mxfp8e4m3";
     MxFp8E5M2 = 17, "mxfp8e5m2";
     MxFp6E3M2 = 18, "mxfp6e3m2";
@@ -177,9 +182,10 @@ impl Dt {
     /// `n` is rounded up to whole blocks).
     pub fn bytes(self, n: u64) -> u64 {
         match self {
-            Dt::F32 | Dt::I32 => 4 * n,
-            Dt::F16 | Dt::BF16 => 2 * n,
-            Dt::F8E4M3 | Dt::F8E5M2 | Dt::I8 => n,
+            Dt::I64 => 8 * n,
+            Dt::F32 | Dt::I32 | Dt::U32 => 4 * n,
+            Dt::F16 | Dt::BF16 | Dt::I16 | Dt::U16 => 2 * n,
+            Dt::F8E4M3 | Dt::F8E5M2 | Dt::I8 | Dt::U8 => n,
             _ => n.div_ceil(32) * 33,
         }
     }
@@ -187,8 +193,9 @@ impl Dt {
     /// Element width in bits as the hardware computes with it (for rates).
     pub fn bits(self) -> u32 {
         match self {
-            Dt::F32 | Dt::I32 => 32,
-            Dt::F16 | Dt::BF16 => 16,
+            Dt::I64 => 64,
+            Dt::F32 | Dt::I32 | Dt::U32 => 32,
+            Dt::F16 | Dt::BF16 | Dt::I16 | Dt::U16 => 16,
             Dt::MxFp6E3M2 | Dt::MxFp6E2M3 => 6,
             Dt::MxFp4 => 4,
             _ => 8,
@@ -206,9 +213,61 @@ impl Dt {
         }
     }
 
+    /// Integer dtypes: the DMA converts between them exactly (wrapping to
+    /// the destination's width) and the vector unit computes on them
+    /// exactly when they are in its `dtypes`.
+    pub fn is_int(self) -> bool {
+        matches!(
+            self,
+            Dt::I32 | Dt::I8 | Dt::I64 | Dt::U8 | Dt::I16 | Dt::U16 | Dt::U32
+        )
+    }
+
+    /// Reads integer elements exactly (sign- or zero-extended). None for
+    /// non-integer dtypes.
+    pub fn load_int(self, src: &[u8], out: &mut [i64]) -> Option<()> {
+        let w = self.bytes(1) as usize;
+        if !self.is_int() {
+            return None;
+        }
+        for (o, b) in out.iter_mut().zip(src.chunks_exact(w)) {
+            *o = match self {
+                Dt::I8 => b[0] as i8 as i64,
+                Dt::U8 => b[0] as i64,
+                Dt::I16 => i16::from_le_bytes([b[0], b[1]]) as i64,
+                Dt::U16 => u16::from_le_bytes([b[0], b[1]]) as i64,
+                Dt::I32 => i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as i64,
+                Dt::U32 => u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as i64,
+                _ => i64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]),
+            };
+        }
+        Some(())
+    }
+
+    /// Writes integers wrapped to this dtype's width (two's complement),
+    /// as a cast between integer types does. None for non-integer dtypes.
+    pub fn store_int(self, vals: &[i64], dst: &mut [u8]) -> Option<()> {
+        let w = self.bytes(1) as usize;
+        if !self.is_int() {
+            return None;
+        }
+        for (&v, b) in vals.iter().zip(dst.chunks_exact_mut(w)) {
+            b.copy_from_slice(&v.to_le_bytes()[..w]);
+        }
+        Some(())
+    }
+
     /// Reads `out.len()` elements from `src` (which must hold
     /// `self.bytes(out.len())` bytes).
     pub fn load(self, src: &[u8], out: &mut [f32]) {
+        if self.is_int() && !matches!(self, Dt::I32 | Dt::I8) {
+            let mut v = vec![0i64; out.len()];
+            let _ = self.load_int(src, &mut v);
+            for (o, x) in out.iter_mut().zip(v) {
+                *o = x as f32;
+            }
+            return;
+        }
         match self {
             Dt::F32 => each(src, 4, out, |b| {
                 f32::from_le_bytes([b[0], b[1], b[2], b[3]])
@@ -239,6 +298,22 @@ impl Dt {
 
     /// Writes `vals` rounded to this dtype into `dst`.
     pub fn store(self, vals: &[f32], dst: &mut [u8]) {
+        if self.is_int() && !matches!(self, Dt::I32 | Dt::I8) {
+            // Rounded, then saturated to the dtype's range (as I32/I8 do).
+            let (lo, hi) = match self {
+                Dt::U8 => (0.0, 255.0),
+                Dt::I16 => (-32768.0, 32767.0),
+                Dt::U16 => (0.0, 65535.0),
+                Dt::U32 => (0.0, 4294967295.0),
+                _ => (i64::MIN as f64, i64::MAX as f64),
+            };
+            let v: Vec<i64> = vals
+                .iter()
+                .map(|&x| (x as f64).round_ties_even().clamp(lo, hi) as i64)
+                .collect();
+            let _ = self.store_int(&v, dst);
+            return;
+        }
         match self {
             Dt::F32 => put(vals, 4, dst, |v, b| b.copy_from_slice(&v.to_le_bytes())),
             Dt::I32 => put(vals, 4, dst, |v, b| {

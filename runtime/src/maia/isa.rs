@@ -200,6 +200,29 @@ impl VOp {
                 | VOp::Cos
         )
     }
+    /// Ops defined on integer dtypes (exact, wrapping at the dtype's
+    /// width; division truncates toward zero, and by zero gives 0).
+    pub fn integer(self) -> bool {
+        matches!(
+            self,
+            VOp::Add
+                | VOp::Sub
+                | VOp::Mul
+                | VOp::Div
+                | VOp::Max
+                | VOp::Min
+                | VOp::Lt
+                | VOp::Le
+                | VOp::Gt
+                | VOp::Ge
+                | VOp::Eq
+                | VOp::Sel
+                | VOp::Copy
+                | VOp::Neg
+                | VOp::Abs
+                | VOp::Relu
+        )
+    }
     pub fn from_code(c: u8) -> Option<VOp> {
         VOp::ALL.into_iter().find(|o| *o as u8 == c)
     }
@@ -253,6 +276,24 @@ pub enum Op {
         cols: u32,
         src_stride: u32,
         dst_stride: u32,
+    },
+    /// Indirect (gathering) copy: row r of the destination (`cols`
+    /// elements of `dt`, at dst + r·dst_stride) is source row idx[r] (at
+    /// src + idx[r]·src_stride), idx[r] being element r·idx_stride of the
+    /// index array at `idx` (dtype `idx_dt`, i32 or i64). A negative index
+    /// counts from `bound`; one outside [-bound, bound) stops the program.
+    DmaGather {
+        src: Loc,
+        dst: Loc,
+        idx: Loc,
+        dt: Dt,
+        idx_dt: Dt,
+        rows: u32,
+        cols: u32,
+        src_stride: u32,
+        dst_stride: u32,
+        idx_stride: u32,
+        bound: u32,
     },
     /// C (m×n, f32) = [C +] A (m×k) · Bᵀ where B is stored n×k, both in `dt`,
     /// so the reduction axis is contiguous for both (MX blocks run along k).
@@ -315,6 +356,7 @@ impl Op {
     pub fn opcode(&self) -> u8 {
         match self {
             Op::Dma { .. } => 0x01,
+            Op::DmaGather { .. } => 0x02,
             Op::Matmul { .. } => 0x10,
             Op::Vector { op, .. } => 0x20 + *op as u8,
             Op::Reduce { op, .. } => 0x40 + *op as u8,
@@ -330,7 +372,7 @@ impl Op {
     /// The engine kinds that may execute this op.
     pub fn runs_on(&self, e: Engine) -> bool {
         match self {
-            Op::Dma { .. } => matches!(e, Engine::Dma | Engine::ClusterDma),
+            Op::Dma { .. } | Op::DmaGather { .. } => matches!(e, Engine::Dma | Engine::ClusterDma),
             Op::Matmul { .. } => e == Engine::Tensor,
             Op::Vector { .. } | Op::Reduce { .. } | Op::Convert { .. } => e == Engine::Vector,
             Op::Signal { .. } | Op::Wait { .. } | Op::Barrier { .. } => true,
