@@ -404,4 +404,18 @@ fn integer_vector_ops_are_exact_and_checked() {
     .unwrap_err()
     .to_string();
     assert!(e.contains("vector exp is not defined on i32"), "{e}");
+    let e = asm::assemble(&tiny_program(
+        "t0.vector shl dt=f32 rows=1 cols=16 dst=0x0 a=0x0 b=imm:1.0\n",
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("vector shl is defined on integers only"), "{e}");
+    // The integer-only ops live at opcodes 0x70+ and round-trip.
+    let a = asm::assemble(&tiny_program(
+        "t0.vector xor dt=i64 rows=1 cols=4 dst=0x0 a=0x0 b=full:0x40\n",
+    ))
+    .unwrap();
+    assert_eq!(a.commands[0].op.opcode(), 0x74);
+    assert_eq!(Artifact::from_bytes(&a.to_bytes()).unwrap(), a);
+    assert_eq!(asm::assemble(&asm::disasm(&a)).unwrap(), a);
 }

@@ -474,9 +474,15 @@ fn integer(lw: &mut Lw, n: &Node) -> Result<bool, Error> {
         | Op::LessOrEqual
         | Op::Greater
         | Op::GreaterOrEqual
-        | Op::Equal => 0,
+        | Op::Equal
+        | Op::BitShift
+        | Op::BitwiseAnd
+        | Op::BitwiseOr
+        | Op::BitwiseXor
+        | Op::BitwiseNot => 0,
         _ => return Ok(false),
     };
+    let left = matches!(n.attr("direction"), Some(Attr::String(d)) if d == "LEFT");
     let Some(v) = n.inputs.get(data).copied().flatten() else {
         return Ok(false);
     };
@@ -496,8 +502,19 @@ fn integer(lw: &mut Lw, n: &Node) -> Result<bool, Error> {
     // u64 in i64 lanes: only the modular ops (and equality) are exact.
     let modular = matches!(
         n.op,
-        Op::Add | Op::Sub | Op::Mul | Op::Sum | Op::Neg | Op::Identity | Op::Equal | Op::Where
-    );
+        Op::Add
+            | Op::Sub
+            | Op::Mul
+            | Op::Sum
+            | Op::Neg
+            | Op::Identity
+            | Op::Equal
+            | Op::Where
+            | Op::BitwiseAnd
+            | Op::BitwiseOr
+            | Op::BitwiseXor
+            | Op::BitwiseNot
+    ) || (n.op == Op::BitShift && left);
     if d == DType::U64 && !modular {
         return Err(unsup(n.op, "dtype u64 (beyond the vector unit's i64)"));
     }
@@ -522,9 +539,18 @@ fn integer(lw: &mut Lw, n: &Node) -> Result<bool, Error> {
         Op::Abs => VOp::Abs,
         Op::Relu => VOp::Relu,
         Op::Identity => VOp::Copy,
+        Op::BitShift if left => VOp::Shl,
+        Op::BitShift => VOp::Shr,
+        Op::BitwiseAnd => VOp::And,
+        Op::BitwiseOr => VOp::Or,
+        Op::BitwiseXor => VOp::Xor,
         op => unary::binary(op).unwrap_or(VOp::Copy),
     };
     match n.op {
+        // ~x = x ^ -1 (every bit set in two's complement).
+        Op::BitwiseNot => run_in(lw, &out, ins, true, cd, &|b, d, s, _| {
+            vec![b.v(VOp::Xor, d, first(s), VSrc::Imm(-1.0))]
+        })?,
         Op::Where => run_in(lw, &out, ins, true, cd, &|b, d, s, tmp| {
             vec![
                 b.v(VOp::Sel, d, first(s), s[1]),

@@ -123,6 +123,7 @@ fn dispatch(lw: &mut lower::Lw, n: &smelt_ir::Node) -> Result<(), Error> {
         | Op::Slice
         | Op::Gather
         | Op::GatherElements
+        | Op::BitCast
         | Op::Tile
         | Op::DepthToSpace
         | Op::SpaceToDepth
@@ -232,6 +233,28 @@ mod tests {
         assert_eq!(run_bytes(text, &ins, "l"), vec![0, 1, 0, 0]);
         assert_eq!(run_bytes(text, &ins, "m"), vec![200, 2, 255, 0]);
         assert_eq!(run_bytes(text, &ins, "w"), vec![44, 3, 254, 0]);
+    }
+
+    #[test]
+    fn bit_shifts_and_not_follow_integer_semantics() {
+        let text = r#"graph "g"(%x: i8[4], %s: i8[4], %u: u8[4]) {
+  %r: i8[4] = BitShift(%x, %s) {direction="RIGHT"}
+  %l: i8[4] = BitShift(%x, %s) {direction="LEFT"}
+  %n: u8[4] = BitwiseNot(%u)
+  return %r, %l, %n
+}"#;
+        let ins = [
+            ("x", [-128i8, 64, -1, 5].map(|v| v as u8).to_vec()),
+            ("s", vec![9u8, 1, 0, 2]),
+            ("u", vec![0u8, 255, 15, 200]),
+        ];
+        // Arithmetic right shift, sign fill once the shift reaches the
+        // width; left shifts wrap at 8 bits; ~x = 255 - x for u8.
+        let r = [-1i8, 32, -1, 1].map(|v| v as u8).to_vec();
+        let l = [0i8, -128, -1, 20].map(|v| v as u8).to_vec();
+        assert_eq!(run_bytes(text, &ins, "r"), r);
+        assert_eq!(run_bytes(text, &ins, "l"), l);
+        assert_eq!(run_bytes(text, &ins, "n"), vec![255, 0, 240, 55]);
     }
 
     #[test]

@@ -311,6 +311,24 @@ pub fn lower(lw: &mut Lw, n: &Node) -> Result<(), Error> {
         Op::Slice => slice(lw, n),
         Op::Gather => gather(lw, n),
         Op::GatherElements => gather_elements(lw, n),
+        Op::BitCast => {
+            // The same bytes under another dtype: a raw byte copy.
+            let x = lw.input(n, 0)?;
+            let y = lw.output(n, 0)?;
+            let bytes = |t: &TRef| t.dt.bytes(t.numel() * t.mult);
+            if bytes(&x) != bytes(&y) {
+                return Err(unsup(n.op, "between dtypes of different widths"));
+            }
+            let raw = |t: &TRef| TRef {
+                dt: Dt::I8,
+                mult: 1,
+                gdt: DType::I8,
+                shape: vec![bytes(t) as usize],
+                ..t.clone()
+            };
+            lw.p.phase();
+            copy_flat(&mut lw.p, &raw(&x), &raw(&y))
+        }
         Op::Tile => {
             let x = lw.input(n, 0)?;
             let reps = lw

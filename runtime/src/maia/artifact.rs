@@ -516,6 +516,12 @@ impl Limits {
                         why: format!("vector ops do not compute in {dt}; convert first"),
                     });
                 }
+                if op.integer_only() && !dt.is_int() {
+                    return Err(Error::Unsupported {
+                        index: i,
+                        why: format!("vector {} is defined on integers only, not {dt}", op.name()),
+                    });
+                }
                 if dt.is_int() && !op.integer() {
                     return Err(Error::Unsupported {
                         index: i,

@@ -284,8 +284,13 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<Command>, Error> {
                     c: r.u32()?,
                 }
             }
-            0x20..=0x3f => {
-                let op = VOp::from_code(opcode - 0x20).ok_or(Error::UnknownOpcode {
+            0x20..=0x3f | 0x70..=0x7f => {
+                let code = if opcode >= 0x70 {
+                    opcode - 0x70 + 32
+                } else {
+                    opcode - 0x20
+                };
+                let op = VOp::from_code(code).ok_or(Error::UnknownOpcode {
                     index: r.cmd,
                     opcode,
                 })?;

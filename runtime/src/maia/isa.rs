@@ -112,10 +112,16 @@ pub enum VOp {
     Ceil = 29,
     Sin = 30,
     Cos = 31,
+    // Integer-only binary ops (opcodes 0x70 + code - 32).
+    Shl = 32,
+    Shr = 33,
+    And = 34,
+    Or = 35,
+    Xor = 36,
 }
 
 impl VOp {
-    pub const ALL: [VOp; 29] = [
+    pub const ALL: [VOp; 34] = [
         VOp::Add,
         VOp::Sub,
         VOp::Mul,
@@ -145,6 +151,11 @@ impl VOp {
         VOp::Ceil,
         VOp::Sin,
         VOp::Cos,
+        VOp::Shl,
+        VOp::Shr,
+        VOp::And,
+        VOp::Or,
+        VOp::Xor,
     ];
     pub fn name(self) -> &'static str {
         match self {
@@ -177,10 +188,22 @@ impl VOp {
             VOp::Ceil => "ceil",
             VOp::Sin => "sin",
             VOp::Cos => "cos",
+            VOp::Shl => "shl",
+            VOp::Shr => "shr",
+            VOp::And => "and",
+            VOp::Or => "or",
+            VOp::Xor => "xor",
         }
     }
     pub fn binary(self) -> bool {
-        (self as u8) < 16
+        (self as u8) < 16 || (self as u8) >= 32
+    }
+    /// The command's opcode.
+    pub fn opcode(self) -> u8 {
+        match self as u8 {
+            c @ 0..32 => 0x20 + c,
+            c => 0x70 + (c - 32),
+        }
     }
     /// Ops the vector unit runs at `transcendental_cycles` per element group.
     pub fn transcendental(self) -> bool {
@@ -221,7 +244,16 @@ impl VOp {
                 | VOp::Neg
                 | VOp::Abs
                 | VOp::Relu
+                | VOp::Shl
+                | VOp::Shr
+                | VOp::And
+                | VOp::Or
+                | VOp::Xor
         )
+    }
+    /// Ops defined only on integer dtypes.
+    pub fn integer_only(self) -> bool {
+        (self as u8) >= 32
     }
     pub fn from_code(c: u8) -> Option<VOp> {
         VOp::ALL.into_iter().find(|o| *o as u8 == c)
@@ -358,7 +390,7 @@ impl Op {
             Op::Dma { .. } => 0x01,
             Op::DmaGather { .. } => 0x02,
             Op::Matmul { .. } => 0x10,
-            Op::Vector { op, .. } => 0x20 + *op as u8,
+            Op::Vector { op, .. } => op.opcode(),
             Op::Reduce { op, .. } => 0x40 + *op as u8,
             Op::Convert { .. } => 0x48,
             Op::Signal { .. } => 0x50,

@@ -187,6 +187,8 @@ impl Sim<'_> {
                             VOp::Ceil => x.ceil(),
                             VOp::Sin => x.sin(),
                             VOp::Cos => x.cos(),
+                            // Integer-only: rejected at load for float dtypes.
+                            VOp::Shl | VOp::Shr | VOp::And | VOp::Or | VOp::Xor => x,
                         };
                     }
                     let d = *dst as usize;
@@ -579,6 +581,21 @@ fn vector_int(
                 VOp::Neg => x.wrapping_neg(),
                 VOp::Abs => x.wrapping_abs(),
                 VOp::Relu => x.max(0),
+                // A shift by a negative amount or by the lane width or
+                // more empties the value (sign fill for shr of a negative).
+                VOp::Shl if (0..64).contains(&y) => x.wrapping_shl(y as u32),
+                VOp::Shr if (0..64).contains(&y) => x >> y,
+                VOp::Shl => 0,
+                VOp::Shr => {
+                    if x < 0 {
+                        -1
+                    } else {
+                        0
+                    }
+                }
+                VOp::And => x & y,
+                VOp::Or => x | y,
+                VOp::Xor => x ^ y,
                 _ => x,
             }
         })
