@@ -479,7 +479,8 @@ fn integer(lw: &mut Lw, n: &Node) -> Result<bool, Error> {
         | Op::BitwiseAnd
         | Op::BitwiseOr
         | Op::BitwiseXor
-        | Op::BitwiseNot => 0,
+        | Op::BitwiseNot
+        | Op::Mod => 0,
         _ => return Ok(false),
     };
     let left = matches!(n.attr("direction"), Some(Attr::String(d)) if d == "LEFT");
@@ -547,6 +548,28 @@ fn integer(lw: &mut Lw, n: &Node) -> Result<bool, Error> {
         op => unary::binary(op).unwrap_or(VOp::Copy),
     };
     match n.op {
+        // r = x - trunc(x / y)·y takes x's sign (fmod=1); fmod=0 takes the
+        // divisor's: add y where r ≠ 0 and the signs of r and y differ.
+        Op::Mod => {
+            let python = !matches!(n.attr("fmod"), Some(Attr::Int(1)));
+            run_in(lw, &out, ins, true, cd, &move |b, d, s, tmp| {
+                let mut v = vec![
+                    b.v(VOp::Div, d, first(s), s[1]),
+                    b.v(VOp::Mul, d, d, s[1]),
+                    b.v(VOp::Sub, d, first(s), VSrc::Full(d)),
+                ];
+                if python {
+                    v.extend([
+                        b.v(VOp::Xor, tmp, d, s[1]),
+                        b.v(VOp::Lt, tmp, tmp, VSrc::Imm(0.0)),
+                        b.v(VOp::Sel, tmp, d, VSrc::Full(tmp)),
+                        b.v(VOp::Sel, tmp, tmp, s[1]),
+                        b.v(VOp::Add, d, d, VSrc::Full(tmp)),
+                    ]);
+                }
+                v
+            })?
+        }
         // ~x = x ^ -1 (every bit set in two's complement).
         Op::BitwiseNot => run_in(lw, &out, ins, true, cd, &|b, d, s, _| {
             vec![b.v(VOp::Xor, d, first(s), VSrc::Imm(-1.0))]

@@ -258,6 +258,20 @@ mod tests {
     }
 
     #[test]
+    fn integer_mod_takes_the_sign_the_attribute_says() {
+        let text = r#"graph "g"(%x: i32[4], %y: i32[4]) {
+  %p: i32[4] = Mod(%x, %y) {fmod=0}
+  %c: i32[4] = Mod(%x, %y) {fmod=1}
+  return %p, %c
+}"#;
+        let le = |v: [i32; 4]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+        let ins = [("x", le([-7, 7, -7, 6])), ("y", le([3, -3, -3, 3]))];
+        // Python's % (divisor's sign) and C's fmod (dividend's sign).
+        assert_eq!(run_bytes(text, &ins, "p"), le([2, -2, -1, 0]));
+        assert_eq!(run_bytes(text, &ins, "c"), le([-1, 1, -1, 0]));
+    }
+
+    #[test]
     fn unsupported_op_is_named() {
         let g = smelt_ir::text::parse(
             r#"graph "g"(%x: f32[4]) {
