@@ -14,7 +14,8 @@
 //!   as softmax, norms and reductions (`rows.rs`) run on the vector unit;
 //!   data movement (`movement.rs`) is strided DMA; convolutions and pools
 //!   (`conv.rs`) become strided-DMA windows plus matmuls or row reductions;
-//!   attention (`attention.rs`) becomes matmuls and a softmax.
+//!   attention (`attention.rs`) becomes matmuls and a softmax; losses
+//!   (`loss.rs`) gather at run-time targets with `dma.gather`.
 //!
 //! Every size (tiles, chunks, buffers) follows from the hardware
 //! description; nothing about a particular chip is written here.
@@ -22,6 +23,7 @@
 mod attention;
 mod conv;
 mod elementwise;
+mod loss;
 mod lower;
 mod matmul;
 mod movement;
@@ -139,6 +141,7 @@ fn dispatch(lw: &mut lower::Lw, n: &smelt_ir::Node) -> Result<(), Error> {
         | Op::GlobalMaxPool
         | Op::BatchNormalization => conv::lower(lw, n),
         Op::Attention => attention::lower(lw, n),
+        Op::NegativeLogLikelihoodLoss | Op::SoftmaxCrossEntropyLoss => loss::lower(lw, n),
         _ => elementwise::lower(lw, n),
     }
 }
@@ -269,6 +272,25 @@ mod tests {
         // Python's % (divisor's sign) and C's fmod (dividend's sign).
         assert_eq!(run_bytes(text, &ins, "p"), le([2, -2, -1, 0]));
         assert_eq!(run_bytes(text, &ins, "c"), le([-1, 1, -1, 0]));
+    }
+
+    #[test]
+    fn nll_loss_gathers_run_time_targets_and_skips_ignored_ones() {
+        let text = r#"graph "g"(%x: f32[2,3], %t: i64[2], %w: f32[3]) {
+  %m: f32[] = NegativeLogLikelihoodLoss(%x, %t, %w) {reduction="mean", ignore_index=1}
+  %n: f32[2] = NegativeLogLikelihoodLoss(%x, %t, %w) {reduction="none", ignore_index=1}
+  return %m, %n
+}"#;
+        let f = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+        let ins = [
+            ("x", f(&[0.5, 0.25, 0.75, 0.5, 0.25, 0.125])),
+            ("t", le64(&[2, 1])),
+            ("w", f(&[1.0, 2.0, 3.0])),
+        ];
+        // Sample 0: -x[0, 2]·w[2] = -2.25; sample 1 has the ignored target
+        // 1: loss 0, and its weight is left out of the mean's divisor (3).
+        assert_eq!(run_bytes(text, &ins, "n"), f(&[-2.25, 0.0]));
+        assert_eq!(run_bytes(text, &ins, "m"), f(&[-0.75]));
     }
 
     #[test]

@@ -509,7 +509,6 @@ fn gather_runtime(lw: &mut Lw, n: &Node, x: &TRef) -> Result<(), Error> {
 pub fn gather_elements(lw: &mut Lw, n: &Node) -> Result<(), Error> {
     let x = lw.input(n, 0)?;
     let ix = lw.input(n, 1)?;
-    let idt = index_dt(&ix).ok_or_else(|| unsup(n.op, format!("indices of dtype {}", ix.gdt)))?;
     let r = x.shape.len();
     if ix.shape.len() != r {
         return Err(Error::Graph(format!(
@@ -519,6 +518,20 @@ pub fn gather_elements(lw: &mut Lw, n: &Node) -> Result<(), Error> {
     }
     let ax = axis(attr_int(n, "axis", 0), r)?;
     let y = lw.output(n, 0)?;
+    gather_elements_into(lw, n.op, &x, &ix, &y, ax)
+}
+
+/// GatherElements of `x` by `ix` (same rank, y shaped like ix) along `ax`.
+pub fn gather_elements_into(
+    lw: &mut Lw,
+    op: Op,
+    x: &TRef,
+    ix: &TRef,
+    y: &TRef,
+    ax: usize,
+) -> Result<(), Error> {
+    let idt = index_dt(ix).ok_or_else(|| unsup(op, format!("indices of dtype {}", ix.gdt)))?;
+    let r = x.shape.len();
     let (xs, ys) = (strides(&x.shape), strides(&ix.shape));
     let lines: usize = ix
         .shape
@@ -528,7 +541,7 @@ pub fn gather_elements(lw: &mut Lw, n: &Node) -> Result<(), Error> {
         .map(|(_, &d)| d)
         .product();
     if lines > 1 << 16 {
-        return Err(unsup(n.op, format!("{lines} index lines (one DMA each)")));
+        return Err(unsup(op, format!("{lines} index lines (one DMA each)")));
     }
     let tiles = lw.p.tiles() as u64;
     let mult = x.mult;

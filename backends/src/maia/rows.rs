@@ -195,7 +195,7 @@ fn float_attr(n: &Node, k: &str, d: f32) -> f32 {
 
 /// Moves the axes `moved` (in order) to the end: returns x itself when they
 /// already are, else a transposed copy.
-fn axes_last(lw: &mut Lw, x: &TRef, moved: &[usize]) -> Result<TRef, Error> {
+pub fn axes_last(lw: &mut Lw, x: &TRef, moved: &[usize]) -> Result<TRef, Error> {
     let r = x.shape.len();
     let mut perm: Vec<usize> = (0..r).filter(|a| !moved.contains(a)).collect();
     perm.extend_from_slice(moved);
@@ -255,6 +255,26 @@ pub fn softmax_rows(lw: &mut Lw, x: &TRef, y: &TRef, rows: u64, cols: u64) -> Re
             b.v(VOp::Exp, f.y, f.y, VSrc::None),
             red(ROp::Sum, b, f.r2, f.y),
             b.v(VOp::Div, f.y, f.y, VSrc::Row(f.r2)),
+        ]
+    })
+}
+
+/// log_softmax of each row of x viewed as rows × cols.
+pub fn log_softmax_rows(
+    lw: &mut Lw,
+    x: &TRef,
+    y: &TRef,
+    rows: u64,
+    cols: u64,
+) -> Result<(), Error> {
+    run(lw, x, y, rows, cols, true, &[], &[], &|b, f| {
+        vec![
+            red(ROp::Max, b, f.r1, f.x),
+            b.v(VOp::Sub, f.y, f.x, VSrc::Row(f.r1)),
+            b.v(VOp::Exp, f.tmp, f.y, VSrc::None),
+            red(ROp::Sum, b, f.r2, f.tmp),
+            rv(b, VOp::Log, f.r2, f.r2, VSrc::None),
+            b.v(VOp::Sub, f.y, f.y, VSrc::Row(f.r2)),
         ]
     })
 }
