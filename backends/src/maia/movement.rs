@@ -254,12 +254,20 @@ pub fn lower(lw: &mut Lw, n: &Node) -> Result<(), Error> {
             // e4m3fn saturating, as Cast's default `saturate`; e5m2 keeps
             // infinities, which Cast would saturate), and widens booleans,
             // i8 and i32 to floats exactly.
-            let float = |d: DType| matches!(d, DType::F32 | DType::F16 | DType::BF16);
-            let f8 = |d: DType| matches!(d, DType::F8E4M3FN | DType::F8E5M2);
+            let float = |d: DType| matches!(d, DType::F32 | DType::F16 | DType::BF16 | DType::F64);
+            let f8 = |d: DType| {
+                matches!(
+                    d,
+                    DType::F8E4M3FN | DType::F8E5M2 | DType::F8E4M3FNUZ | DType::F8E5M2FNUZ
+                )
+            };
+            // fnuz formats have no infinity: saturating is all they can do.
+            let saturating =
+                |d: DType| matches!(d, DType::F8E4M3FN | DType::F8E4M3FNUZ | DType::F8E5M2FNUZ);
             let saturate = attr_int(n, "saturate", 1) != 0;
             let ok = x.gdt == y.gdt
                 || ((float(x.gdt) || f8(x.gdt)) && float(y.gdt))
-                || (float(x.gdt) && y.gdt == DType::F8E4M3FN && saturate)
+                || (float(x.gdt) && saturating(y.gdt) && saturate)
                 || (matches!(x.gdt, DType::Bool | DType::I8 | DType::I32) && float(y.gdt));
             if !ok {
                 return Err(unsup(n.op, format!("{} to {}", x.gdt, y.gdt)));

@@ -37,6 +37,9 @@ dts! {
     I16 = 9, "i16";
     U16 = 10, "u16";
     U32 = 11, "u32";
+    F64 = 12, "f64";
+    F8E4M3Fnuz = 13, "f8e4m3fnuz";
+    F8E5M2Fnuz = 14, "f8e5m2fnuz";
     MxFp8E4M3 = 16, "mxfp8e4m3";
     MxFp8E5M2 = 17, "mxfp8e5m2";
     MxFp6E3M2 = 18, "mxfp6e3m2";
@@ -66,6 +69,9 @@ struct Mini {
 enum Special {
     Ieee,
     FnNan,
+    /// fnuz: 0x80 (the negative zero code) is the only NaN; no infinities,
+    /// no negative zero.
+    Fnuz,
     None,
 }
 
@@ -80,6 +86,18 @@ const E5M2: Mini = Mini {
     m: 2,
     bias: 15,
     kind: Special::Ieee,
+};
+const E4M3FNUZ: Mini = Mini {
+    e: 4,
+    m: 3,
+    bias: 8,
+    kind: Special::Fnuz,
+};
+const E5M2FNUZ: Mini = Mini {
+    e: 5,
+    m: 2,
+    bias: 16,
+    kind: Special::Fnuz,
 };
 const E3M2: Mini = Mini {
     e: 3,
@@ -108,6 +126,9 @@ impl Mini {
     }
 
     fn decode(self, code: u8) -> f32 {
+        if self.kind == Special::Fnuz && code == 0x80 {
+            return f32::NAN;
+        }
         let sign = if code >> (self.e + self.m) & 1 == 1 {
             -1.0
         } else {
@@ -139,6 +160,18 @@ impl Mini {
     /// saturate to it (ONNX's default `saturate=1` for fp8 casts, and the
     /// OCP MX rule for fp6/fp4).
     fn encode(self, x: f32) -> u8 {
+        if self.kind == Special::Fnuz {
+            if x.is_nan() {
+                return 0x80;
+            }
+            // Whatever rounds to zero is +0: 0x80 is NaN.
+            let c = Mini {
+                kind: Special::None,
+                ..self
+            }
+            .encode(x);
+            return if c & 0x7f == 0 { 0 } else { c };
+        }
         let sbit = if x.is_sign_negative() {
             1u8 << (self.e + self.m)
         } else {
@@ -149,6 +182,7 @@ impl Mini {
                 Special::Ieee => ((((1 << self.e) - 1) << self.m) | 1) as u8,
                 Special::FnNan => 0x7f,
                 Special::None => 0,
+                Special::Fnuz => 0x80,
             };
         }
         let a = (x as f64).abs();
@@ -182,10 +216,10 @@ impl Dt {
     /// `n` is rounded up to whole blocks).
     pub fn bytes(self, n: u64) -> u64 {
         match self {
-            Dt::I64 => 8 * n,
+            Dt::I64 | Dt::F64 => 8 * n,
             Dt::F32 | Dt::I32 | Dt::U32 => 4 * n,
             Dt::F16 | Dt::BF16 | Dt::I16 | Dt::U16 => 2 * n,
-            Dt::F8E4M3 | Dt::F8E5M2 | Dt::I8 | Dt::U8 => n,
+            Dt::F8E4M3 | Dt::F8E5M2 | Dt::F8E4M3Fnuz | Dt::F8E5M2Fnuz | Dt::I8 | Dt::U8 => n,
             _ => n.div_ceil(32) * 33,
         }
     }
@@ -193,7 +227,7 @@ impl Dt {
     /// Element width in bits as the hardware computes with it (for rates).
     pub fn bits(self) -> u32 {
         match self {
-            Dt::I64 => 64,
+            Dt::I64 | Dt::F64 => 64,
             Dt::F32 | Dt::I32 | Dt::U32 => 32,
             Dt::F16 | Dt::BF16 | Dt::I16 | Dt::U16 => 16,
             Dt::MxFp6E3M2 | Dt::MxFp6E2M3 => 6,
@@ -277,6 +311,11 @@ impl Dt {
             }),
             Dt::F16 => each(src, 2, out, |b| f16::from_le_bytes([b[0], b[1]]).to_f32()),
             Dt::BF16 => each(src, 2, out, |b| bf16::from_le_bytes([b[0], b[1]]).to_f32()),
+            Dt::F64 => each(src, 8, out, |b| {
+                f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]) as f32
+            }),
+            Dt::F8E4M3Fnuz => each(src, 1, out, |b| E4M3FNUZ.decode(b[0])),
+            Dt::F8E5M2Fnuz => each(src, 1, out, |b| E5M2FNUZ.decode(b[0])),
             Dt::F8E4M3 => each(src, 1, out, |b| E4M3.decode(b[0])),
             Dt::F8E5M2 => each(src, 1, out, |b| E5M2.decode(b[0])),
             Dt::I8 => each(src, 1, out, |b| b[0] as i8 as f32),
@@ -325,6 +364,11 @@ impl Dt {
             Dt::BF16 => put(vals, 2, dst, |v, b| {
                 b.copy_from_slice(&bf16::from_f32(v).to_le_bytes())
             }),
+            Dt::F64 => put(vals, 8, dst, |v, b| {
+                b.copy_from_slice(&(v as f64).to_le_bytes())
+            }),
+            Dt::F8E4M3Fnuz => put(vals, 1, dst, |v, b| b[0] = E4M3FNUZ.encode(v)),
+            Dt::F8E5M2Fnuz => put(vals, 1, dst, |v, b| b[0] = E5M2FNUZ.encode(v)),
             Dt::F8E4M3 => put(vals, 1, dst, |v, b| b[0] = E4M3.encode(v)),
             Dt::F8E5M2 => put(vals, 1, dst, |v, b| b[0] = E5M2.encode(v)),
             Dt::I8 => put(vals, 1, dst, |v, b| {
@@ -424,6 +468,23 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn fnuz_known_values() {
+        // ONNX float8 fnuz: e4m3fnuz max 240 (bias 8), e5m2fnuz max 57344
+        // (bias 16); 0x80 is NaN, so -0 and tiny negatives encode as +0.
+        assert_eq!(E4M3FNUZ.max(), 240.0);
+        assert_eq!(E5M2FNUZ.max(), 57344.0);
+        assert_eq!(E4M3FNUZ.encode(1.0), 0x40);
+        assert_eq!(E5M2FNUZ.encode(1.0), 0x40);
+        assert!(E4M3FNUZ.decode(0x80).is_nan());
+        assert_eq!(E4M3FNUZ.encode(f32::NAN), 0x80);
+        assert_eq!(E4M3FNUZ.encode(-0.0), 0);
+        assert_eq!(E4M3FNUZ.encode(-1e-6), 0);
+        assert_eq!(round(Dt::F8E4M3Fnuz, 1000.0), 240.0);
+        assert_eq!(round(Dt::F8E4M3Fnuz, -f32::INFINITY), -240.0);
+        assert_eq!(round(Dt::F8E5M2Fnuz, -3.3), -3.5);
     }
 
     #[test]
