@@ -419,3 +419,26 @@ fn integer_vector_ops_are_exact_and_checked() {
     assert_eq!(Artifact::from_bytes(&a.to_bytes()).unwrap(), a);
     assert_eq!(asm::assemble(&asm::disasm(&a)).unwrap(), a);
 }
+
+#[test]
+fn packed_dtypes_convert_and_keep_rows_on_bytes() {
+    // f32 [1.5, -2.5, 7.0] to i4 truncates toward zero: [1, -2, 7] =
+    // 0xe1, 0x07 (low nibble first).
+    let body = ".region name=y kind=output offset=0x1000 bytes=2 dtype=i4 shape=3\n\
+                t0.dma0 dma src=hbm[0x0] dst=hbm[0x1000] sdt=f32 ddt=i4 rows=1 cols=3 sstride=3 dstride=3\n";
+    let a = asm::assemble(&tiny_program(body)).unwrap();
+    assert_eq!(Artifact::from_bytes(&a.to_bytes()).unwrap(), a);
+    let mut sim = Sim::new(&a, Options::default());
+    let mut x = vec![0f32; 1024];
+    x[..3].copy_from_slice(&[1.5, -2.5, 7.0]);
+    sim.write_region(0, "x", &x).unwrap();
+    sim.run().unwrap();
+    assert_eq!(sim.read_region_bytes(0, "y").unwrap(), vec![0xe1, 0x07]);
+    // Two rows of three i4 each: the second would start mid-byte.
+    let e = asm::assemble(&tiny_program(
+        &body.replace("rows=1 cols=3", "rows=2 cols=3"),
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("must fill whole bytes"), "{e}");
+}

@@ -426,6 +426,18 @@ impl Limits {
                 for (dt, s) in [(src_dt, src_stride), (dst_dt, dst_stride)] {
                     Self::mx_aligned(i, *dt, "cols", *cols as u64)?;
                     Self::mx_aligned(i, *dt, "stride", *s as u64)?;
+                    // Packed rows after the first must start on a byte.
+                    let bits = dt.bits() as u64;
+                    let whole = (*cols as u64 * bits).is_multiple_of(8)
+                        && (*s as u64 * bits).is_multiple_of(8);
+                    if dt.is_packed() && *rows > 1 && !whole {
+                        return Err(Error::Malformed {
+                            index: i,
+                            why: format!(
+                                "{rows} rows of packed {dt}: cols and stride must fill whole bytes"
+                            ),
+                        });
+                    }
                 }
                 self.range(
                     i,

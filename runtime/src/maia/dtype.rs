@@ -46,6 +46,11 @@ dts! {
     MxFp6E2M3 = 19, "mxfp6e2m3";
     MxFp4 = 20, "mxfp4";
     MxInt8 = 21, "mxint8";
+    I4 = 22, "i4";
+    U4 = 23, "u4";
+    I2 = 24, "i2";
+    U2 = 25, "u2";
+    F4E2M1 = 26, "f4e2m1";
 }
 
 impl std::fmt::Display for Dt {
@@ -209,7 +214,16 @@ impl Mini {
 
 impl Dt {
     pub fn is_mx(self) -> bool {
-        self.code() >= 16
+        matches!(
+            self,
+            Dt::MxFp8E4M3 | Dt::MxFp8E5M2 | Dt::MxFp6E3M2 | Dt::MxFp6E2M3 | Dt::MxFp4 | Dt::MxInt8
+        )
+    }
+
+    /// Sub-byte dtypes packed several to a byte, low bits first (ONNX's
+    /// layout). A transfer of them must start and end on whole bytes.
+    pub fn is_packed(self) -> bool {
+        matches!(self, Dt::I4 | Dt::U4 | Dt::I2 | Dt::U2 | Dt::F4E2M1)
     }
 
     /// Bytes of `n` elements (for MX, `n` must be a multiple of 32; other
@@ -217,6 +231,8 @@ impl Dt {
     pub fn bytes(self, n: u64) -> u64 {
         match self {
             Dt::I64 | Dt::F64 => 8 * n,
+            Dt::I4 | Dt::U4 | Dt::F4E2M1 => n.div_ceil(2),
+            Dt::I2 | Dt::U2 => n.div_ceil(4),
             Dt::F32 | Dt::I32 | Dt::U32 => 4 * n,
             Dt::F16 | Dt::BF16 | Dt::I16 | Dt::U16 => 2 * n,
             Dt::F8E4M3 | Dt::F8E5M2 | Dt::F8E4M3Fnuz | Dt::F8E5M2Fnuz | Dt::I8 | Dt::U8 => n,
@@ -231,7 +247,8 @@ impl Dt {
             Dt::F32 | Dt::I32 | Dt::U32 => 32,
             Dt::F16 | Dt::BF16 | Dt::I16 | Dt::U16 => 16,
             Dt::MxFp6E3M2 | Dt::MxFp6E2M3 => 6,
-            Dt::MxFp4 => 4,
+            Dt::MxFp4 | Dt::I4 | Dt::U4 | Dt::F4E2M1 => 4,
+            Dt::I2 | Dt::U2 => 2,
             _ => 8,
         }
     }
@@ -294,6 +311,20 @@ impl Dt {
     /// Reads `out.len()` elements from `src` (which must hold
     /// `self.bytes(out.len())` bytes).
     pub fn load(self, src: &[u8], out: &mut [f32]) {
+        if self.is_packed() {
+            let b = self.bits() as usize;
+            let mask = (1u8 << b) - 1;
+            for (i, o) in out.iter_mut().enumerate() {
+                let c = (src[i * b / 8] >> (i * b % 8)) & mask;
+                *o = match self {
+                    Dt::F4E2M1 => E2M1.decode(c),
+                    // Sign-extend from b bits.
+                    Dt::I4 | Dt::I2 => ((c << (8 - b)) as i8 >> (8 - b)) as f32,
+                    _ => c as f32,
+                };
+            }
+            return;
+        }
         if self.is_int() && !matches!(self, Dt::I32 | Dt::I8) {
             let mut v = vec![0i64; out.len()];
             let _ = self.load_int(src, &mut v);
@@ -337,6 +368,24 @@ impl Dt {
 
     /// Writes `vals` rounded to this dtype into `dst`.
     pub fn store(self, vals: &[f32], dst: &mut [u8]) {
+        if self.is_packed() {
+            // f4e2m1 rounds to nearest even and saturates (NaN gives +0);
+            // integers truncate toward zero and wrap (NaN and ±inf give 0),
+            // as ONNX's Cast to these types does.
+            let b = self.bits() as usize;
+            let mask = (1u8 << b) - 1;
+            dst.fill(0);
+            for (i, &v) in vals.iter().enumerate() {
+                let c = match self {
+                    Dt::F4E2M1 if v.is_nan() => 0,
+                    Dt::F4E2M1 => E2M1.encode(v),
+                    _ if v.is_finite() => (v.trunc() as i64 & mask as i64) as u8,
+                    _ => 0,
+                };
+                dst[i * b / 8] |= (c & mask) << (i * b % 8);
+            }
+            return;
+        }
         if self.is_int() && !matches!(self, Dt::I32 | Dt::I8) {
             // Rounded, then saturated to the dtype's range (as I32/I8 do).
             let (lo, hi) = match self {
@@ -485,6 +534,25 @@ mod tests {
         assert_eq!(round(Dt::F8E4M3Fnuz, 1000.0), 240.0);
         assert_eq!(round(Dt::F8E4M3Fnuz, -f32::INFINITY), -240.0);
         assert_eq!(round(Dt::F8E5M2Fnuz, -3.3), -3.5);
+    }
+
+    #[test]
+    fn packed_sub_byte_round_trip() {
+        // i4 packs low nibble first: [-8, 7, -1] = 0x78, 0x0f; u2 [3, 0, 1, 2]
+        // = 0b10_01_00_11.
+        let mut b = [0u8; 2];
+        Dt::I4.store(&[-8.0, 7.9, -1.5], &mut b);
+        assert_eq!(b, [0x78, 0x0f]);
+        let mut o = [0f32; 3];
+        Dt::I4.load(&b, &mut o);
+        assert_eq!(o, [-8.0, 7.0, -1.0]);
+        let mut b = [0u8; 1];
+        Dt::U2.store(&[3.0, 0.0, 1.0, 6.0], &mut b);
+        assert_eq!(b, [0b10_01_00_11]);
+        // f4e2m1: 0.5 = 0x1; 7 saturates to 6 = 0x7.
+        Dt::F4E2M1.store(&[0.5, 7.0], &mut b);
+        assert_eq!(b, [0x71]);
+        assert_eq!(Dt::I2.bytes(5), 2);
     }
 
     #[test]
