@@ -727,10 +727,31 @@ fn pad(lw: &mut Lw, n: &Node) -> Result<(), Error> {
         .known_input(n, 1)
         .and_then(|t| ints(&t))
         .ok_or_else(|| unsup(n.op, "pads not known at compile time"))?;
-    if Lw::has_input(n, 3) {
-        return Err(unsup(n.op, "axes input"));
-    }
     let r = x.shape.len();
+    // With `axes`, pads holds begins then ends of those axes only.
+    let pads = if Lw::has_input(n, 3) {
+        let axes = lw
+            .known_input(n, 3)
+            .and_then(|t| ints(&t))
+            .ok_or_else(|| unsup(n.op, "axes not known at compile time"))?;
+        if pads.len() != 2 * axes.len() {
+            return Err(Error::Graph(format!(
+                "{}: {} pads for {} axes",
+                n.describe(),
+                pads.len(),
+                axes.len()
+            )));
+        }
+        let mut full = vec![0i64; 2 * r];
+        for (k, &a) in axes.iter().enumerate() {
+            let a = axis(a, r)?;
+            full[a] = pads[k];
+            full[a + r] = pads[k + axes.len()];
+        }
+        full
+    } else {
+        pads
+    };
     if pads.len() != 2 * r || pads.iter().any(|&q| q < 0) {
         return Err(unsup(n.op, "negative pads"));
     }
