@@ -109,6 +109,7 @@ fn dispatch(lw: &mut lower::Lw, n: &smelt_ir::Node) -> Result<(), Error> {
         | Op::ReduceL1
         | Op::ReduceL2
         | Op::ReduceSumSquare
+        | Op::ReduceProd
         | Op::ReduceLogSum
         | Op::ReduceLogSumExp => rows::lower(lw, n),
         Op::Reshape
