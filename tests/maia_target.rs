@@ -2,7 +2,7 @@
 //! file (halving tile SRAM or HBM bandwidth changes tiling and simulated
 //! time the expected way).
 
-use crate::common::{repo, smelt};
+use crate::common::{conformance_dir, repo, smelt};
 use std::path::Path;
 
 const MATMUL: &str = r#"graph "g"(%x: f32[1024,1024], %w: f32[1024,1024]) {
@@ -233,4 +233,38 @@ fn pad_modes_match_interpreter() {
             "mode {mode}"
         );
     }
+}
+
+/// Conformance cases passing on maia100 (compiled, simulated) may only go
+/// up from the floor in tests/conformance-floor-maia.txt.
+#[test]
+fn maia100_pass_count_stays_above_floor() {
+    let dir = conformance_dir();
+    let json = tempfile::NamedTempFile::new().unwrap();
+    let out = smelt(&[
+        "conformance",
+        dir.to_str().unwrap(),
+        "--target",
+        "maia100",
+        "--json",
+        json.path().to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(json.path()).unwrap()).unwrap();
+    let passed = report["passed"].as_u64().unwrap();
+    let floor: u64 = std::fs::read_to_string(repo().join("tests/conformance-floor-maia.txt"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    eprintln!("maia100: {passed} pass (floor {floor})");
+    assert!(
+        passed >= floor,
+        "maia100 conformance regressed: {passed} cases pass, floor is {floor}"
+    );
 }

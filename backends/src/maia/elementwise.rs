@@ -11,7 +11,8 @@ use super::movement;
 use super::pipeline::{self, Step, Xfer};
 use super::program::Mem;
 use super::unary::{self, Block};
-use smelt_ir::{Attr, Node, Op};
+use smelt_ir::interp::Tensor;
+use smelt_ir::{Attr, DType, Node, Op};
 use smelt_runtime::maia::{Dt, Op as Cmd, VOp, VSrc};
 
 /// Makes the vector commands of one block: (block, dst, operand sources,
@@ -76,6 +77,20 @@ pub fn run(
     first_full: bool,
     build: &Build,
 ) -> Result<(), Error> {
+    run_in(lw, out, ins, first_full, Dt::F32, build)
+}
+
+/// `run` with the vector unit computing in `cd` (f32, or an integer dtype
+/// for exact integer arithmetic: operands are converted to `cd` by the
+/// loads and the result back to the output's dtype by the stores).
+pub fn run_in(
+    lw: &mut Lw,
+    out: &TRef,
+    ins: Vec<(TRef, Option<f32>)>,
+    first_full: bool,
+    cd: Dt,
+    build: &Build,
+) -> Result<(), Error> {
     let mut ins = ins;
     let shapes: Vec<Vec<usize>> = ins.iter().map(|(t, _)| t.shape.clone()).collect();
     let mut plan = split(&out.shape, &shapes);
@@ -116,7 +131,32 @@ pub fn run(
         .collect();
     let rows: usize = out.shape[..p].iter().product();
     let cols: usize = out.shape[p..].iter().product();
-    blocks(lw, out, rows as u64, cols as u64, &ops, build)
+    blocks(lw, out, rows as u64, cols as u64, &ops, cd, build)
+}
+
+/// The command-stream dtype of one graph element of an integer (or
+/// boolean) value, as the DMA reads and writes it (i64 and u64 travel as
+/// i64; u64 arithmetic on it is exact only where it is modular).
+pub fn int_dt(d: DType) -> Option<Dt> {
+    Some(match d {
+        DType::I8 => Dt::I8,
+        DType::U8 | DType::Bool => Dt::U8,
+        DType::I16 => Dt::I16,
+        DType::U16 => Dt::U16,
+        DType::I32 => Dt::I32,
+        DType::U32 => Dt::U32,
+        DType::I64 | DType::U64 => Dt::I64,
+        _ => return None,
+    })
+}
+
+/// The dtype the DMA moves `t` as, for a computation in `cd`.
+fn xfer_dt(t: &TRef, cd: Dt) -> Dt {
+    if cd.is_int() {
+        int_dt(t.gdt).unwrap_or(t.dt)
+    } else {
+        t.dt
+    }
 }
 
 /// Chunks rows × cols over the tiles and emits the pipelines.
@@ -126,9 +166,12 @@ pub fn blocks(
     rows: u64,
     cols: u64,
     ops: &[Operand],
+    cd: Dt,
     build: &Build,
 ) -> Result<(), Error> {
     let hw = lw.p.hw.clone();
+    // Bytes of one element in SRAM.
+    let eb = cd.bytes(1);
     let tiles = lw.p.tiles() as u64;
     let n = rows * cols;
     if n == 0 {
@@ -142,13 +185,13 @@ pub fn blocks(
     // Per slot: full operands, the output and one scratch block, plus the
     // row/column vectors; two slots.
     let slot = hw.tile.sram_bytes / 2;
-    let per_elem = 4 * (full + 2);
+    let per_elem = eb * (full + 2);
     let width = hw.tile.vector.width as u64;
-    let cap = (slot / (per_elem + 4 * small)).max(1);
+    let cap = (slot / (per_elem + eb * small)).max(1);
     let want = n.div_ceil(tiles).next_multiple_of(width).min(cap).max(1);
     let nc = cols.min(want).max(1);
     let nr = (want / nc).clamp(1, rows.max(1));
-    let bytes = 4 * ((full + 2) * nr * nc + small * (nr + nc));
+    let bytes = eb * ((full + 2) * nr * nc + small * (nr + nc));
     if bytes > slot {
         return Err(Error::TooLarge(format!(
             "an elementwise block of {nr}x{nc} needs {bytes} bytes per slot, SRAM gives {slot}"
@@ -185,12 +228,12 @@ pub fn blocks(
             let src = match (o.kind, &o.t) {
                 (Kind::Imm(x), _) => VSrc::Imm(x),
                 (Kind::Full, Some(t)) => {
-                    let a = alloc(4 * mr * mc);
+                    let a = alloc(eb * mr * mc);
                     loads.push(Xfer {
                         src: t.at(r0 * cols + c0),
                         dst: Mem::Sram(tile, a as u64),
-                        sdt: t.dt,
-                        ddt: Dt::F32,
+                        sdt: xfer_dt(t, cd),
+                        ddt: cd,
                         rows: mr,
                         cols: mc,
                         sstride: cols,
@@ -199,12 +242,12 @@ pub fn blocks(
                     VSrc::Full(a)
                 }
                 (Kind::Row { stride0 }, Some(t)) => {
-                    let a = alloc(4 * mr);
+                    let a = alloc(eb * mr);
                     loads.push(Xfer {
                         src: t.at(if stride0 { 0 } else { r0 }),
                         dst: Mem::Sram(tile, a as u64),
-                        sdt: t.dt,
-                        ddt: Dt::F32,
+                        sdt: xfer_dt(t, cd),
+                        ddt: cd,
                         rows: mr,
                         cols: 1,
                         sstride: if stride0 { 0 } else { 1 },
@@ -213,12 +256,12 @@ pub fn blocks(
                     VSrc::Row(a)
                 }
                 (Kind::Col, Some(t)) => {
-                    let a = alloc(4 * mc);
+                    let a = alloc(eb * mc);
                     loads.push(Xfer::flat(
                         t.at(c0),
                         Mem::Sram(tile, a as u64),
-                        t.dt,
-                        Dt::F32,
+                        xfer_dt(t, cd),
+                        cd,
                         mc,
                     ));
                     VSrc::Col(a)
@@ -227,13 +270,13 @@ pub fn blocks(
             };
             srcs.push(src);
         }
-        let dst = alloc(4 * mr * mc);
-        let tmp = alloc(4 * mr * mc);
+        let dst = alloc(eb * mr * mc);
+        let tmp = alloc(eb * mr * mc);
         let stores = vec![Xfer {
             src: Mem::Sram(tile, dst as u64),
             dst: out.at(r0 * cols + c0),
-            sdt: Dt::F32,
-            ddt: out.dt,
+            sdt: cd,
+            ddt: xfer_dt(out, cd),
             rows: mr,
             cols: mc,
             sstride: mc,
@@ -241,7 +284,7 @@ pub fn blocks(
         }];
         per_tile[tile as usize].push(Step {
             loads,
-            ops: build(blk, dst, &srcs, tmp),
+            ops: retype(build(blk, dst, &srcs, tmp), cd),
             stores,
         });
     }
@@ -249,6 +292,17 @@ pub fn blocks(
         pipeline::vector(&mut lw.p, t as u16, steps)?;
     }
     Ok(())
+}
+
+/// Sets the compute dtype of the vector commands `build` made (it makes
+/// them in f32).
+fn retype(mut cmds: Vec<Cmd>, cd: Dt) -> Vec<Cmd> {
+    for c in &mut cmds {
+        if let Cmd::Vector { dt, .. } = c {
+            *dt = cd;
+        }
+    }
+    cmds
 }
 
 fn known_scalar(lw: &mut Lw, n: &Node, i: usize) -> Option<f32> {
@@ -374,7 +428,195 @@ fn logic(lw: &mut Lw, n: &Node) -> Result<(), Error> {
     })
 }
 
+/// The dtype the vector unit computes integer data of dtype `d` in: i32
+/// where every value fits and the unit has it, else i64; None when the
+/// unit has neither or `d` is not an integer.
+fn int_compute(lw: &Lw, d: DType) -> Option<Dt> {
+    let has = |x: &str| lw.p.hw.tile.vector.dtypes.iter().any(|d| d == x);
+    match d {
+        DType::I8 | DType::U8 | DType::I16 | DType::U16 | DType::I32 if has("i32") => Some(Dt::I32),
+        DType::I8
+        | DType::U8
+        | DType::I16
+        | DType::U16
+        | DType::I32
+        | DType::U32
+        | DType::I64
+        | DType::U64
+            if has("i64") =>
+        {
+            Some(Dt::I64)
+        }
+        _ => None,
+    }
+}
+
+/// Elementwise arithmetic, comparisons and Where on integer data, computed
+/// exactly in the vector unit's integer dtypes. Ok(false): not integer
+/// data, the float lowering applies.
+fn integer(lw: &mut Lw, n: &Node) -> Result<bool, Error> {
+    // The input whose dtype is the data's (Where: the branches).
+    let data = match n.op {
+        Op::Where => 1,
+        Op::Add
+        | Op::Sub
+        | Op::Mul
+        | Op::Div
+        | Op::Max
+        | Op::Min
+        | Op::Sum
+        | Op::Neg
+        | Op::Abs
+        | Op::Relu
+        | Op::Clip
+        | Op::Identity
+        | Op::Less
+        | Op::LessOrEqual
+        | Op::Greater
+        | Op::GreaterOrEqual
+        | Op::Equal
+        | Op::BitShift
+        | Op::BitwiseAnd
+        | Op::BitwiseOr
+        | Op::BitwiseXor
+        | Op::BitwiseNot
+        | Op::Mod => 0,
+        _ => return Ok(false),
+    };
+    let left = matches!(n.attr("direction"), Some(Attr::String(d)) if d == "LEFT");
+    let Some(v) = n.inputs.get(data).copied().flatten() else {
+        return Ok(false);
+    };
+    let (_, d) = lw.static_ty(v)?;
+    if !d.is_int() {
+        return Ok(false);
+    }
+    let cd = int_compute(lw, d).ok_or_else(|| {
+        unsup(
+            n.op,
+            format!(
+                "dtype {d} (the vector unit computes in {})",
+                lw.p.hw.tile.vector.dtypes.join(", ")
+            ),
+        )
+    })?;
+    // u64 in i64 lanes: only the modular ops (and equality) are exact.
+    let modular = matches!(
+        n.op,
+        Op::Add
+            | Op::Sub
+            | Op::Mul
+            | Op::Sum
+            | Op::Neg
+            | Op::Identity
+            | Op::Equal
+            | Op::Where
+            | Op::BitwiseAnd
+            | Op::BitwiseOr
+            | Op::BitwiseXor
+            | Op::BitwiseNot
+    ) || (n.op == Op::BitShift && left);
+    if d == DType::U64 && !modular {
+        return Err(unsup(n.op, "dtype u64 (beyond the vector unit's i64)"));
+    }
+    let out = lw.output(n, 0)?;
+    let mut ins = Vec::new();
+    for i in 0..n.inputs.len() {
+        if Lw::has_input(n, i) {
+            // No immediates: an f32 immediate cannot hold every integer.
+            ins.push((lw.input(n, i)?, None));
+        }
+    }
+    if ins.is_empty() {
+        return Err(Error::Graph(format!("{} has no inputs", n.describe())));
+    }
+    let vop = match n.op {
+        Op::Less => VOp::Lt,
+        Op::LessOrEqual => VOp::Le,
+        Op::Greater => VOp::Gt,
+        Op::GreaterOrEqual => VOp::Ge,
+        Op::Equal => VOp::Eq,
+        Op::Neg => VOp::Neg,
+        Op::Abs => VOp::Abs,
+        Op::Relu => VOp::Relu,
+        Op::Identity => VOp::Copy,
+        Op::BitShift if left => VOp::Shl,
+        Op::BitShift => VOp::Shr,
+        Op::BitwiseAnd => VOp::And,
+        Op::BitwiseOr => VOp::Or,
+        Op::BitwiseXor => VOp::Xor,
+        op => unary::binary(op).unwrap_or(VOp::Copy),
+    };
+    match n.op {
+        // r = x - trunc(x / y)·y takes x's sign (fmod=1); fmod=0 takes the
+        // divisor's: add y where r ≠ 0 and the signs of r and y differ.
+        Op::Mod => {
+            let python = !matches!(n.attr("fmod"), Some(Attr::Int(1)));
+            run_in(lw, &out, ins, true, cd, &move |b, d, s, tmp| {
+                let mut v = vec![
+                    b.v(VOp::Div, d, first(s), s[1]),
+                    b.v(VOp::Mul, d, d, s[1]),
+                    b.v(VOp::Sub, d, first(s), VSrc::Full(d)),
+                ];
+                if python {
+                    v.extend([
+                        b.v(VOp::Xor, tmp, d, s[1]),
+                        b.v(VOp::Lt, tmp, tmp, VSrc::Imm(0.0)),
+                        b.v(VOp::Sel, tmp, d, VSrc::Full(tmp)),
+                        b.v(VOp::Sel, tmp, tmp, s[1]),
+                        b.v(VOp::Add, d, d, VSrc::Full(tmp)),
+                    ]);
+                }
+                v
+            })?
+        }
+        // ~x = x ^ -1 (every bit set in two's complement).
+        Op::BitwiseNot => run_in(lw, &out, ins, true, cd, &|b, d, s, _| {
+            vec![b.v(VOp::Xor, d, first(s), VSrc::Imm(-1.0))]
+        })?,
+        Op::Where => run_in(lw, &out, ins, true, cd, &|b, d, s, tmp| {
+            vec![
+                b.v(VOp::Sel, d, first(s), s[1]),
+                b.v(VOp::Eq, tmp, first(s), VSrc::Imm(0.0)),
+                b.v(VOp::Sel, tmp, tmp, s[2]),
+                b.v(VOp::Add, d, d, VSrc::Full(tmp)),
+            ]
+        })?,
+        Op::Clip => {
+            let mut which = Vec::new();
+            for (i, op) in [(1, VOp::Max), (2, VOp::Min)] {
+                if Lw::has_input(n, i) {
+                    which.push(op);
+                }
+            }
+            run_in(lw, &out, ins, true, cd, &move |b, d, s, _| {
+                let mut v = vec![b.v(VOp::Copy, d, first(s), VSrc::None)];
+                for (k, &op) in which.iter().enumerate() {
+                    v.push(b.v(op, d, d, s[k + 1]));
+                }
+                v
+            })?
+        }
+        _ if ins.len() == 1 || !vop.binary() => {
+            run_in(lw, &out, ins, true, cd, &move |b, d, s, _| {
+                vec![b.v(vop, d, first(s), VSrc::None)]
+            })?
+        }
+        _ => run_in(lw, &out, ins, true, cd, &move |b, d, s, _| {
+            let mut v = vec![b.v(vop, d, first(s), s[1])];
+            for x in &s[2..] {
+                v.push(b.v(vop, d, d, *x));
+            }
+            v
+        })?,
+    }
+    Ok(true)
+}
+
 pub fn lower(lw: &mut Lw, n: &Node) -> Result<(), Error> {
+    if integer(lw, n)? {
+        return Ok(());
+    }
     if matches!(
         n.op,
         Op::Less
@@ -542,6 +784,55 @@ pub fn lower(lw: &mut Lw, n: &Node) -> Result<(), Error> {
         }
         _ => Err(unsup(n.op, "")),
     }
+}
+
+/// Trilu with k known only at run time: y = x where the diagonal offset
+/// j - i of an element is within k (upper: j - i >= k; lower: j - i <= k),
+/// else 0. The offsets are a compile-time constant shaped like x, k one
+/// value broadcast to every row; a select, so a NaN masked out never leaks.
+pub fn trilu_runtime_k(lw: &mut Lw, n: &Node, x: &TRef, upper: bool) -> Result<(), Error> {
+    let r = x.shape.len();
+    let (rows, cols) = (x.shape[r - 2], x.shape[r - 1]);
+    let numel = x.shape.iter().product::<usize>();
+    let cd = if x.gdt.is_int() {
+        int_compute(lw, x.gdt)
+            .ok_or_else(|| unsup(n.op, format!("dtype {} on the vector unit", x.gdt)))?
+    } else if matches!(x.gdt, DType::F32 | DType::F16 | DType::BF16) {
+        Dt::F32
+    } else {
+        return Err(unsup(n.op, format!("dtype {}", x.gdt)));
+    };
+    let offs: Vec<i64> = (0..numel)
+        .map(|e| (e % cols) as i64 - ((e / cols) % rows) as i64)
+        .collect();
+    let t = if cd.is_int() {
+        Tensor::from_i64(DType::I64, x.shape.clone(), offs)
+    } else {
+        Tensor::from_f64(
+            DType::F32,
+            x.shape.clone(),
+            offs.iter().map(|&v| v as f64).collect(),
+        )
+    };
+    let k = lw.input(n, 1)?;
+    let y = lw.output(n, 0)?;
+    let out_name = n
+        .outputs
+        .first()
+        .copied()
+        .flatten()
+        .map(|v| lw.g.value(v).name.clone())
+        .unwrap_or_default();
+    let d = lw.weight(&format!("w.{out_name}.diagonal_offsets"), &t)?;
+    let cmp = if upper { VOp::Ge } else { VOp::Le };
+    run_in(
+        lw,
+        &y,
+        vec![(d, None), (k, None), (x.clone(), None)],
+        true,
+        cd,
+        &move |b, dst, s, tmp| vec![b.v(cmp, tmp, first(s), s[1]), b.v(VOp::Sel, dst, tmp, s[2])],
+    )
 }
 
 /// The SRAM address of operand 0 (always a full block).

@@ -14,7 +14,8 @@
 //!   as softmax, norms and reductions (`rows.rs`) run on the vector unit;
 //!   data movement (`movement.rs`) is strided DMA; convolutions and pools
 //!   (`conv.rs`) become strided-DMA windows plus matmuls or row reductions;
-//!   attention (`attention.rs`) becomes matmuls and a softmax.
+//!   attention (`attention.rs`) becomes matmuls and a softmax; losses
+//!   (`loss.rs`) gather at run-time targets with `dma.gather`.
 //!
 //! Every size (tiles, chunks, buffers) follows from the hardware
 //! description; nothing about a particular chip is written here.
@@ -22,6 +23,7 @@
 mod attention;
 mod conv;
 mod elementwise;
+mod loss;
 mod lower;
 mod matmul;
 mod movement;
@@ -107,6 +109,7 @@ fn dispatch(lw: &mut lower::Lw, n: &smelt_ir::Node) -> Result<(), Error> {
         | Op::ReduceL1
         | Op::ReduceL2
         | Op::ReduceSumSquare
+        | Op::ReduceProd
         | Op::ReduceLogSum
         | Op::ReduceLogSumExp => rows::lower(lw, n),
         Op::Reshape
@@ -122,6 +125,8 @@ fn dispatch(lw: &mut lower::Lw, n: &smelt_ir::Node) -> Result<(), Error> {
         | Op::Split
         | Op::Slice
         | Op::Gather
+        | Op::GatherElements
+        | Op::BitCast
         | Op::Tile
         | Op::DepthToSpace
         | Op::SpaceToDepth
@@ -137,6 +142,7 @@ fn dispatch(lw: &mut lower::Lw, n: &smelt_ir::Node) -> Result<(), Error> {
         | Op::GlobalMaxPool
         | Op::BatchNormalization => conv::lower(lw, n),
         Op::Attention => attention::lower(lw, n),
+        Op::NegativeLogLikelihoodLoss | Op::SoftmaxCrossEntropyLoss => loss::lower(lw, n),
         _ => elementwise::lower(lw, n),
     }
 }
@@ -183,6 +189,109 @@ mod tests {
                 assert!((s[3 * r + c] - e).abs() < 1e-6, "{} vs {e}", s[3 * r + c]);
             }
         }
+    }
+
+    /// Compiles IR text for tiny-npu and runs it on raw input bytes.
+    fn run_bytes(text: &str, inputs: &[(&str, Vec<u8>)], output: &str) -> Vec<u8> {
+        let g = smelt_ir::text::parse(text).unwrap();
+        let art = compile(&g, &HwConfig::tiny(), "tiny-npu", &Options::default()).unwrap();
+        let art = smelt_runtime::maia::Artifact::from_bytes(&art.to_bytes()).unwrap();
+        let mut sim = Sim::new(&art, SimOptions::default());
+        for (name, v) in inputs {
+            sim.write_region_bytes(0, &format!("in.{name}"), v).unwrap();
+        }
+        sim.run().unwrap();
+        sim.read_region_bytes(0, &format!("out.{output}")).unwrap()
+    }
+
+    fn le64(v: &[i64]) -> Vec<u8> {
+        v.iter().flat_map(|x| x.to_le_bytes()).collect()
+    }
+
+    #[test]
+    fn integer_arithmetic_is_exact() {
+        // Values beyond f32's 24-bit mantissa: a float path would round them.
+        let text = r#"graph "g"(%a: i64[4], %b: i64[4], %c: u8[4], %d: u8[4]) {
+  %s: i64[4] = Add(%a, %b)
+  %q: i64[4] = Div(%a, %b)
+  %l: bool[4] = Less(%a, %b)
+  %m: u8[4] = Max(%c, %d)
+  %w: u8[4] = Add(%c, %d)
+  return %s, %q, %l, %m, %w
+}"#;
+        let a = [(1i64 << 40) + 1, -7, 9_007_199_254_740_993, i64::MAX];
+        let b = [3i64, 2, -1, 1];
+        let (c, d) = (vec![200u8, 1, 255, 0], vec![100u8, 2, 255, 0]);
+        let ins = [
+            ("a", le64(&a)),
+            ("b", le64(&b)),
+            ("c", c.clone()),
+            ("d", d.clone()),
+        ];
+        // Integer semantics (two's complement, division truncating toward
+        // zero, u8 wrapping at 256), written out by hand.
+        let s = [(1i64 << 40) + 4, -5, 9_007_199_254_740_992, i64::MIN];
+        let q = [366_503_875_925, -3, -9_007_199_254_740_993, i64::MAX];
+        assert_eq!(run_bytes(text, &ins, "s"), le64(&s));
+        assert_eq!(run_bytes(text, &ins, "q"), le64(&q));
+        assert_eq!(run_bytes(text, &ins, "l"), vec![0, 1, 0, 0]);
+        assert_eq!(run_bytes(text, &ins, "m"), vec![200, 2, 255, 0]);
+        assert_eq!(run_bytes(text, &ins, "w"), vec![44, 3, 254, 0]);
+    }
+
+    #[test]
+    fn bit_shifts_and_not_follow_integer_semantics() {
+        let text = r#"graph "g"(%x: i8[4], %s: i8[4], %u: u8[4]) {
+  %r: i8[4] = BitShift(%x, %s) {direction="RIGHT"}
+  %l: i8[4] = BitShift(%x, %s) {direction="LEFT"}
+  %n: u8[4] = BitwiseNot(%u)
+  return %r, %l, %n
+}"#;
+        let ins = [
+            ("x", [-128i8, 64, -1, 5].map(|v| v as u8).to_vec()),
+            ("s", vec![9u8, 1, 0, 2]),
+            ("u", vec![0u8, 255, 15, 200]),
+        ];
+        // Arithmetic right shift, sign fill once the shift reaches the
+        // width; left shifts wrap at 8 bits; ~x = 255 - x for u8.
+        let r = [-1i8, 32, -1, 1].map(|v| v as u8).to_vec();
+        let l = [0i8, -128, -1, 20].map(|v| v as u8).to_vec();
+        assert_eq!(run_bytes(text, &ins, "r"), r);
+        assert_eq!(run_bytes(text, &ins, "l"), l);
+        assert_eq!(run_bytes(text, &ins, "n"), vec![255, 0, 240, 55]);
+    }
+
+    #[test]
+    fn integer_mod_takes_the_sign_the_attribute_says() {
+        let text = r#"graph "g"(%x: i32[4], %y: i32[4]) {
+  %p: i32[4] = Mod(%x, %y) {fmod=0}
+  %c: i32[4] = Mod(%x, %y) {fmod=1}
+  return %p, %c
+}"#;
+        let le = |v: [i32; 4]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+        let ins = [("x", le([-7, 7, -7, 6])), ("y", le([3, -3, -3, 3]))];
+        // Python's % (divisor's sign) and C's fmod (dividend's sign).
+        assert_eq!(run_bytes(text, &ins, "p"), le([2, -2, -1, 0]));
+        assert_eq!(run_bytes(text, &ins, "c"), le([-1, 1, -1, 0]));
+    }
+
+    #[test]
+    fn nll_loss_gathers_run_time_targets_and_skips_ignored_ones() {
+        let text = r#"graph "g"(%x: f32[2,3], %t: i64[2], %w: f32[3]) {
+  %m: f32[] = NegativeLogLikelihoodLoss(%x, %t, %w) {reduction="mean", ignore_index=1}
+  %n: f32[2] = NegativeLogLikelihoodLoss(%x, %t, %w) {reduction="none", ignore_index=1}
+  return %m, %n
+}"#;
+        let f = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+        let ins = [
+            ("x", f(&[0.5, 0.25, 0.75, 0.5, 0.25, 0.125])),
+            ("t", le64(&[2, 1])),
+            ("w", f(&[1.0, 2.0, 3.0])),
+        ];
+        // Sample 0: -x[0, 2]·w[2] = -2.25; sample 1 has the ignored target
+        // 1: loss 0, and its weight is left out of the mean's divisor (3).
+        assert_eq!(run_bytes(text, &ins, "n"), f(&[-2.25, 0.0]));
+        assert_eq!(run_bytes(text, &ins, "m"), f(&[-0.75]));
     }
 
     #[test]

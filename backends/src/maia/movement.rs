@@ -10,6 +10,7 @@ use super::lower::{Lw, TRef, unsup};
 use super::program::{Lane, Mem, Program};
 use smelt_ir::interp::Tensor;
 use smelt_ir::{Attr, DType, Node, Op};
+use smelt_runtime::maia::Dt;
 
 /// Row-major strides of a shape, in elements.
 pub fn strides(shape: &[usize]) -> Vec<i64> {
@@ -253,13 +254,49 @@ pub fn lower(lw: &mut Lw, n: &Node) -> Result<(), Error> {
             // e4m3fn saturating, as Cast's default `saturate`; e5m2 keeps
             // infinities, which Cast would saturate), and widens booleans,
             // i8 and i32 to floats exactly.
-            let float = |d: DType| matches!(d, DType::F32 | DType::F16 | DType::BF16);
-            let f8 = |d: DType| matches!(d, DType::F8E4M3FN | DType::F8E5M2);
+            let float = |d: DType| matches!(d, DType::F32 | DType::F16 | DType::BF16 | DType::F64);
+            let f8 = |d: DType| {
+                matches!(
+                    d,
+                    DType::F8E4M3FN | DType::F8E5M2 | DType::F8E4M3FNUZ | DType::F8E5M2FNUZ
+                )
+            };
+            // fnuz formats have no infinity: saturating is all they can do.
+            let saturating =
+                |d: DType| matches!(d, DType::F8E4M3FN | DType::F8E4M3FNUZ | DType::F8E5M2FNUZ);
             let saturate = attr_int(n, "saturate", 1) != 0;
             let ok = x.gdt == y.gdt
                 || ((float(x.gdt) || f8(x.gdt)) && float(y.gdt))
-                || (float(x.gdt) && y.gdt == DType::F8E4M3FN && saturate)
+                || (float(x.gdt) && saturating(y.gdt) && saturate)
                 || (matches!(x.gdt, DType::Bool | DType::I8 | DType::I32) && float(y.gdt));
+            // Packed sub-byte types convert to and from f32/f16/bf16 and
+            // i8 (exactly or as Cast does: truncate and wrap) in one
+            // command, so no piece starts inside a byte.
+            let packed = |d: DType| {
+                matches!(
+                    d,
+                    DType::I4 | DType::U4 | DType::I2 | DType::U2 | DType::F4E2M1
+                )
+            };
+            let narrow = |d: DType| {
+                matches!(
+                    d,
+                    DType::F32 | DType::F16 | DType::BF16 | DType::I8 | DType::U8
+                )
+            };
+            // (u8 as a destination only from unsigned ones: the i8 and u8
+            // stores saturate, exact for every value that fits, but u8's
+            // would not wrap negative ones.)
+            let to_u8_ok = y.gdt != DType::U8 || matches!(x.gdt, DType::U4 | DType::U2);
+            if (packed(x.gdt) && to_u8_ok && (narrow(y.gdt) || packed(y.gdt)))
+                || (narrow(x.gdt) && packed(y.gdt))
+            {
+                let n = x.numel();
+                let (sdt, ddt) = (cast_dt(&x), cast_dt(&y));
+                let q = lw.p.dma_q(0, super::program::Lane::Load);
+                lw.p.phase();
+                return lw.p.dma(q, x.at(0), y.at(0), sdt, ddt, 1, n, n, n);
+            }
             if !ok {
                 return Err(unsup(n.op, format!("{} to {}", x.gdt, y.gdt)));
             }
@@ -309,6 +346,25 @@ pub fn lower(lw: &mut Lw, n: &Node) -> Result<(), Error> {
         }
         Op::Slice => slice(lw, n),
         Op::Gather => gather(lw, n),
+        Op::GatherElements => gather_elements(lw, n),
+        Op::BitCast => {
+            // The same bytes under another dtype: a raw byte copy.
+            let x = lw.input(n, 0)?;
+            let y = lw.output(n, 0)?;
+            let bytes = |t: &TRef| t.dt.bytes(t.numel() * t.mult);
+            if bytes(&x) != bytes(&y) {
+                return Err(unsup(n.op, "between dtypes of different widths"));
+            }
+            let raw = |t: &TRef| TRef {
+                dt: Dt::I8,
+                mult: 1,
+                gdt: DType::I8,
+                shape: vec![bytes(t) as usize],
+                ..t.clone()
+            };
+            lw.p.phase();
+            copy_flat(&mut lw.p, &raw(&x), &raw(&y))
+        }
         Op::Tile => {
             let x = lw.input(n, 0)?;
             let reps = lw
@@ -360,15 +416,19 @@ fn trilu(lw: &mut Lw, n: &Node) -> Result<(), Error> {
     if r < 2 {
         return Err(Error::Graph(format!("{}: rank below 2", n.describe())));
     }
+    let upper = attr_int(n, "upper", 1) != 0;
     let k = if Lw::has_input(n, 1) {
-        lw.known_input(n, 1)
+        match lw
+            .known_input(n, 1)
             .and_then(|t| ints(&t))
             .and_then(|v| v.first().copied())
-            .ok_or_else(|| unsup(n.op, "k not known at compile time"))?
+        {
+            Some(k) => k,
+            None => return super::elementwise::trilu_runtime_k(lw, n, &x, upper),
+        }
     } else {
         0
     };
-    let upper = attr_int(n, "upper", 1) != 0;
     let y = lw.output(n, 0)?;
     fill(lw, &y, 0.0)?;
     let (rows, cols) = (x.shape[r - 2] as i64, x.shape[r - 1] as i64);
@@ -438,12 +498,135 @@ fn slice(lw: &mut Lw, n: &Node) -> Result<(), Error> {
     )
 }
 
+/// The dtype a cast moves `t` as: u8 as itself (its storage is i8's).
+fn cast_dt(t: &TRef) -> Dt {
+    if t.gdt == DType::U8 { Dt::U8 } else { t.dt }
+}
+
+/// The command-stream dtype of an index tensor.
+fn index_dt(t: &TRef) -> Option<Dt> {
+    match t.gdt {
+        DType::I32 => Some(Dt::I32),
+        DType::I64 => Some(Dt::I64),
+        _ => None,
+    }
+}
+
+/// Gather with indices known only at run time: per outer index, one
+/// indirect DMA whose rows are the `inner` runs the indices select.
+fn gather_runtime(lw: &mut Lw, n: &Node, x: &TRef) -> Result<(), Error> {
+    let ix = lw.input(n, 1)?;
+    let idt = index_dt(&ix).ok_or_else(|| unsup(n.op, format!("indices of dtype {}", ix.gdt)))?;
+    let r = x.shape.len();
+    let ax = axis(attr_int(n, "axis", 0), r)?;
+    let y = lw.output(n, 0)?;
+    let d = x.shape[ax] as u64;
+    let m = ix.numel();
+    let outer: u64 = x.shape[..ax].iter().product::<usize>() as u64;
+    let inner = x.shape[ax + 1..].iter().product::<usize>() as u64 * x.mult;
+    let tiles = lw.p.tiles() as u64;
+    lw.p.phase();
+    for o in 0..outer {
+        let q = lw.p.dma_q((o % tiles) as u16, Lane::Load);
+        lw.p.dma_gather(
+            q,
+            Mem::Hbm(x.buf, x.off + x.dt.bytes(o * d * inner)),
+            Mem::Hbm(y.buf, y.off + y.dt.bytes(o * m * inner)),
+            ix.at(0),
+            x.dt,
+            idt,
+            m,
+            inner,
+            [inner, inner, 1],
+            d,
+        )?;
+    }
+    Ok(())
+}
+
+/// GatherElements: y[.., j, ..] = x[.., idx[.., j, ..], ..] along the
+/// axis. One indirect DMA of single elements per position of the other
+/// axes; rows run along the axis.
+pub fn gather_elements(lw: &mut Lw, n: &Node) -> Result<(), Error> {
+    let x = lw.input(n, 0)?;
+    let ix = lw.input(n, 1)?;
+    let r = x.shape.len();
+    if ix.shape.len() != r {
+        return Err(Error::Graph(format!(
+            "{}: index rank differs",
+            n.describe()
+        )));
+    }
+    let ax = axis(attr_int(n, "axis", 0), r)?;
+    let y = lw.output(n, 0)?;
+    gather_elements_into(lw, n.op, &x, &ix, &y, ax)
+}
+
+/// GatherElements of `x` by `ix` (same rank, y shaped like ix) along `ax`.
+pub fn gather_elements_into(
+    lw: &mut Lw,
+    op: Op,
+    x: &TRef,
+    ix: &TRef,
+    y: &TRef,
+    ax: usize,
+) -> Result<(), Error> {
+    let idt = index_dt(ix).ok_or_else(|| unsup(op, format!("indices of dtype {}", ix.gdt)))?;
+    let r = x.shape.len();
+    let (xs, ys) = (strides(&x.shape), strides(&ix.shape));
+    let lines: usize = ix
+        .shape
+        .iter()
+        .enumerate()
+        .filter(|&(k, _)| k != ax)
+        .map(|(_, &d)| d)
+        .product();
+    if lines > 1 << 16 {
+        return Err(unsup(op, format!("{lines} index lines (one DMA each)")));
+    }
+    let tiles = lw.p.tiles() as u64;
+    let mult = x.mult;
+    lw.p.phase();
+    let mut pos = vec![0usize; r];
+    for line in 0..lines {
+        let (mut xo, mut yo) = (0i64, 0i64);
+        for k in 0..r {
+            xo += pos[k] as i64 * xs[k];
+            yo += pos[k] as i64 * ys[k];
+        }
+        let q = lw.p.dma_q((line as u64 % tiles) as u16, Lane::Load);
+        lw.p.dma_gather(
+            q,
+            x.at(xo as u64),
+            y.at(yo as u64),
+            ix.at(yo as u64),
+            x.dt,
+            idt,
+            ix.shape[ax] as u64,
+            mult,
+            [xs[ax] as u64 * mult, ys[ax] as u64 * mult, ys[ax] as u64],
+            x.shape[ax] as u64,
+        )?;
+        // Next position over the axes other than `ax` (last fastest).
+        for k in (0..r).rev() {
+            if k == ax {
+                continue;
+            }
+            pos[k] += 1;
+            if pos[k] < ix.shape[k] {
+                break;
+            }
+            pos[k] = 0;
+        }
+    }
+    Ok(())
+}
+
 fn gather(lw: &mut Lw, n: &Node) -> Result<(), Error> {
     let x = lw.input(n, 0)?;
-    let idx = lw
-        .known_input(n, 1)
-        .and_then(|t| ints(&t))
-        .ok_or_else(|| unsup(n.op, "indices not known at compile time"))?;
+    let Some(idx) = lw.known_input(n, 1).and_then(|t| ints(&t)) else {
+        return gather_runtime(lw, n, &x);
+    };
     let r = x.shape.len();
     let ax = axis(attr_int(n, "axis", 0), r)?;
     let y = lw.output(n, 0)?;
@@ -544,10 +727,31 @@ fn pad(lw: &mut Lw, n: &Node) -> Result<(), Error> {
         .known_input(n, 1)
         .and_then(|t| ints(&t))
         .ok_or_else(|| unsup(n.op, "pads not known at compile time"))?;
-    if Lw::has_input(n, 3) {
-        return Err(unsup(n.op, "axes input"));
-    }
     let r = x.shape.len();
+    // With `axes`, pads holds begins then ends of those axes only.
+    let pads = if Lw::has_input(n, 3) {
+        let axes = lw
+            .known_input(n, 3)
+            .and_then(|t| ints(&t))
+            .ok_or_else(|| unsup(n.op, "axes not known at compile time"))?;
+        if pads.len() != 2 * axes.len() {
+            return Err(Error::Graph(format!(
+                "{}: {} pads for {} axes",
+                n.describe(),
+                pads.len(),
+                axes.len()
+            )));
+        }
+        let mut full = vec![0i64; 2 * r];
+        for (k, &a) in axes.iter().enumerate() {
+            let a = axis(a, r)?;
+            full[a] = pads[k];
+            full[a + r] = pads[k + axes.len()];
+        }
+        full
+    } else {
+        pads
+    };
     if pads.len() != 2 * r || pads.iter().any(|&q| q < 0) {
         return Err(unsup(n.op, "negative pads"));
     }

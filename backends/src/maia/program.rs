@@ -58,8 +58,9 @@ pub struct Program {
     pub hw: HwConfig,
     pub bufs: Vec<BufInfo>,
     phases: Vec<Vec<Command>>,
-    /// (phase, index in phase, is source side, buffer).
-    patches: Vec<(usize, usize, bool, Buf)>,
+    /// (phase, index in phase, which location (0 source, 1 destination,
+    /// 2 indices), buffer).
+    patches: Vec<(usize, usize, u8, Buf)>,
     /// Commands emitted so far (limit checks).
     count: usize,
     pub io: Io,
@@ -177,27 +178,11 @@ impl Program {
         if rows == 0 || cols == 0 {
             return Ok(());
         }
-        let loc = |m: Mem, is_src: bool, this: &mut Program| match m {
-            Mem::Hbm(b, off) => {
-                this.touch(b);
-                let p = this.cur();
-                let idx = this.phases.get(p).map_or(0, |v| v.len());
-                this.patches.push((p, idx, is_src, b));
-                Loc {
-                    space: Space::Hbm,
-                    offset: off,
-                }
-            }
-            Mem::Sram(t, off) => Loc {
-                space: Space::Sram(t),
-                offset: off,
-            },
-        };
         if self.phases.is_empty() {
             self.phases.push(Vec::new());
         }
-        let src = loc(src, true, self);
-        let dst = loc(dst, false, self);
+        let src = self.loc(src, 0);
+        let dst = self.loc(dst, 1);
         self.push(
             queue,
             Op::Dma {
@@ -209,6 +194,81 @@ impl Program {
                 cols: cols as u32,
                 src_stride: sstride as u32,
                 dst_stride: dstride as u32,
+            },
+        );
+        Ok(())
+    }
+
+    /// The location of `m` for the next command, patched at `finish`
+    /// when it is in HBM (`slot`: 0 source, 1 destination, 2 indices).
+    fn loc(&mut self, m: Mem, slot: u8) -> Loc {
+        match m {
+            Mem::Hbm(b, off) => {
+                self.touch(b);
+                let p = self.cur();
+                let idx = self.phases.get(p).map_or(0, |v| v.len());
+                self.patches.push((p, idx, slot, b));
+                Loc {
+                    space: Space::Hbm,
+                    offset: off,
+                }
+            }
+            Mem::Sram(t, off) => Loc {
+                space: Space::Sram(t),
+                offset: off,
+            },
+        }
+    }
+
+    /// An indirect copy: row r of `dst` is row idx[r] of `src` (strides in
+    /// elements of `dt`, the index stride in elements of `idt`).
+    #[allow(clippy::too_many_arguments)]
+    pub fn dma_gather(
+        &mut self,
+        queue: Queue,
+        src: Mem,
+        dst: Mem,
+        idx: Mem,
+        dt: Dt,
+        idt: Dt,
+        rows: u64,
+        cols: u64,
+        strides: [u64; 3],
+        bound: u64,
+    ) -> Result<(), Error> {
+        let [sstride, dstride, istride] = strides;
+        let fits = |x: u64| u32::try_from(x).is_ok();
+        if ![rows, cols, sstride, dstride, istride, bound]
+            .into_iter()
+            .all(fits)
+        {
+            return Err(Error::TooLarge(format!(
+                "a gather of {rows}x{cols} elements exceeds the DMA command's 32-bit fields"
+            )));
+        }
+        if rows == 0 || cols == 0 {
+            return Ok(());
+        }
+        if self.phases.is_empty() {
+            self.phases.push(Vec::new());
+        }
+        let src = self.loc(src, 0);
+        let dst = self.loc(dst, 1);
+        let idx = self.loc(idx, 2);
+        self.push(
+            queue,
+            Op::DmaGather {
+                src,
+                dst,
+                idx,
+                dt,
+                idx_dt: idt,
+                rows: rows as u32,
+                cols: cols as u32,
+                src_stride: sstride as u32,
+                dst_stride: dstride as u32,
+                idx_stride: istride as u32,
+                bound: bound as u32,
             },
         );
         Ok(())
@@ -288,11 +348,14 @@ impl Program {
                 self.hw.hbm.bytes
             )));
         }
-        for &(p, i, is_src, b) in &self.patches {
-            if let Op::Dma { src, dst, .. } = &mut self.phases[p][i].op {
-                let l = if is_src { src } else { dst };
-                l.offset += base[b.0];
-            }
+        for &(p, i, slot, b) in &self.patches {
+            let l = match (&mut self.phases[p][i].op, slot) {
+                (Op::Dma { src, .. } | Op::DmaGather { src, .. }, 0) => src,
+                (Op::Dma { dst, .. } | Op::DmaGather { dst, .. }, 1) => dst,
+                (Op::DmaGather { idx, .. }, _) => idx,
+                _ => continue,
+            };
+            l.offset += base[b.0];
         }
         let used: BTreeSet<Queue> = self.phases.iter().flatten().map(|c| c.queue).collect();
         let count = u16::try_from(used.len())

@@ -195,7 +195,7 @@ fn float_attr(n: &Node, k: &str, d: f32) -> f32 {
 
 /// Moves the axes `moved` (in order) to the end: returns x itself when they
 /// already are, else a transposed copy.
-fn axes_last(lw: &mut Lw, x: &TRef, moved: &[usize]) -> Result<TRef, Error> {
+pub fn axes_last(lw: &mut Lw, x: &TRef, moved: &[usize]) -> Result<TRef, Error> {
     let r = x.shape.len();
     let mut perm: Vec<usize> = (0..r).filter(|a| !moved.contains(a)).collect();
     perm.extend_from_slice(moved);
@@ -255,6 +255,26 @@ pub fn softmax_rows(lw: &mut Lw, x: &TRef, y: &TRef, rows: u64, cols: u64) -> Re
             b.v(VOp::Exp, f.y, f.y, VSrc::None),
             red(ROp::Sum, b, f.r2, f.y),
             b.v(VOp::Div, f.y, f.y, VSrc::Row(f.r2)),
+        ]
+    })
+}
+
+/// log_softmax of each row of x viewed as rows × cols.
+pub fn log_softmax_rows(
+    lw: &mut Lw,
+    x: &TRef,
+    y: &TRef,
+    rows: u64,
+    cols: u64,
+) -> Result<(), Error> {
+    run(lw, x, y, rows, cols, true, &[], &[], &|b, f| {
+        vec![
+            red(ROp::Max, b, f.r1, f.x),
+            b.v(VOp::Sub, f.y, f.x, VSrc::Row(f.r1)),
+            b.v(VOp::Exp, f.tmp, f.y, VSrc::None),
+            red(ROp::Sum, b, f.r2, f.tmp),
+            rv(b, VOp::Log, f.r2, f.r2, VSrc::None),
+            b.v(VOp::Sub, f.y, f.y, VSrc::Row(f.r2)),
         ]
     })
 }
@@ -678,6 +698,55 @@ fn norm(lw: &mut Lw, n: &Node) -> Result<(), Error> {
     )
 }
 
+/// The product over `axes`: the reduced axes moved first, so that each
+/// reduced position is one contiguous slab of the other axes, then a chain
+/// of elementwise multiplies of the slabs (the unit has no product
+/// reduction). The product of nothing is 1.
+fn reduce_prod(lw: &mut Lw, x: &TRef, y: &TRef, axes: &[usize]) -> Result<(), Error> {
+    let others: Vec<usize> = (0..x.shape.len()).filter(|a| !axes.contains(a)).collect();
+    let k: usize = axes.iter().map(|&a| x.shape[a]).product();
+    let rest: usize = others.iter().map(|&a| x.shape[a]).product();
+    if rest == 0 {
+        return Ok(());
+    }
+    if k == 0 {
+        return movement::fill(lw, y, 1.0);
+    }
+    // Every slab is an operand of one block: SRAM bounds how many.
+    if k > 64 {
+        return Err(unsup(
+            Op::ReduceProd,
+            format!("a product of {k} values per output"),
+        ));
+    }
+    let xt = axes_last(lw, x, &others)?;
+    let slabs: Vec<(TRef, Option<f32>)> = (0..k as u64)
+        .map(|i| {
+            let t = TRef {
+                off: xt.off + xt.dt.bytes(i * rest as u64 * xt.mult),
+                shape: vec![rest],
+                ..xt.clone()
+            };
+            (t, None)
+        })
+        .collect();
+    let yf = TRef {
+        shape: vec![rest],
+        ..y.clone()
+    };
+    super::elementwise::run(lw, &yf, slabs, true, &|b, d, s, _| {
+        let a = match s.first() {
+            Some(VSrc::Full(a)) => *a,
+            _ => 0,
+        };
+        let mut v = vec![b.v(VOp::Copy, d, a, VSrc::None)];
+        for x in &s[1..] {
+            v.push(b.v(VOp::Mul, d, d, *x));
+        }
+        v
+    })
+}
+
 /// Axes given at run time: with keepdims the static output shape says
 /// which axes shrink (an axis of extent 1 reduces to itself either way).
 fn axes_from_shapes(lw: &mut Lw, n: &Node, x: &[usize]) -> Result<Vec<i64>, Error> {
@@ -724,6 +793,9 @@ fn reduce(lw: &mut Lw, n: &Node) -> Result<(), Error> {
     axes.sort();
     axes.dedup();
     let y = lw.output(n, 0)?;
+    if n.op == Op::ReduceProd {
+        return reduce_prod(lw, &x, &y, &axes);
+    }
     let xt = axes_last(lw, &x, &axes)?;
     let cols: u64 = axes.iter().map(|&a| x.shape[a] as u64).product();
     let rows = x.numel() / cols.max(1);

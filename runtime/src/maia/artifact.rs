@@ -426,6 +426,18 @@ impl Limits {
                 for (dt, s) in [(src_dt, src_stride), (dst_dt, dst_stride)] {
                     Self::mx_aligned(i, *dt, "cols", *cols as u64)?;
                     Self::mx_aligned(i, *dt, "stride", *s as u64)?;
+                    // Packed rows after the first must start on a byte.
+                    let bits = dt.bits() as u64;
+                    let whole = (*cols as u64 * bits).is_multiple_of(8)
+                        && (*s as u64 * bits).is_multiple_of(8);
+                    if dt.is_packed() && *rows > 1 && !whole {
+                        return Err(Error::Malformed {
+                            index: i,
+                            why: format!(
+                                "{rows} rows of packed {dt}: cols and stride must fill whole bytes"
+                            ),
+                        });
+                    }
                 }
                 self.range(
                     i,
@@ -438,6 +450,51 @@ impl Limits {
                     dst.space,
                     dst.offset,
                     span(*dst_dt, *rows, *cols, *dst_stride),
+                )?;
+            }
+            Op::DmaGather {
+                src,
+                dst,
+                idx,
+                dt,
+                idx_dt,
+                rows,
+                cols,
+                src_stride,
+                dst_stride,
+                idx_stride,
+                bound,
+            } => {
+                if dt.is_mx() {
+                    return Err(Error::Unsupported {
+                        index: i,
+                        why: format!("dma.gather moves whole elements; {dt} is blocked"),
+                    });
+                }
+                if !matches!(idx_dt, Dt::I32 | Dt::I64) {
+                    return Err(Error::Malformed {
+                        index: i,
+                        why: format!("dma.gather indices must be i32 or i64, not {idx_dt}"),
+                    });
+                }
+                // Every row the indices may name lies inside the source.
+                self.range(
+                    i,
+                    src.space,
+                    src.offset,
+                    span(*dt, *bound, *cols, *src_stride),
+                )?;
+                self.range(
+                    i,
+                    dst.space,
+                    dst.offset,
+                    span(*dt, *rows, *cols, *dst_stride),
+                )?;
+                self.range(
+                    i,
+                    idx.space,
+                    idx.offset,
+                    span(*idx_dt, *rows, 1, *idx_stride),
                 )?;
             }
             Op::Matmul {
@@ -469,6 +526,18 @@ impl Limits {
                     return Err(Error::Unsupported {
                         index: i,
                         why: format!("vector ops do not compute in {dt}; convert first"),
+                    });
+                }
+                if op.integer_only() && !dt.is_int() {
+                    return Err(Error::Unsupported {
+                        index: i,
+                        why: format!("vector {} is defined on integers only, not {dt}", op.name()),
+                    });
+                }
+                if dt.is_int() && !op.integer() {
+                    return Err(Error::Unsupported {
+                        index: i,
+                        why: format!("vector {} is not defined on {dt}", op.name()),
                     });
                 }
                 let n = *rows as u64 * *cols as u64;

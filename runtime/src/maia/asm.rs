@@ -83,6 +83,21 @@ pub fn command_text(op: &Op) -> String {
         } => format!(
             "dma src={src} dst={dst} sdt={src_dt} ddt={dst_dt} rows={rows} cols={cols} sstride={src_stride} dstride={dst_stride}"
         ),
+        Op::DmaGather {
+            src,
+            dst,
+            idx,
+            dt,
+            idx_dt,
+            rows,
+            cols,
+            src_stride,
+            dst_stride,
+            idx_stride,
+            bound,
+        } => format!(
+            "dma.gather src={src} dst={dst} idx={idx} dt={dt} idt={idx_dt} rows={rows} cols={cols} sstride={src_stride} dstride={dst_stride} istride={idx_stride} bound={bound}"
+        ),
         Op::Matmul {
             dt,
             m,
@@ -296,6 +311,19 @@ fn parse_op(line: usize, name: &str, mut f: Fields) -> Result<Op, Error> {
             cols: f.u32("cols")?,
             src_stride: f.u32("sstride")?,
             dst_stride: f.u32("dstride")?,
+        },
+        "dma.gather" => Op::DmaGather {
+            src: parse_loc(l, f.str("src")?)?,
+            dst: parse_loc(l, f.str("dst")?)?,
+            idx: parse_loc(l, f.str("idx")?)?,
+            dt: f.dt("dt")?,
+            idx_dt: f.dt("idt")?,
+            rows: f.u32("rows")?,
+            cols: f.u32("cols")?,
+            src_stride: f.u32("sstride")?,
+            dst_stride: f.u32("dstride")?,
+            idx_stride: f.u32("istride")?,
+            bound: f.u32("bound")?,
         },
         "matmul" => Op::Matmul {
             dt: f.dt("dt")?,

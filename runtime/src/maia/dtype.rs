@@ -32,12 +32,25 @@ dts! {
     F8E5M2 = 4, "f8e5m2";
     I32 = 5, "i32";
     I8 = 6, "i8";
+    I64 = 7, "i64";
+    U8 = 8, "u8";
+    I16 = 9, "i16";
+    U16 = 10, "u16";
+    U32 = 11, "u32";
+    F64 = 12, "f64";
+    F8E4M3Fnuz = 13, "f8e4m3fnuz";
+    F8E5M2Fnuz = 14, "f8e5m2fnuz";
     MxFp8E4M3 = 16, "mxfp8e4m3";
     MxFp8E5M2 = 17, "mxfp8e5m2";
     MxFp6E3M2 = 18, "mxfp6e3m2";
     MxFp6E2M3 = 19, "mxfp6e2m3";
     MxFp4 = 20, "mxfp4";
     MxInt8 = 21, "mxint8";
+    I4 = 22, "i4";
+    U4 = 23, "u4";
+    I2 = 24, "i2";
+    U2 = 25, "u2";
+    F4E2M1 = 26, "f4e2m1";
 }
 
 impl std::fmt::Display for Dt {
@@ -61,6 +74,9 @@ struct Mini {
 enum Special {
     Ieee,
     FnNan,
+    /// fnuz: 0x80 (the negative zero code) is the only NaN; no infinities,
+    /// no negative zero.
+    Fnuz,
     None,
 }
 
@@ -75,6 +91,18 @@ const E5M2: Mini = Mini {
     m: 2,
     bias: 15,
     kind: Special::Ieee,
+};
+const E4M3FNUZ: Mini = Mini {
+    e: 4,
+    m: 3,
+    bias: 8,
+    kind: Special::Fnuz,
+};
+const E5M2FNUZ: Mini = Mini {
+    e: 5,
+    m: 2,
+    bias: 16,
+    kind: Special::Fnuz,
 };
 const E3M2: Mini = Mini {
     e: 3,
@@ -103,6 +131,9 @@ impl Mini {
     }
 
     fn decode(self, code: u8) -> f32 {
+        if self.kind == Special::Fnuz && code == 0x80 {
+            return f32::NAN;
+        }
         let sign = if code >> (self.e + self.m) & 1 == 1 {
             -1.0
         } else {
@@ -134,6 +165,18 @@ impl Mini {
     /// saturate to it (ONNX's default `saturate=1` for fp8 casts, and the
     /// OCP MX rule for fp6/fp4).
     fn encode(self, x: f32) -> u8 {
+        if self.kind == Special::Fnuz {
+            if x.is_nan() {
+                return 0x80;
+            }
+            // Whatever rounds to zero is +0: 0x80 is NaN.
+            let c = Mini {
+                kind: Special::None,
+                ..self
+            }
+            .encode(x);
+            return if c & 0x7f == 0 { 0 } else { c };
+        }
         let sbit = if x.is_sign_negative() {
             1u8 << (self.e + self.m)
         } else {
@@ -144,6 +187,7 @@ impl Mini {
                 Special::Ieee => ((((1 << self.e) - 1) << self.m) | 1) as u8,
                 Special::FnNan => 0x7f,
                 Special::None => 0,
+                Special::Fnuz => 0x80,
             };
         }
         let a = (x as f64).abs();
@@ -170,16 +214,28 @@ impl Mini {
 
 impl Dt {
     pub fn is_mx(self) -> bool {
-        self.code() >= 16
+        matches!(
+            self,
+            Dt::MxFp8E4M3 | Dt::MxFp8E5M2 | Dt::MxFp6E3M2 | Dt::MxFp6E2M3 | Dt::MxFp4 | Dt::MxInt8
+        )
+    }
+
+    /// Sub-byte dtypes packed several to a byte, low bits first (ONNX's
+    /// layout). A transfer of them must start and end on whole bytes.
+    pub fn is_packed(self) -> bool {
+        matches!(self, Dt::I4 | Dt::U4 | Dt::I2 | Dt::U2 | Dt::F4E2M1)
     }
 
     /// Bytes of `n` elements (for MX, `n` must be a multiple of 32; other
     /// `n` is rounded up to whole blocks).
     pub fn bytes(self, n: u64) -> u64 {
         match self {
-            Dt::F32 | Dt::I32 => 4 * n,
-            Dt::F16 | Dt::BF16 => 2 * n,
-            Dt::F8E4M3 | Dt::F8E5M2 | Dt::I8 => n,
+            Dt::I64 | Dt::F64 => 8 * n,
+            Dt::I4 | Dt::U4 | Dt::F4E2M1 => n.div_ceil(2),
+            Dt::I2 | Dt::U2 => n.div_ceil(4),
+            Dt::F32 | Dt::I32 | Dt::U32 => 4 * n,
+            Dt::F16 | Dt::BF16 | Dt::I16 | Dt::U16 => 2 * n,
+            Dt::F8E4M3 | Dt::F8E5M2 | Dt::F8E4M3Fnuz | Dt::F8E5M2Fnuz | Dt::I8 | Dt::U8 => n,
             _ => n.div_ceil(32) * 33,
         }
     }
@@ -187,10 +243,12 @@ impl Dt {
     /// Element width in bits as the hardware computes with it (for rates).
     pub fn bits(self) -> u32 {
         match self {
-            Dt::F32 | Dt::I32 => 32,
-            Dt::F16 | Dt::BF16 => 16,
+            Dt::I64 | Dt::F64 => 64,
+            Dt::F32 | Dt::I32 | Dt::U32 => 32,
+            Dt::F16 | Dt::BF16 | Dt::I16 | Dt::U16 => 16,
             Dt::MxFp6E3M2 | Dt::MxFp6E2M3 => 6,
-            Dt::MxFp4 => 4,
+            Dt::MxFp4 | Dt::I4 | Dt::U4 | Dt::F4E2M1 => 4,
+            Dt::I2 | Dt::U2 => 2,
             _ => 8,
         }
     }
@@ -206,9 +264,75 @@ impl Dt {
         }
     }
 
+    /// Integer dtypes: the DMA converts between them exactly (wrapping to
+    /// the destination's width) and the vector unit computes on them
+    /// exactly when they are in its `dtypes`.
+    pub fn is_int(self) -> bool {
+        matches!(
+            self,
+            Dt::I32 | Dt::I8 | Dt::I64 | Dt::U8 | Dt::I16 | Dt::U16 | Dt::U32
+        )
+    }
+
+    /// Reads integer elements exactly (sign- or zero-extended). None for
+    /// non-integer dtypes.
+    pub fn load_int(self, src: &[u8], out: &mut [i64]) -> Option<()> {
+        let w = self.bytes(1) as usize;
+        if !self.is_int() {
+            return None;
+        }
+        for (o, b) in out.iter_mut().zip(src.chunks_exact(w)) {
+            *o = match self {
+                Dt::I8 => b[0] as i8 as i64,
+                Dt::U8 => b[0] as i64,
+                Dt::I16 => i16::from_le_bytes([b[0], b[1]]) as i64,
+                Dt::U16 => u16::from_le_bytes([b[0], b[1]]) as i64,
+                Dt::I32 => i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as i64,
+                Dt::U32 => u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as i64,
+                _ => i64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]),
+            };
+        }
+        Some(())
+    }
+
+    /// Writes integers wrapped to this dtype's width (two's complement),
+    /// as a cast between integer types does. None for non-integer dtypes.
+    pub fn store_int(self, vals: &[i64], dst: &mut [u8]) -> Option<()> {
+        let w = self.bytes(1) as usize;
+        if !self.is_int() {
+            return None;
+        }
+        for (&v, b) in vals.iter().zip(dst.chunks_exact_mut(w)) {
+            b.copy_from_slice(&v.to_le_bytes()[..w]);
+        }
+        Some(())
+    }
+
     /// Reads `out.len()` elements from `src` (which must hold
     /// `self.bytes(out.len())` bytes).
     pub fn load(self, src: &[u8], out: &mut [f32]) {
+        if self.is_packed() {
+            let b = self.bits() as usize;
+            let mask = (1u8 << b) - 1;
+            for (i, o) in out.iter_mut().enumerate() {
+                let c = (src[i * b / 8] >> (i * b % 8)) & mask;
+                *o = match self {
+                    Dt::F4E2M1 => E2M1.decode(c),
+                    // Sign-extend from b bits.
+                    Dt::I4 | Dt::I2 => ((c << (8 - b)) as i8 >> (8 - b)) as f32,
+                    _ => c as f32,
+                };
+            }
+            return;
+        }
+        if self.is_int() && !matches!(self, Dt::I32 | Dt::I8) {
+            let mut v = vec![0i64; out.len()];
+            let _ = self.load_int(src, &mut v);
+            for (o, x) in out.iter_mut().zip(v) {
+                *o = x as f32;
+            }
+            return;
+        }
         match self {
             Dt::F32 => each(src, 4, out, |b| {
                 f32::from_le_bytes([b[0], b[1], b[2], b[3]])
@@ -218,6 +342,11 @@ impl Dt {
             }),
             Dt::F16 => each(src, 2, out, |b| f16::from_le_bytes([b[0], b[1]]).to_f32()),
             Dt::BF16 => each(src, 2, out, |b| bf16::from_le_bytes([b[0], b[1]]).to_f32()),
+            Dt::F64 => each(src, 8, out, |b| {
+                f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]) as f32
+            }),
+            Dt::F8E4M3Fnuz => each(src, 1, out, |b| E4M3FNUZ.decode(b[0])),
+            Dt::F8E5M2Fnuz => each(src, 1, out, |b| E5M2FNUZ.decode(b[0])),
             Dt::F8E4M3 => each(src, 1, out, |b| E4M3.decode(b[0])),
             Dt::F8E5M2 => each(src, 1, out, |b| E5M2.decode(b[0])),
             Dt::I8 => each(src, 1, out, |b| b[0] as i8 as f32),
@@ -239,6 +368,40 @@ impl Dt {
 
     /// Writes `vals` rounded to this dtype into `dst`.
     pub fn store(self, vals: &[f32], dst: &mut [u8]) {
+        if self.is_packed() {
+            // f4e2m1 rounds to nearest even and saturates (NaN gives +0);
+            // integers truncate toward zero and wrap (NaN and ±inf give 0),
+            // as ONNX's Cast to these types does.
+            let b = self.bits() as usize;
+            let mask = (1u8 << b) - 1;
+            dst.fill(0);
+            for (i, &v) in vals.iter().enumerate() {
+                let c = match self {
+                    Dt::F4E2M1 if v.is_nan() => 0,
+                    Dt::F4E2M1 => E2M1.encode(v),
+                    _ if v.is_finite() => (v.trunc() as i64 & mask as i64) as u8,
+                    _ => 0,
+                };
+                dst[i * b / 8] |= (c & mask) << (i * b % 8);
+            }
+            return;
+        }
+        if self.is_int() && !matches!(self, Dt::I32 | Dt::I8) {
+            // Rounded, then saturated to the dtype's range (as I32/I8 do).
+            let (lo, hi) = match self {
+                Dt::U8 => (0.0, 255.0),
+                Dt::I16 => (-32768.0, 32767.0),
+                Dt::U16 => (0.0, 65535.0),
+                Dt::U32 => (0.0, 4294967295.0),
+                _ => (i64::MIN as f64, i64::MAX as f64),
+            };
+            let v: Vec<i64> = vals
+                .iter()
+                .map(|&x| (x as f64).round_ties_even().clamp(lo, hi) as i64)
+                .collect();
+            let _ = self.store_int(&v, dst);
+            return;
+        }
         match self {
             Dt::F32 => put(vals, 4, dst, |v, b| b.copy_from_slice(&v.to_le_bytes())),
             Dt::I32 => put(vals, 4, dst, |v, b| {
@@ -250,6 +413,11 @@ impl Dt {
             Dt::BF16 => put(vals, 2, dst, |v, b| {
                 b.copy_from_slice(&bf16::from_f32(v).to_le_bytes())
             }),
+            Dt::F64 => put(vals, 8, dst, |v, b| {
+                b.copy_from_slice(&(v as f64).to_le_bytes())
+            }),
+            Dt::F8E4M3Fnuz => put(vals, 1, dst, |v, b| b[0] = E4M3FNUZ.encode(v)),
+            Dt::F8E5M2Fnuz => put(vals, 1, dst, |v, b| b[0] = E5M2FNUZ.encode(v)),
             Dt::F8E4M3 => put(vals, 1, dst, |v, b| b[0] = E4M3.encode(v)),
             Dt::F8E5M2 => put(vals, 1, dst, |v, b| b[0] = E5M2.encode(v)),
             Dt::I8 => put(vals, 1, dst, |v, b| {
@@ -349,6 +517,42 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn fnuz_known_values() {
+        // ONNX float8 fnuz: e4m3fnuz max 240 (bias 8), e5m2fnuz max 57344
+        // (bias 16); 0x80 is NaN, so -0 and tiny negatives encode as +0.
+        assert_eq!(E4M3FNUZ.max(), 240.0);
+        assert_eq!(E5M2FNUZ.max(), 57344.0);
+        assert_eq!(E4M3FNUZ.encode(1.0), 0x40);
+        assert_eq!(E5M2FNUZ.encode(1.0), 0x40);
+        assert!(E4M3FNUZ.decode(0x80).is_nan());
+        assert_eq!(E4M3FNUZ.encode(f32::NAN), 0x80);
+        assert_eq!(E4M3FNUZ.encode(-0.0), 0);
+        assert_eq!(E4M3FNUZ.encode(-1e-6), 0);
+        assert_eq!(round(Dt::F8E4M3Fnuz, 1000.0), 240.0);
+        assert_eq!(round(Dt::F8E4M3Fnuz, -f32::INFINITY), -240.0);
+        assert_eq!(round(Dt::F8E5M2Fnuz, -3.3), -3.5);
+    }
+
+    #[test]
+    fn packed_sub_byte_round_trip() {
+        // i4 packs low nibble first: [-8, 7, -1] = 0x78, 0x0f; u2 [3, 0, 1, 2]
+        // = 0b10_01_00_11.
+        let mut b = [0u8; 2];
+        Dt::I4.store(&[-8.0, 7.9, -1.5], &mut b);
+        assert_eq!(b, [0x78, 0x0f]);
+        let mut o = [0f32; 3];
+        Dt::I4.load(&b, &mut o);
+        assert_eq!(o, [-8.0, 7.0, -1.0]);
+        let mut b = [0u8; 1];
+        Dt::U2.store(&[3.0, 0.0, 1.0, 6.0], &mut b);
+        assert_eq!(b, [0b10_01_00_11]);
+        // f4e2m1: 0.5 = 0x1; 7 saturates to 6 = 0x7.
+        Dt::F4E2M1.store(&[0.5, 7.0], &mut b);
+        assert_eq!(b, [0x71]);
+        assert_eq!(Dt::I2.bytes(5), 2);
     }
 
     #[test]

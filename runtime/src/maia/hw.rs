@@ -94,10 +94,15 @@ impl HwConfig {
     /// Vector elements per cycle in `dt`, or None if unsupported.
     pub fn vector_elems_per_cycle(&self, dt: Dt) -> Option<f64> {
         let v = &self.tile.vector;
-        v.dtypes
-            .iter()
-            .any(|d| d == dt.name())
-            .then(|| v.width as f64 * v.rate * (32 / dt.bits().clamp(1, 32)) as f64)
+        v.dtypes.iter().any(|d| d == dt.name()).then(|| {
+            // Narrow dtypes pack whole elements into a 32-bit lane; a
+            // 64-bit one takes two lanes.
+            let per_lane = match dt.bits() {
+                b if b > 32 => 32.0 / b as f64,
+                b => (32 / b.max(1)) as f64,
+            };
+            v.width as f64 * v.rate * per_lane
+        })
     }
 
     /// A small, fixed chip for tests: the same numbers as targets/tiny-npu.toml.
@@ -126,7 +131,7 @@ impl HwConfig {
                 },
                 vector: VectorCfg {
                     width: 16,
-                    dtypes: vec!["f32".into(), "bf16".into()],
+                    dtypes: vec!["f32".into(), "bf16".into(), "i32".into(), "i64".into()],
                     rate: 1.0,
                     transcendental_cycles: 4.0,
                 },

@@ -112,10 +112,16 @@ pub enum VOp {
     Ceil = 29,
     Sin = 30,
     Cos = 31,
+    // Integer-only binary ops (opcodes 0x70 + code - 32).
+    Shl = 32,
+    Shr = 33,
+    And = 34,
+    Or = 35,
+    Xor = 36,
 }
 
 impl VOp {
-    pub const ALL: [VOp; 29] = [
+    pub const ALL: [VOp; 34] = [
         VOp::Add,
         VOp::Sub,
         VOp::Mul,
@@ -145,6 +151,11 @@ impl VOp {
         VOp::Ceil,
         VOp::Sin,
         VOp::Cos,
+        VOp::Shl,
+        VOp::Shr,
+        VOp::And,
+        VOp::Or,
+        VOp::Xor,
     ];
     pub fn name(self) -> &'static str {
         match self {
@@ -177,10 +188,22 @@ impl VOp {
             VOp::Ceil => "ceil",
             VOp::Sin => "sin",
             VOp::Cos => "cos",
+            VOp::Shl => "shl",
+            VOp::Shr => "shr",
+            VOp::And => "and",
+            VOp::Or => "or",
+            VOp::Xor => "xor",
         }
     }
     pub fn binary(self) -> bool {
-        (self as u8) < 16
+        (self as u8) < 16 || (self as u8) >= 32
+    }
+    /// The command's opcode.
+    pub fn opcode(self) -> u8 {
+        match self as u8 {
+            c @ 0..32 => 0x20 + c,
+            c => 0x70 + (c - 32),
+        }
     }
     /// Ops the vector unit runs at `transcendental_cycles` per element group.
     pub fn transcendental(self) -> bool {
@@ -199,6 +222,38 @@ impl VOp {
                 | VOp::Sin
                 | VOp::Cos
         )
+    }
+    /// Ops defined on integer dtypes (exact, wrapping at the dtype's
+    /// width; division truncates toward zero, and by zero gives 0).
+    pub fn integer(self) -> bool {
+        matches!(
+            self,
+            VOp::Add
+                | VOp::Sub
+                | VOp::Mul
+                | VOp::Div
+                | VOp::Max
+                | VOp::Min
+                | VOp::Lt
+                | VOp::Le
+                | VOp::Gt
+                | VOp::Ge
+                | VOp::Eq
+                | VOp::Sel
+                | VOp::Copy
+                | VOp::Neg
+                | VOp::Abs
+                | VOp::Relu
+                | VOp::Shl
+                | VOp::Shr
+                | VOp::And
+                | VOp::Or
+                | VOp::Xor
+        )
+    }
+    /// Ops defined only on integer dtypes.
+    pub fn integer_only(self) -> bool {
+        (self as u8) >= 32
     }
     pub fn from_code(c: u8) -> Option<VOp> {
         VOp::ALL.into_iter().find(|o| *o as u8 == c)
@@ -253,6 +308,24 @@ pub enum Op {
         cols: u32,
         src_stride: u32,
         dst_stride: u32,
+    },
+    /// Indirect (gathering) copy: row r of the destination (`cols`
+    /// elements of `dt`, at dst + r·dst_stride) is source row idx[r] (at
+    /// src + idx[r]·src_stride), idx[r] being element r·idx_stride of the
+    /// index array at `idx` (dtype `idx_dt`, i32 or i64). A negative index
+    /// counts from `bound`; one outside [-bound, bound) stops the program.
+    DmaGather {
+        src: Loc,
+        dst: Loc,
+        idx: Loc,
+        dt: Dt,
+        idx_dt: Dt,
+        rows: u32,
+        cols: u32,
+        src_stride: u32,
+        dst_stride: u32,
+        idx_stride: u32,
+        bound: u32,
     },
     /// C (m×n, f32) = [C +] A (m×k) · Bᵀ where B is stored n×k, both in `dt`,
     /// so the reduction axis is contiguous for both (MX blocks run along k).
@@ -315,8 +388,9 @@ impl Op {
     pub fn opcode(&self) -> u8 {
         match self {
             Op::Dma { .. } => 0x01,
+            Op::DmaGather { .. } => 0x02,
             Op::Matmul { .. } => 0x10,
-            Op::Vector { op, .. } => 0x20 + *op as u8,
+            Op::Vector { op, .. } => op.opcode(),
             Op::Reduce { op, .. } => 0x40 + *op as u8,
             Op::Convert { .. } => 0x48,
             Op::Signal { .. } => 0x50,
@@ -330,7 +404,7 @@ impl Op {
     /// The engine kinds that may execute this op.
     pub fn runs_on(&self, e: Engine) -> bool {
         match self {
-            Op::Dma { .. } => matches!(e, Engine::Dma | Engine::ClusterDma),
+            Op::Dma { .. } | Op::DmaGather { .. } => matches!(e, Engine::Dma | Engine::ClusterDma),
             Op::Matmul { .. } => e == Engine::Tensor,
             Op::Vector { .. } | Op::Reduce { .. } | Op::Convert { .. } => e == Engine::Vector,
             Op::Signal { .. } | Op::Wait { .. } | Op::Barrier { .. } => true,

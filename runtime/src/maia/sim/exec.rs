@@ -10,8 +10,9 @@ impl Sim<'_> {
     /// Runs a data command (functionally unless timing-only) and returns its
     /// cycles after issue.
     pub(super) fn execute(&mut self, dev: usize, ci: usize, start: f64) -> Result<f64, Error> {
-        let hw = &self.art.hw;
-        let cmd = &self.art.commands[ci];
+        let art = self.art;
+        let hw = &art.hw;
+        let cmd = &art.commands[ci];
         let tile = cmd.queue.unit as usize;
         match &cmd.op {
             Op::Dma {
@@ -25,52 +26,34 @@ impl Sim<'_> {
             } => {
                 let n = *rows as u64 * *cols as u64;
                 let (rb, wb) = (src_dt.bytes(n), dst_dt.bytes(n));
-                let bw = match cmd.queue.engine {
-                    Engine::ClusterDma => hw.cluster.dma.bandwidth,
-                    _ => hw.tile.dma.bandwidth,
-                } / hw.clock_hz;
-                let mut end = start + rb.max(wb) as f64 / bw;
-                for (space, b, read) in [(src.space, rb, true), (dst.space, wb, false)] {
-                    let t = &mut self.traffic;
-                    let free = match space {
-                        Space::Hbm => {
-                            if read {
-                                t.hbm_read += b
-                            } else {
-                                t.hbm_write += b
-                            }
-                            Some((&mut self.hbm_free[dev], hw.hbm.bandwidth))
-                        }
-                        Space::L2(c) => {
-                            if read {
-                                t.l2_read += b
-                            } else {
-                                t.l2_write += b
-                            }
-                            let port = hw.cluster.dma.bandwidth * hw.cluster.dma.engines as f64;
-                            Some((
-                                &mut self.l2_free[dev * hw.clusters as usize + c as usize],
-                                port,
-                            ))
-                        }
-                        Space::Sram(_) => {
-                            if read {
-                                t.sram_read += b
-                            } else {
-                                t.sram_write += b
-                            }
-                            None
-                        }
-                    };
-                    // A shared level moves bytes at its own rate for everyone:
-                    // this transfer ends no earlier than the level drains.
-                    if let Some((f, level_bw)) = free {
-                        *f = f.max(start) + b as f64 / (level_bw / hw.clock_hz);
-                        end = end.max(*f);
-                    }
-                }
+                let moves = [(src.space, rb, true), (dst.space, wb, false)];
+                let end = self.transfer(dev, cmd.queue.engine, start, rb.max(wb), &moves);
                 if !self.opts.timing_only {
                     self.dma_data(dev, ci)?;
+                }
+                Ok(end - start)
+            }
+            Op::DmaGather {
+                src,
+                dst,
+                idx,
+                dt,
+                idx_dt,
+                rows,
+                cols,
+                ..
+            } => {
+                // The engine reads the indices, then the rows they name.
+                let b = dt.bytes(*rows as u64 * *cols as u64);
+                let ib = idx_dt.bytes(*rows as u64);
+                let moves = [
+                    (idx.space, ib, true),
+                    (src.space, b, true),
+                    (dst.space, b, false),
+                ];
+                let end = self.transfer(dev, cmd.queue.engine, start, b + ib, &moves);
+                if !self.opts.timing_only {
+                    self.gather_data(dev, ci)?;
                 }
                 Ok(end - start)
             }
@@ -141,7 +124,10 @@ impl Sim<'_> {
                 self.traffic.sram_read +=
                     dt.bytes(n as u64) * if matches!(b, VSrc::Full(_)) { 2 } else { 1 };
                 self.traffic.sram_write += dt.bytes(n as u64);
-                if !self.opts.timing_only {
+                if !self.opts.timing_only && dt.is_int() {
+                    let mem = sram(&mut self.sram, hw, dev, tile);
+                    vector_int(mem, *op, *dt, *rows as usize, *cols as usize, *dst, *a, b);
+                } else if !self.opts.timing_only {
                     let (rows, cols) = (*rows as usize, *cols as usize);
                     let mem = sram(&mut self.sram, hw, dev, tile);
                     let [sa, sb, _] = &mut self.scratch;
@@ -201,6 +187,8 @@ impl Sim<'_> {
                             VOp::Ceil => x.ceil(),
                             VOp::Sin => x.sin(),
                             VOp::Cos => x.cos(),
+                            // Integer-only: rejected at load for float dtypes.
+                            VOp::Shl | VOp::Shr | VOp::And | VOp::Or | VOp::Xor => x,
                         };
                     }
                     let d = *dst as usize;
@@ -281,6 +269,140 @@ impl Sim<'_> {
             })
     }
 
+    /// Books the bytes of one DMA on the levels they cross and returns
+    /// when it ends: `engine_bytes` at the engine's bandwidth, but no
+    /// earlier than each shared level (HBM, the L2 port) has moved every
+    /// byte reserved on it.
+    fn transfer(
+        &mut self,
+        dev: usize,
+        engine: Engine,
+        start: f64,
+        engine_bytes: u64,
+        moves: &[(Space, u64, bool)],
+    ) -> f64 {
+        let art = self.art;
+        let hw = &art.hw;
+        let bw = match engine {
+            Engine::ClusterDma => hw.cluster.dma.bandwidth,
+            _ => hw.tile.dma.bandwidth,
+        } / hw.clock_hz;
+        let mut end = start + engine_bytes as f64 / bw;
+        for &(space, b, read) in moves {
+            let t = &mut self.traffic;
+            let free = match space {
+                Space::Hbm => {
+                    if read {
+                        t.hbm_read += b
+                    } else {
+                        t.hbm_write += b
+                    }
+                    Some((&mut self.hbm_free[dev], hw.hbm.bandwidth))
+                }
+                Space::L2(c) => {
+                    if read {
+                        t.l2_read += b
+                    } else {
+                        t.l2_write += b
+                    }
+                    let port = hw.cluster.dma.bandwidth * hw.cluster.dma.engines as f64;
+                    Some((
+                        &mut self.l2_free[dev * hw.clusters as usize + c as usize],
+                        port,
+                    ))
+                }
+                Space::Sram(_) => {
+                    if read {
+                        t.sram_read += b
+                    } else {
+                        t.sram_write += b
+                    }
+                    None
+                }
+            };
+            // A shared level moves bytes at its own rate for everyone:
+            // this transfer ends no earlier than the level drains.
+            if let Some((f, level_bw)) = free {
+                *f = f.max(start) + b as f64 / (level_bw / hw.clock_hz);
+                end = end.max(*f);
+            }
+        }
+        end
+    }
+
+    fn gather_data(&mut self, dev: usize, ci: usize) -> Result<(), Error> {
+        let Op::DmaGather {
+            src,
+            dst,
+            idx,
+            dt,
+            idx_dt,
+            rows,
+            cols,
+            src_stride,
+            dst_stride,
+            idx_stride,
+            bound,
+        } = self.art.commands[ci].op
+        else {
+            return Ok(());
+        };
+        let art = self.art;
+        let hw = &art.hw;
+        let ib = idx_dt.bytes(1) as usize;
+        let row = dt.bytes(cols as u64) as usize;
+        let mut raw = Vec::with_capacity(row);
+        for r in 0..rows as u64 {
+            let io = (idx.offset + idx_dt.bytes(r * idx_stride as u64)) as usize;
+            let mut v = [0i64];
+            let _ = idx_dt.load_int(
+                &mem(
+                    &mut self.hbm,
+                    &mut self.l2,
+                    &mut self.sram,
+                    hw,
+                    dev,
+                    idx.space,
+                )[io..io + ib],
+                &mut v,
+            );
+            let b = bound as i64;
+            let i = if v[0] < 0 { v[0] + b } else { v[0] };
+            if !(0..b).contains(&i) {
+                return Err(Error::OutOfRange {
+                    index: ci,
+                    why: format!(
+                        "dma.gather index {} at row {r} is outside [-{b}, {b})",
+                        v[0]
+                    ),
+                });
+            }
+            let so = (src.offset + dt.bytes(i as u64 * src_stride as u64)) as usize;
+            raw.clear();
+            raw.extend_from_slice(
+                &mem(
+                    &mut self.hbm,
+                    &mut self.l2,
+                    &mut self.sram,
+                    hw,
+                    dev,
+                    src.space,
+                )[so..so + row],
+            );
+            let d_o = (dst.offset + dt.bytes(r * dst_stride as u64)) as usize;
+            mem(
+                &mut self.hbm,
+                &mut self.l2,
+                &mut self.sram,
+                hw,
+                dev,
+                dst.space,
+            )[d_o..d_o + row]
+                .copy_from_slice(&raw);
+        }
+        Ok(())
+    }
+
     fn dma_data(&mut self, dev: usize, ci: usize) -> Result<(), Error> {
         let Op::Dma {
             src,
@@ -324,6 +446,11 @@ impl Sim<'_> {
             );
             if src_dt == dst_dt {
                 m[d_o..d_o + dl].copy_from_slice(&raw);
+            } else if src_dt.is_int() && dst_dt.is_int() {
+                // Integer to integer is exact: extend, then wrap.
+                let mut v = vec![0i64; cols];
+                let _ = src_dt.load_int(&raw, &mut v);
+                let _ = dst_dt.store_int(&v, &mut m[d_o..d_o + dl]);
             } else {
                 buf.resize(cols, 0.0);
                 src_dt.load(&raw, &mut buf);
@@ -391,6 +518,90 @@ impl Sim<'_> {
         }
         Ok(cycles)
     }
+}
+
+/// An integer vector op: exact, wrapping to the dtype's width. The
+/// immediate operand is an f32 and is used truncated to an integer.
+/// Checked at load: `op` is one of `VOp::integer`.
+#[allow(clippy::too_many_arguments)]
+fn vector_int(
+    mem: &mut [u8],
+    op: VOp,
+    dt: Dt,
+    rows: usize,
+    cols: usize,
+    dst: u32,
+    a: u32,
+    b: &VSrc,
+) {
+    let n = rows * cols;
+    let read = |off: u32, k: usize| -> Vec<i64> {
+        let o = off as usize;
+        let mut v = vec![0i64; k];
+        let _ = dt.load_int(&mem[o..o + dt.bytes(k as u64) as usize], &mut v);
+        v
+    };
+    let xa = read(a, n);
+    let xb = match b {
+        VSrc::Full(x) => read(*x, n),
+        VSrc::Row(x) => read(*x, rows),
+        VSrc::Col(x) => read(*x, cols),
+        _ => Vec::new(),
+    };
+    let out: Vec<i64> = xa
+        .iter()
+        .enumerate()
+        .map(|(i, &x)| {
+            let y = match b {
+                VSrc::None => 0,
+                VSrc::Imm(v) => *v as i64,
+                VSrc::Full(_) => xb[i],
+                VSrc::Row(_) => xb[i / cols.max(1)],
+                VSrc::Col(_) => xb[i % cols.max(1)],
+            };
+            match op {
+                VOp::Add => x.wrapping_add(y),
+                VOp::Sub => x.wrapping_sub(y),
+                VOp::Mul => x.wrapping_mul(y),
+                VOp::Div => x.checked_div(y).unwrap_or(0),
+                VOp::Max => x.max(y),
+                VOp::Min => x.min(y),
+                VOp::Lt => i64::from(x < y),
+                VOp::Le => i64::from(x <= y),
+                VOp::Gt => i64::from(x > y),
+                VOp::Ge => i64::from(x >= y),
+                VOp::Eq => i64::from(x == y),
+                VOp::Sel => {
+                    if x != 0 {
+                        y
+                    } else {
+                        0
+                    }
+                }
+                VOp::Neg => x.wrapping_neg(),
+                VOp::Abs => x.wrapping_abs(),
+                VOp::Relu => x.max(0),
+                // A shift by a negative amount or by the lane width or
+                // more empties the value (sign fill for shr of a negative).
+                VOp::Shl if (0..64).contains(&y) => x.wrapping_shl(y as u32),
+                VOp::Shr if (0..64).contains(&y) => x >> y,
+                VOp::Shl => 0,
+                VOp::Shr => {
+                    if x < 0 {
+                        -1
+                    } else {
+                        0
+                    }
+                }
+                VOp::And => x & y,
+                VOp::Or => x | y,
+                VOp::Xor => x ^ y,
+                _ => x,
+            }
+        })
+        .collect();
+    let d = dst as usize;
+    let _ = dt.store_int(&out, &mut mem[d..d + dt.bytes(n as u64) as usize]);
 }
 
 /// The error function to f64 accuracy (the vector unit's `erf`; std has

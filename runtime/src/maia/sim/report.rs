@@ -128,6 +128,7 @@ fn sep(s: &mut String, first: &mut bool) {
 pub fn op_name(op: &Op) -> &'static str {
     match op {
         Op::Dma { .. } => "dma",
+        Op::DmaGather { .. } => "dma.gather",
         Op::Matmul { .. } => "matmul",
         Op::Vector { op, .. } => op.name(),
         Op::Reduce { .. } => "reduce",
