@@ -14,7 +14,7 @@
 use crate::common::{conformance_dir, repo};
 use smelt_backends::cpu::Program;
 use smelt_backends::gpu::ptx::{Ptx, mma, ptxas, tma, wgmma};
-use smelt_backends::gpu::record::Recorder;
+use smelt_backends::gpu::record::{ImplicitGemm, Recorder};
 use smelt_backends::gpu::{self, Arch, Printer};
 use smelt_kernel::Scheduled;
 use smelt_runtime::cpu::Gemm;
@@ -46,6 +46,7 @@ struct Collected {
     kernels: Vec<Scheduled>,
     gemms: Vec<(Arch, Gemm)>,
     pairs: Vec<(Arch, Pair)>,
+    implicit: Vec<(Arch, ImplicitGemm)>,
     seen: HashSet<String>,
     graphs: usize,
     skipped: usize,
@@ -91,6 +92,23 @@ impl Collected {
                 if self.seen.insert(key) {
                     k.kernel.name = format!("e{}_{name}", self.pairs.len());
                     self.pairs.push((arch, (g, k, c)));
+                }
+            }
+            for (g, mut l, b, epi) in rec.implicit.take() {
+                let name = std::mem::take(&mut l.kernel.name);
+                let key = format!(
+                    "{} {:?} {b} {} {}",
+                    arch.name(),
+                    anon(&g),
+                    smelt_kernel::print::scheduled(&l),
+                    epi.as_ref().map_or(String::new(), |(e, c)| format!(
+                        "{c} {}",
+                        smelt_kernel::print::scheduled(e)
+                    ))
+                );
+                if self.seen.insert(key) {
+                    l.kernel.name = format!("l{}_{name}", self.implicit.len());
+                    self.implicit.push((arch, (g, l, b, epi)));
                 }
             }
         }
@@ -366,6 +384,25 @@ fn fused_jobs(pairs: &[(Arch, Pair)]) -> Vec<Job> {
         .collect()
 }
 
+/// Implicit GEMMs (Conv: B computed by its im2col loader), with their
+/// fused epilogues, each for the architecture whose compile emitted it.
+fn implicit_jobs(imps: &[(Arch, ImplicitGemm)]) -> Vec<Job> {
+    imps.iter()
+        .enumerate()
+        .map(|(i, (arch, (g, l, b, epi)))| {
+            let name = format!("gemm_implicit_{i}");
+            Job {
+                label: format!("{name} {g:?} <- {}", l.kernel.name),
+                arch: *arch,
+                ptx: Ptx(*arch)
+                    .gemm_implicit(&name, g, l, *b, epi.as_ref().map(|(e, c)| (e, *c)))
+                    .map(|(p, _)| p)
+                    .ok_or_else(|| "the printer declined an implicit GEMM it took before".into()),
+            }
+        })
+        .collect()
+}
+
 /// f16/bf16 graphs: plain and fused (bias + GELU) MatMuls, batched, odd
 /// sizes, through the whole compile.
 fn half_graphs(c: &mut Collected) {
@@ -506,6 +543,21 @@ fn ptx_every_kernel_assembles() {
         .count();
     assert_eq!(tma_jobs, tma_expected);
     assert!(tma_jobs > 0, "no TMA-fed GEMM");
+    let ij = implicit_jobs(&c.implicit);
+    for arch in ARCHS {
+        let n = c.implicit.iter().filter(|x| x.0 == arch).count();
+        assert!(n > 0, "no implicit GEMM on {}", arch.name());
+    }
+    // The sm_90a implicit GEMMs are staged wgmma (TMA would read B).
+    assert!(
+        ij.iter()
+            .filter(|j| j.arch == Arch::Sm90a)
+            .all(|j| text(j, "wgmma.mma_async")
+                && !text(j, "cp.async.bulk.tensor")
+                && text(j, "_loader"))
+    );
+    let n_implicit_jobs = ij.len();
+    let implicit_with_epi = c.implicit.iter().filter(|x| x.1.3.is_some()).count();
     let (n_gemm_jobs, n_fused_jobs) = (gj.len(), fj.len());
     let f32_pairs = c.pairs.iter().filter(|p| p.1.0.dtype == "f32").count();
     assert!(
@@ -514,6 +566,7 @@ fn ptx_every_kernel_assembles() {
     );
     jobs.extend(gj);
     jobs.extend(fj);
+    jobs.extend(ij);
     let t2 = Instant::now();
     let rows = assemble_all(jobs);
     let t_ptxas = t2.elapsed();
@@ -533,7 +586,7 @@ fn ptx_every_kernel_assembles() {
     let extra = format!(
         "benchmark models: {}\n{} graphs compiled per architecture ({} skipped: import or compile refused), \
          {} distinct flat kernels (incl. kernel-IR GEMMs); tensor-core GEMM modules (both archs): {} from \
-         programs + {} odd shapes = {} {}, fused GEMM+epilogue modules: {} {}; sm_90a: {} wgmma, {} of them \
+         programs + {} odd shapes = {} {}, fused GEMM+epilogue modules: {} {}, implicit GEMMs: {} ({} with epilogue) {}; sm_90a: {} wgmma, {} of them \
          TMA-fed; build {:.1}s, PTX {:.1}s, ptxas {:.1}s\n",
         if models.is_empty() {
             "none".to_string()
@@ -549,6 +602,9 @@ fn ptx_every_kernel_assembles() {
         by_dtype(&mut c.gemms.iter().map(|x| &x.1)),
         n_fused_jobs,
         by_dtype(&mut c.pairs.iter().map(|x| &x.1.0)),
+        n_implicit_jobs,
+        implicit_with_epi,
+        by_dtype(&mut c.implicit.iter().map(|x| &x.1.0)),
         wgmma_jobs,
         tma_jobs,
         t_build.as_secs_f64(),
@@ -653,6 +709,33 @@ fn ptx_snapshots() {
             assert!(ptx.contains(".visible .func gemm_bias_gelu_epi("));
             assert!(!ptx.contains("__nv_erff("));
             insta::assert_snapshot!(format!("gemm_bias_gelu_{}", arch.name()), ptx);
+        }
+        // A 3x3 convolution (padding 1, bias + Relu) as an implicit GEMM:
+        // B (im2col) computed by the loader's .func, the epilogue fused.
+        let src = r#"graph "conv3x3_relu"(%x: f32[1,3,9,9], %w: f32[5,3,3,3], %b: f32[5]) {
+  %y: f32[1,5,9,9] = FusedConv(%x, %w, %b) {kernel_shape=[3, 3], pads=[1, 1, 1, 1], activation="Relu"}
+  return %y
+}"#;
+        let cg = smelt_ir::text::parse(src).unwrap();
+        for arch in ARCHS {
+            let rec = Recorder::new(arch);
+            gpu::compile_with(&cg, &rec).unwrap();
+            let mut imps = rec.implicit.take();
+            assert_eq!(imps.len(), 1, "one implicit GEMM");
+            let (gm, l, b, epi) = imps.remove(0);
+            // C = W[5, 27] * im2col[27, 81].
+            assert_eq!((gm.m, gm.n, gm.k), (5, 81, 27));
+            assert!(epi.is_some(), "bias + Relu fused");
+            let (ptx, _) = Ptx(arch)
+                .gemm_implicit("gemm_conv", &gm, &l, b, epi.as_ref().map(|(e, c)| (e, *c)))
+                .unwrap();
+            let rep = ptxas::assemble(&ptx, arch.name()).unwrap();
+            assert_eq!(rep.len(), 1, "one entry: loader and epilogue are .funcs");
+            assert!(ptx.contains("call (lr), gemm_conv_loader,"));
+            assert!(ptx.contains("gemm_conv_epi"));
+            // B is never read from memory.
+            assert!(!ptx.contains("ld.global.f32 y") && !ptx.contains("ld.global.f32 xb"));
+            insta::assert_snapshot!(format!("gemm_conv3x3_implicit_{}", arch.name()), ptx);
         }
     });
 }

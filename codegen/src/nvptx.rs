@@ -257,6 +257,96 @@ pub fn point_func(k: &Scheduled, arch: &str, func: &str) -> R<String> {
     finish(&ctx, &m, &tm, &[func])
 }
 
+/// PTX text (header included) of a module holding `k`'s per-point body as
+/// a value function `.visible .func (.param .b32 r) func(.b64 p0, ...,
+/// .b64 pN, .b64 p)`: the body for the single point `p`, returning the
+/// value it stores through parameter `out` (its bits, zero-extended to 32:
+/// f32 as is, 16-bit types in the low half) instead of storing it. `out`
+/// must be f32, f16 or bf16 and stored once, at element `p` (the caller
+/// checks: an implicit GEMM's B loader); `pI` for `out` is ignored. The
+/// body's pointer for `out` is a local slot offset by `-p` elements, so
+/// its store at `p` lands in the slot; O3 keeps the slot in registers.
+pub fn value_func(k: &Scheduled, arch: &str, func: &str, out: usize) -> R<String> {
+    if func.is_empty() || !func.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_') {
+        return Err(Error::Kernel(format!("value function name {func:?}")));
+    }
+    let eb = match k.kernel.params.get(out).map(|p| p.ty) {
+        Some(smelt_kernel::Ty::F32) => 4,
+        Some(smelt_kernel::Ty::F16 | smelt_kernel::Ty::BF16) => 2,
+        _ => {
+            return Err(Error::Kernel(format!(
+                "value function {func}: parameter {out} is not f32, f16 or bf16"
+            )));
+        }
+    };
+    let tm = machine(arch)?;
+    let ctx = Context::create();
+    let m = crate::llvm::module(&ctx, "smelt", std::slice::from_ref(k))?;
+    m.set_triple(&tm.get_triple());
+    m.set_data_layout(&tm.get_target_data().get_data_layout());
+    let name = &k.kernel.name;
+    let body = m
+        .get_function(&format!("{name}.body"))
+        .ok_or(Error::Internal("kernel body"))?;
+    if let Some(host) = m.get_function(name) {
+        // SAFETY: the host entry has no users inside the module.
+        unsafe { host.delete() };
+    }
+    if m.get_function(func).is_some() {
+        return Err(Error::Kernel(format!("{func} is already defined")));
+    }
+    let ptr = ctx.ptr_type(AddressSpace::default());
+    let i64t = ctx.i64_type();
+    let i32t = ctx.i32_type();
+    let n = k.kernel.params.len();
+    let mut ptypes: Vec<BasicMetadataTypeEnum> = vec![ptr.into(); n];
+    ptypes.push(i64t.into());
+    let f = m.add_function(func, i32t.fn_type(&ptypes, false), None);
+    let b = ctx.create_builder();
+    b.position_at_end(ctx.append_basic_block(f, "entry"));
+    let slot = b.build_alloca(i32t, "slot").map_err(be)?;
+    b.build_store(slot, i32t.const_zero()).map_err(be)?;
+    let p = f
+        .get_nth_param(n as u32)
+        .ok_or(Error::Internal("point"))?
+        .into_int_value();
+    let back = b
+        .build_int_mul(p, i64t.const_int(eb, false), "back")
+        .map_err(be)?;
+    let back = b.build_int_neg(back, "neg").map_err(be)?;
+    // SAFETY: a plain (not inbounds) byte offset; the body adds it back.
+    let base = unsafe { b.build_gep(ctx.i8_type(), slot, &[back], "base") }.map_err(be)?;
+    let mut args: Vec<BasicMetadataValueEnum> = Vec::with_capacity(n + 2);
+    for i in 0..n {
+        if i == out {
+            args.push(base.into());
+        } else {
+            args.push(
+                f.get_nth_param(i as u32)
+                    .ok_or(Error::Internal("param"))?
+                    .into(),
+            );
+        }
+    }
+    let next = b
+        .build_int_add(p, i64t.const_int(1, false), "p1")
+        .map_err(be)?;
+    args.push(p.into());
+    args.push(next.into());
+    b.build_call(body, &args, "").map_err(be)?;
+    let v = if eb == 4 {
+        b.build_load(i32t, slot, "v").map_err(be)?.into_int_value()
+    } else {
+        let h = b
+            .build_load(ctx.i16_type(), slot, "h")
+            .map_err(be)?
+            .into_int_value();
+        b.build_int_z_extend(h, i32t, "v").map_err(be)?
+    };
+    b.build_return(Some(&v)).map_err(be)?;
+    finish(&ctx, &m, &tm, &[func])
+}
+
 /// libdevice, internalization of all but `keep`, O3 and the assembly
 /// printer: the common tail of every module.
 fn finish<'c>(ctx: &'c Context, m: &Module<'c>, tm: &TargetMachine, keep: &[&str]) -> R<String> {
@@ -465,7 +555,7 @@ fn check_resolved(m: &Module) -> R<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::{libdevice_name, point_func};
+    use super::{libdevice_name, point_func, value_func};
     use smelt_kernel::ir::build::{load, mul};
     use smelt_kernel::{Access, Kernel, Stmt, Ty, schedule};
 
@@ -491,6 +581,31 @@ mod tests {
         assert!(!ptx.contains(".entry"));
         assert!(point_func(&sk, "sm_90a", "g0.epi").is_err());
         assert!(point_func(&sk, "sm_90a", "").is_err());
+    }
+
+    #[test]
+    fn value_func_returns_the_stored_value() {
+        // y[i] = x[i] * x[i] over 8 points, y returned instead of stored.
+        let mut k = Kernel::new("ld", vec![8]);
+        let x = k.param("x", Ty::F32, 8, Access::Read);
+        let y = k.param("y", Ty::F32, 8, Access::Write);
+        let i = k.index(0);
+        k.body.push(Stmt::Store {
+            buf: y,
+            index: i.clone(),
+            value: mul(load(x, i.clone()), load(x, i)),
+        });
+        let sk = schedule::flat(&k);
+        let ptx = value_func(&sk, "sm_80", "g0_ld", 1).unwrap();
+        assert!(ptx.contains(".visible .func  (.param .b32 func_retval0) g0_ld("));
+        assert!(ptx.contains("g0_ld_param_2"));
+        // The slot lives in registers.
+        assert!(
+            !ptx.contains("st.global") && !ptx.contains(".local"),
+            "{ptx}"
+        );
+        assert!(value_func(&sk, "sm_80", "g0_ld", 0).is_ok());
+        assert!(value_func(&sk, "sm_80", "g0_ld", 2).is_err());
     }
 
     #[test]

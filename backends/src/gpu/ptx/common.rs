@@ -16,6 +16,17 @@ pub struct Epi<'a> {
     pub text: &'a str,
 }
 
+/// An implicit GEMM's B operand (see `Printer::gemm_implicit`): `text` is
+/// a PTX module (header included, from `smelt_codegen::nvptx::value_func`)
+/// defining `.func (.param .b32 r) func(.b64 l0, ..., .b64 lN-1, .b64 p)`,
+/// B's element `p` (its bits) computed by the loader over its `params`
+/// buffers. The kernel calls it where it would load B.
+pub struct Imp<'a> {
+    pub func: &'a str,
+    pub params: usize,
+    pub text: &'a str,
+}
+
 /// Element type of a tensor-core GEMM's A, B and C. f16/bf16 are
 /// storage types: products are accumulated in f32 and C is rounded once
 /// (to nearest even) when it is stored, as `gpu::gemm` defines.
@@ -73,15 +84,39 @@ pub fn supported(arch: Arch, name: &str, g: &Gemm) -> bool {
 /// The module: a comment, then either the epilogue's module (which
 /// brings the `.version`/`.target` header and defines the function the
 /// entry calls, before its use) or a header of our own, then the entry.
-pub fn module(arch: Arch, comment: &str, entry: &str, epi: Option<&Epi>) -> String {
+pub fn module(
+    arch: Arch,
+    comment: &str,
+    entry: &str,
+    epi: Option<&Epi>,
+    imp: Option<&Imp>,
+) -> String {
     let mut s = String::new();
     for l in comment.lines() {
         let _ = writeln!(s, "// {l}");
     }
-    match epi {
-        Some(e) => {
-            s += e.text;
+    let texts: Vec<&str> = imp
+        .map(|i| i.text)
+        .into_iter()
+        .chain(epi.map(|e| e.text))
+        .collect();
+    match texts.split_first() {
+        Some((first, rest)) => {
+            s += first;
             s += "\n";
+            // One header per module: the later texts lose theirs.
+            for t in rest {
+                for l in t.lines() {
+                    let l2 = l.trim_start();
+                    if !(l2.starts_with(".version")
+                        || l2.starts_with(".target")
+                        || l2.starts_with(".address_size"))
+                    {
+                        s += l;
+                        s += "\n";
+                    }
+                }
+            }
         }
         None => {
             let _ = writeln!(
@@ -96,12 +131,16 @@ pub fn module(arch: Arch, comment: &str, entry: &str, epi: Option<&Epi>) -> Stri
     s
 }
 
-/// The entry's parameter list: `A, B, C` and the epilogue's buffers.
-pub fn params(name: &str, epi: Option<&Epi>) -> String {
+/// The entry's parameter list: `A, B, C`, the loader's buffers, then the
+/// epilogue's.
+pub fn params(name: &str, epi: Option<&Epi>, imp: Option<&Imp>) -> String {
     let mut ps: Vec<String> = ["a", "b", "c"]
         .iter()
         .map(|p| format!("\t.param .u64 {name}_{p}"))
         .collect();
+    for i in 0..imp.map_or(0, |e| e.params) {
+        ps.push(format!("\t.param .u64 {name}_l{i}"));
+    }
     for i in 0..epi.map_or(0, |e| e.params) {
         ps.push(format!("\t.param .u64 {name}_e{i}"));
     }
@@ -119,6 +158,74 @@ pub fn epi_regs(epi: Option<&Epi>) -> String {
         );
     }
     s
+}
+
+/// Registers `load_b` needs, and the loader's parameters loaded into
+/// `lp<i>`; `bb` = this batch's first row of B (`bz * K`). After `bz` is
+/// set.
+pub fn imp_setup(s: &mut String, name: &str, g: &Gemm, imp: Option<&Imp>) {
+    let Some(i) = imp else {
+        return;
+    };
+    let _ = writeln!(
+        s,
+        "\t.reg .u64 lp<{}>;\n\t.reg .s64 bb, bi;\n\t.reg .b32 lv;",
+        i.params.max(1)
+    );
+    for p in 0..i.params {
+        let _ = writeln!(s, "\tld.param.u64 lp{p}, [{name}_l{p}];");
+    }
+    let _ = writeln!(s, "\tcvt.u64.u32 bb, bz;\n\tmul.lo.s64 bb, bb, {};", g.k);
+}
+
+/// B's element at row `k` (s64 register) plus `dk`, column `n` (s64
+/// register) plus `dn`, from the loader (`imp_setup` ran): into `dst` (an
+/// f32 register, or a b16 one where `half`), under predicate `guard`
+/// (`dst` is left as it was where it is false). `label` must be unique
+/// in the kernel.
+#[allow(clippy::too_many_arguments)]
+pub fn load_b(
+    s: &mut String,
+    g: &Gemm,
+    imp: &Imp,
+    (k, dk): (&str, u64),
+    (n, dn): (&str, u64),
+    dst: &str,
+    half: bool,
+    guard: Option<&str>,
+    label: &str,
+) {
+    let _ = writeln!(
+        s,
+        "\tadd.s64 bi, bb, {k};\n\tadd.s64 bi, bi, {dk};\n\tmul.lo.s64 bi, bi, {};\n\
+         \tadd.s64 bi, bi, {n};\n\tadd.s64 bi, bi, {dn};",
+        g.n
+    );
+    if let Some(q) = guard {
+        let _ = writeln!(s, "\t@!{q} bra $Lb{label};");
+    }
+    s.push_str("\t{\n");
+    let mut args = Vec::new();
+    for p in 0..imp.params {
+        let _ = writeln!(s, "\t.param .b64 la{p};\n\tst.param.b64 [la{p}], lp{p};");
+        args.push(format!("la{p}"));
+    }
+    let _ = writeln!(
+        s,
+        "\t.param .b64 lpt;\n\tst.param.b64 [lpt], bi;\n\t.param .b32 lr;\n\
+         \tcall (lr), {}, ({}, lpt);\n\tld.param.b32 lv, [lr];",
+        imp.func,
+        args.join(", ")
+    );
+    if half {
+        let _ = writeln!(s, "\tcvt.u16.u32 {dst}, lv;");
+    } else {
+        let _ = writeln!(s, "\tmov.b32 {dst}, lv;");
+    }
+    s.push_str("\t}\n");
+    if guard.is_some() {
+        let _ = writeln!(s, "$Lb{label}:");
+    }
 }
 
 /// `x = f32(h)` for a 16-bit register `h` of `e`: exact for both (bf16 is

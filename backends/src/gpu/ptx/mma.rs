@@ -46,7 +46,7 @@
 //! - C/D as for m16n8k8 above.
 
 use super::super::Arch;
-use super::common::{self, Elem, Epi, split};
+use super::common::{self, Elem, Epi, Imp, split};
 use smelt_runtime::cpu::Gemm;
 use smelt_runtime::gpu::Launch;
 use std::fmt::Write;
@@ -64,7 +64,7 @@ const BLOCK_N: u64 = NT * 8;
 /// hardware's y/z limits).
 pub fn gemm(arch: Arch, name: &str, g: &Gemm) -> Option<(String, Launch)> {
     let l = launch(arch, name, g)?;
-    Some((module(arch, name, g, None), l))
+    Some((module(arch, name, g, None, None), l))
 }
 
 /// The launch of this kernel for `g`, or None where it cannot serve it.
@@ -85,7 +85,7 @@ pub fn launch(arch: Arch, name: &str, g: &Gemm) -> Option<Launch> {
 }
 
 /// The module (see `common::module`): call only where `launch` is Some.
-pub fn module(arch: Arch, name: &str, g: &Gemm, epi: Option<&Epi>) -> String {
+pub fn module(arch: Arch, name: &str, g: &Gemm, epi: Option<&Epi>, imp: Option<&Imp>) -> String {
     let how = match Elem::of(g) {
         Some(Elem::F32) | None => "3xTF32 mma.sync.m16n8k8".to_string(),
         Some(e) => format!("{} mma.sync.m16n8k16, f32 accumulation", e.mma_type()),
@@ -102,11 +102,12 @@ pub fn module(arch: Arch, name: &str, g: &Gemm, epi: Option<&Epi>) -> String {
         g.alpha,
         g.beta,
         epi.map_or(String::new(), |e| format!(", epilogue {}", e.func))
+            + &imp.map_or(String::new(), |i| format!(", B computed by {}", i.func))
     );
-    common::module(arch, &comment, &mma_sync(name, g, epi), epi)
+    common::module(arch, &comment, &mma_sync(name, g, epi, imp), epi, imp)
 }
 
-fn mma_sync(name: &str, g: &Gemm, epi: Option<&Epi>) -> String {
+fn mma_sync(name: &str, g: &Gemm, epi: Option<&Epi>, imp: Option<&Imp>) -> String {
     let e = Elem::of(g).unwrap_or(Elem::F32);
     let eb = e.bytes() as i64;
     let (m, n, k) = (g.m, g.n, g.k);
@@ -117,7 +118,7 @@ fn mma_sync(name: &str, g: &Gemm, epi: Option<&Epi>) -> String {
     let _ = writeln!(
         s,
         ".visible .entry {name}(\n{}\n)\n.maxntid {}, 1, 1\n{{",
-        common::params(name, epi),
+        common::params(name, epi, imp),
         WARPS * 32
     );
     s += &common::epi_regs(epi);
@@ -135,6 +136,7 @@ fn mma_sync(name: &str, g: &Gemm, epi: Option<&Epi>) -> String {
     s += "\tmov.u32 tid, %tid.x;\n\tshr.u32 warp, tid, 5;\n\tand.b32 lane, tid, 31;\n\
           \tshr.u32 g, lane, 2;\n\tand.b32 t, lane, 3;\n\
           \tmov.u32 bx, %ctaid.x;\n\tmov.u32 by, %ctaid.y;\n\tmov.u32 bz, %ctaid.z;\n";
+    common::imp_setup(&mut s, name, g, imp);
     // Batch offsets (element strides).
     s += "\tcvt.u64.u32 off, bz;\n";
     for (p, st) in [("A", sa0), ("B", sb0), ("C", sc0)] {
@@ -168,10 +170,10 @@ fn mma_sync(name: &str, g: &Gemm, epi: Option<&Epi>) -> String {
     }
     s += "\tmov.u64 kk, 0;\n$Lk:\n";
     let kstep = if e == Elem::F32 {
-        tf32_step(&mut s, g);
+        tf32_step(&mut s, g, imp);
         8
     } else {
-        half_step(&mut s, g, e);
+        half_step(&mut s, g, e, imp);
         16
     };
     let _ = writeln!(
@@ -184,7 +186,7 @@ fn mma_sync(name: &str, g: &Gemm, epi: Option<&Epi>) -> String {
 }
 
 /// One k8 step of 3xTF32 m16n8k8 products (layouts in the module docs).
-fn tf32_step(s: &mut String, g: &Gemm) {
+fn tf32_step(s: &mut String, g: &Gemm, imp: Option<&Imp>) {
     let k = g.k;
     let sa2 = g.a_strides[2];
     let [_, sb1, sb2] = g.b_strides;
@@ -217,6 +219,23 @@ fn tf32_step(s: &mut String, g: &Gemm) {
     for j in 0..NT {
         for (h, (kr, pk)) in [("k0", "pk0"), ("k1", "pk1")].into_iter().enumerate() {
             let y = 2 * j as usize + h;
+            if let Some(imp) = imp {
+                let _ = writeln!(s, "\tmov.f32 y{y}, 0f00000000;\n\tand.pred q, pn{j}, {pk};");
+                let n = format!("n{j}");
+                common::load_b(
+                    s,
+                    g,
+                    imp,
+                    (kr, 0),
+                    (&n, 0),
+                    &format!("y{y}"),
+                    false,
+                    Some("q"),
+                    &format!("f{y}"),
+                );
+                split(s, &format!("y{y}"), &format!("bh{y}"), &format!("bl{y}"));
+                continue;
+            }
             let _ = writeln!(
                 s,
                 "\tmov.f32 y{y}, 0f00000000;\n\tand.pred q, pn{j}, {pk};\n\
@@ -256,7 +275,7 @@ fn acc_tile(j: usize) -> String {
 /// docs): each operand element is loaded as 16 bits (zero outside the
 /// matrix) and pairs are packed into the .f16x2/.bf16x2 registers, the
 /// lower k in the low half.
-fn half_step(s: &mut String, g: &Gemm, e: Elem) {
+fn half_step(s: &mut String, g: &Gemm, e: Elem, imp: Option<&Imp>) {
     let k = g.k;
     let sa2 = g.a_strides[2] * 2;
     let [_, sb1, sb2] = g.b_strides.map(|x| x * 2);
@@ -293,6 +312,22 @@ fn half_step(s: &mut String, g: &Gemm, e: Elem) {
             for (h, kr) in ks.into_iter().enumerate() {
                 let x = 4 * j + 2 * r + h;
                 let pk = kr.replace('k', "pk");
+                if let Some(imp) = imp {
+                    let _ = writeln!(s, "\tmov.b16 hb{x}, 0;\n\tand.pred q, pn{j}, {pk};");
+                    let n = format!("n{j}");
+                    common::load_b(
+                        s,
+                        g,
+                        imp,
+                        (kr, 0),
+                        (&n, 0),
+                        &format!("hb{x}"),
+                        true,
+                        Some("q"),
+                        &format!("h{x}"),
+                    );
+                    continue;
+                }
                 let _ = writeln!(
                     s,
                     "\tmov.b16 hb{x}, 0;\n\tand.pred q, pn{j}, {pk};\n\

@@ -189,7 +189,7 @@ pub fn module(arch: Arch, name: &str, g: &Gemm, epi: Option<&Epi>) -> String {
         if b.k_major { "K" } else { "N" },
         epi.map_or(String::new(), |e| format!(", epilogue {}", e.func))
     );
-    common::module(arch, &comment, &entry(name, g, &a, &b, epi), epi)
+    common::module(arch, &comment, &entry(name, g, &a, &b, epi), epi, None)
 }
 
 /// The 64-bit descriptor of a 1024-aligned 128B-swizzled tile at shared
@@ -221,7 +221,7 @@ fn entry(name: &str, g: &Gemm, a: &View, b: &View, epi: Option<&Epi>) -> String 
         s,
         "\n.visible .entry {name}(\n{},\n\t.param .align 64 .b8 {name}_ta[128],\n\
          \t.param .align 64 .b8 {name}_tb[128]\n)\n.maxntid {THREADS}, 1, 1\n{{",
-        common::params(name, epi)
+        common::params(name, epi, None)
     );
     s += &common::epi_regs(epi);
     let _ = writeln!(

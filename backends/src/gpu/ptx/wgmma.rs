@@ -43,7 +43,7 @@
 //!   store of C is shared with it (`common::store_c`).
 
 use super::super::Arch;
-use super::common::{self, Elem, Epi, split};
+use super::common::{self, Elem, Epi, Imp, split};
 use smelt_runtime::cpu::Gemm;
 use smelt_runtime::gpu::Launch;
 use std::fmt::Write;
@@ -117,7 +117,7 @@ fn walk(e: Elem, k_contiguous: bool) -> Walk {
 /// it cannot serve it.
 pub fn gemm(arch: Arch, name: &str, g: &Gemm) -> Option<(String, Launch)> {
     let l = launch(arch, name, g)?;
-    Some((module(arch, name, g, None), l))
+    Some((module(arch, name, g, None, None), l))
 }
 
 /// The launch for `g`, or None: not sm_90a (wgmma needs the `a`
@@ -161,7 +161,7 @@ fn elem(g: &Gemm) -> Elem {
 }
 
 /// The module (see `common::module`): call only where `launch` is Some.
-pub fn module(arch: Arch, name: &str, g: &Gemm, epi: Option<&Epi>) -> String {
+pub fn module(arch: Arch, name: &str, g: &Gemm, epi: Option<&Epi>, imp: Option<&Imp>) -> String {
     let e = elem(g);
     let how = match e {
         Elem::F32 => format!("3xTF32 wgmma.m64n{BN}k8"),
@@ -180,8 +180,9 @@ pub fn module(arch: Arch, name: &str, g: &Gemm, epi: Option<&Epi>) -> String {
         g.beta,
         bk(e),
         epi.map_or(String::new(), |e| format!(", epilogue {}", e.func))
+            + &imp.map_or(String::new(), |i| format!(", B computed by {}", i.func))
     );
-    common::module(arch, &comment, &entry(name, g, epi), epi)
+    common::module(arch, &comment, &entry(name, g, epi, imp), epi, imp)
 }
 
 /// Operand `p` ("a" or "b") of the loop: registers `p{x}`, `s{x}`,
@@ -197,7 +198,7 @@ struct Operand<'a> {
     rows: u64,
 }
 
-fn entry(name: &str, g: &Gemm, epi: Option<&Epi>) -> String {
+fn entry(name: &str, g: &Gemm, epi: Option<&Epi>, imp: Option<&Imp>) -> String {
     let (wa, wb) = walks(g);
     let ops = [
         Operand {
@@ -230,7 +231,7 @@ fn entry(name: &str, g: &Gemm, epi: Option<&Epi>) -> String {
     let _ = writeln!(
         s,
         "\n.visible .entry {name}(\n{}\n)\n.maxntid {THREADS}, 1, 1\n{{",
-        common::params(name, epi)
+        common::params(name, epi, imp)
     );
     s += &common::epi_regs(epi);
     let _ = writeln!(
@@ -254,6 +255,7 @@ fn entry(name: &str, g: &Gemm, epi: Option<&Epi>) -> String {
          \tmov.u32 bx, %ctaid.x;\n\tmov.u32 by, %ctaid.y;\n\tmov.u32 bz, %ctaid.z;\n\
          \tsetp.eq.u32 pt, tid, tid;\n\tcvt.u64.u32 off, bz;"
     );
+    common::imp_setup(&mut s, name, g, imp);
     for (p, st) in [
         ("A", g.a_strides[0]),
         ("B", g.b_strides[0]),
@@ -306,7 +308,7 @@ fn entry(name: &str, g: &Gemm, epi: Option<&Epi>) -> String {
         let _ = writeln!(s, "\tmov.f32 acc{i}, 0f00000000;");
     }
     s += "\tmov.u64 kt, 0;\n";
-    load(&mut s, &ops, k, e);
+    load(&mut s, &ops, g, e, imp, "p");
     s += "$Lk:\n";
     // Split and stage (the previous tile's wgmmas are done: see below).
     for op in &ops {
@@ -352,7 +354,7 @@ fn entry(name: &str, g: &Gemm, epi: Option<&Epi>) -> String {
          \tadd.s64 kt, kt, {bk};\n\tsetp.lt.s64 more, kt, {k};\n\t@!more bra.uni $Lw;"
     );
     // The next tile's global loads overlap the tensor cores.
-    load(&mut s, &ops, k, e);
+    load(&mut s, &ops, g, e, imp, "n");
     s += "$Lw:\n\twgmma.wait_group.sync.aligned 0;\n\tbar.sync 0;\n\t@more bra.uni $Lk;\n";
     // C: warp w holds rows 16w + g (+ 8) of the block's 64.
     let _ = writeln!(
@@ -369,7 +371,10 @@ fn entry(name: &str, g: &Gemm, epi: Option<&Epi>) -> String {
 
 /// Global loads of the K tile at `kt` into `x{a,b}<per_thread>` (zero
 /// outside the operand).
-fn load(s: &mut String, ops: &[Operand], k: u64, e: Elem) {
+/// With `imp`, B's elements come from the loader instead (labels tagged
+/// with `tag`).
+fn load(s: &mut String, ops: &[Operand], g: &Gemm, e: Elem, imp: Option<&Imp>, tag: &str) {
+    let k = g.k;
     let eb = e.bytes() as i64;
     let (ty, zero) = match e {
         Elem::F32 => ("f32", "0f00000000"),
@@ -412,6 +417,22 @@ fn load(s: &mut String, ops: &[Operand], k: u64, e: Elem) {
                     "@q "
                 }
             };
+            if let (Some(imp), "b") = (imp, x) {
+                // Op B's rows are n, its K index is kqb.
+                let q = (!guard.is_empty()).then_some("q");
+                common::load_b(
+                    s,
+                    g,
+                    imp,
+                    ("kqb", i * op.w.dk),
+                    ("rb", i * op.w.dr),
+                    &format!("x{x}{i}"),
+                    e != Elem::F32,
+                    q,
+                    &format!("{tag}{i}"),
+                );
+                continue;
+            }
             let _ = writeln!(s, "\t{guard}ld.global.{ty} x{x}{i}, [pk{x}+{imm}];");
         }
     }
