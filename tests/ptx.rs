@@ -167,8 +167,9 @@ fn example_graphs(c: &mut Collected) {
 
 /// The benchmark models (examples/models/make_all.py): from
 /// `$SMELT_MODELS_DIR` or `.cache/models` where `make bench-cpu` left them;
-/// otherwise the MLP is generated into a temporary folder with
-/// `$SMELT_PYTHON`. Returns the names of the models added.
+/// otherwise the ones BENCHMARKS.md times (ResNet-50, BERT-base, MLP) are
+/// generated into a temporary folder with `$SMELT_PYTHON` (~5 s, ~0.5 GB).
+/// Returns the names of the models added.
 fn benchmark_graphs(c: &mut Collected) -> Vec<String> {
     let tmp = tempfile::tempdir().unwrap();
     let dir = std::env::var_os("SMELT_MODELS_DIR")
@@ -180,7 +181,7 @@ fn benchmark_graphs(c: &mut Collected) -> Vec<String> {
         let out = std::process::Command::new(py)
             .arg(repo().join("examples/models/make_all.py"))
             .arg(tmp.path())
-            .args(["--only", "mlp"])
+            .args(["--only", "mlp", "resnet50", "bert_base"])
             .output()
             .unwrap();
         assert!(
