@@ -93,9 +93,10 @@ pub trait Printer {
     /// these sizes and dtype (the product then runs as a kernel-IR GEMM).
     fn gemm(&self, name: &str, g: &Gemm) -> Option<(String, Launch)>;
     /// `gemm` with an elementwise epilogue fused into it: `epi` is a flat
-    /// kernel over C's elements that reads and writes C (its parameter
-    /// `c_param`) only at each point's own element, and may read other
-    /// buffers. The fused kernel takes `(A, B, C, e0, ..., eN)` (every
+    /// kernel over C's elements that reads C (its parameter `c_param`)
+    /// only at each point's own element, writes either C or one other
+    /// buffer of C's size (a dtype conversion) only there, and may read
+    /// other buffers. The fused kernel takes `(A, B, C, e0, ..., eN)` (every
     /// parameter of `epi`, in order) and, once it has stored an element
     /// of C, runs `epi`'s body for that element (`p` = its flat index in
     /// C). `None` where the printer cannot fuse it (the epilogue then

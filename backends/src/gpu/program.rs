@@ -303,17 +303,19 @@ fn fusable_epilogue(g: &Gemm, epi: &Scheduled, args: &[usize], m: &rt::Manifest)
     use smelt_kernel::ir::build::flat;
     use smelt_kernel::{Access, Expr, Stmt, Var};
     let k = &epi.kernel;
-    let c_param = k
-        .params
-        .iter()
-        .zip(args)
-        .position(|(p, &b)| p.access == Access::Write && b == g.c)?;
-    let writes = k
-        .params
-        .iter()
-        .filter(|p| p.access == Access::Write)
-        .count();
     if args.iter().filter(|&&b| b == g.c).count() != 1 {
+        return None;
+    }
+    let c_param = args.iter().position(|&b| b == g.c)?;
+    // What the epilogue writes: C itself (bias, activation, residual in
+    // place) or one other buffer of C's elements (a dtype conversion).
+    let mut writes = k
+        .params
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| p.access == Access::Write);
+    let (w_param, w) = writes.next()?;
+    if writes.next().is_some() {
         return None;
     }
     let dims = &m.buffers.get(g.c)?.shape;
@@ -325,30 +327,54 @@ fn fusable_epilogue(g: &Gemm, epi: &Scheduled, args: &[usize], m: &rt::Manifest)
     // (Conv's bias runs over (N, M, H*W) of a 4-D C): the access check
     // below is over its own domain, whose row-major order is C's.
     let domain_points: u64 = k.domain.iter().product();
-    if writes != 1 || !dense || domain_points != points || dims.iter().product::<u64>() != points {
+    if !dense || domain_points != points || dims.iter().product::<u64>() != points {
         return None;
+    }
+    if w_param != c_param {
+        // Written while other blocks of the GEMM still read A and B: it
+        // must not be either, nor share their memory (the plan may have
+        // reused a buffer that died at the GEMM).
+        let range = |b: usize| match m.buffers.get(b).map(|x| (&x.place, x.bytes)) {
+            Some((rt::Place::Arena { offset }, bytes)) => Some((*offset, offset + bytes)),
+            _ => None,
+        };
+        let wb = args[w_param];
+        let clash = [g.a, g.b].iter().any(|&x| {
+            x == wb
+                || matches!((range(x), range(wb)), (Some((a0, a1)), Some((w0, w1))) if a0 < w1 && w0 < a1)
+        });
+        if clash || w.len != points {
+            return None;
+        }
     }
     let own: Vec<Expr> = (0..k.domain.len())
         .map(|d| Expr::Var(Var(d as u32)))
         .collect();
     let own = flat(&own, &k.domain);
+    let watched = |b: usize| b == c_param || b == w_param;
     let mut ok = true;
     let mut check_expr = |e: &Expr| {
         e.visit(&mut |x| {
             if let Expr::Load(b, i) = x
-                && *b == c_param
+                && watched(*b)
                 && **i != own
             {
                 ok = false;
             }
         })
     };
-    fn walk(body: &[Stmt], c: usize, own: &Expr, ok: &mut bool, f: &mut dyn FnMut(&Expr)) {
+    fn walk(
+        body: &[Stmt],
+        watched: &dyn Fn(usize) -> bool,
+        own: &Expr,
+        ok: &mut bool,
+        f: &mut dyn FnMut(&Expr),
+    ) {
         for s in body {
             match s {
                 Stmt::Let(_, e) | Stmt::Decl(_, e) | Stmt::Set(_, e) => f(e),
                 Stmt::Store { buf, index, value } => {
-                    if *buf == c && index != own {
+                    if watched(*buf) && index != own {
                         *ok = false;
                     }
                     f(index);
@@ -356,18 +382,18 @@ fn fusable_epilogue(g: &Gemm, epi: &Scheduled, args: &[usize], m: &rt::Manifest)
                 }
                 Stmt::Loop { extent, body, .. } => {
                     f(extent);
-                    walk(body, c, own, ok, f);
+                    walk(body, watched, own, ok, f);
                 }
                 Stmt::If { cond, then, els } => {
                     f(cond);
-                    walk(then, c, own, ok, f);
-                    walk(els, c, own, ok, f);
+                    walk(then, watched, own, ok, f);
+                    walk(els, watched, own, ok, f);
                 }
             }
         }
     }
     let mut store_ok = true;
-    walk(&epi.body, c_param, &own, &mut store_ok, &mut check_expr);
+    walk(&epi.body, &watched, &own, &mut store_ok, &mut check_expr);
     (ok && store_ok).then_some(c_param)
 }
 
