@@ -202,20 +202,16 @@ fn ptx_module(kernels: &[Scheduled], arch: &str) -> R<String> {
     finish(&ctx, &m, &tm, &entries)
 }
 
-/// PTX text (header included) of a module holding only `k`'s per-point
-/// body as a callable non-entry function `.visible .func func(.b64 p0,
-/// ..., .b64 pN, .b64 p)`: the kernel's body for the single point `p`,
-/// with `pI` the generic address of `k`'s parameter I. Hand-written PTX
-/// appended after this text may `call` it (a tensor-core GEMM running an
-/// elementwise epilogue per stored element). Math goes through libdevice
-/// and O3 runs as for entries, so the semantics are the kernel IR's.
-pub fn point_func(k: &Scheduled, arch: &str, func: &str) -> R<String> {
-    if func.is_empty() || !func.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_') {
-        return Err(Error::Kernel(format!("point function name {func:?}")));
-    }
-    let tm = machine(arch)?;
-    let ctx = Context::create();
-    let m = crate::llvm::module(&ctx, "smelt", std::slice::from_ref(k))?;
+/// A module holding `k`'s per-point body function (`NAME.body`) for
+/// `tm`, without the host entry, with `func` still free: what the `.func`
+/// printers below wrap.
+fn body_module<'c>(
+    ctx: &'c Context,
+    tm: &TargetMachine,
+    k: &Scheduled,
+    func: &str,
+) -> R<(Module<'c>, FunctionValue<'c>)> {
+    let m = crate::llvm::module(ctx, "smelt", std::slice::from_ref(k))?;
     m.set_triple(&tm.get_triple());
     m.set_data_layout(&tm.get_target_data().get_data_layout());
     let name = &k.kernel.name;
@@ -229,6 +225,23 @@ pub fn point_func(k: &Scheduled, arch: &str, func: &str) -> R<String> {
     if m.get_function(func).is_some() {
         return Err(Error::Kernel(format!("{func} is already defined")));
     }
+    Ok((m, body))
+}
+
+/// PTX text (header included) of a module holding only `k`'s per-point
+/// body as a callable non-entry function `.visible .func func(.b64 p0,
+/// ..., .b64 pN, .b64 p)`: the kernel's body for the single point `p`,
+/// with `pI` the generic address of `k`'s parameter I. Hand-written PTX
+/// appended after this text may `call` it (a tensor-core GEMM running an
+/// elementwise epilogue per stored element). Math goes through libdevice
+/// and O3 runs as for entries, so the semantics are the kernel IR's.
+pub fn point_func(k: &Scheduled, arch: &str, func: &str) -> R<String> {
+    if func.is_empty() || !func.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_') {
+        return Err(Error::Kernel(format!("point function name {func:?}")));
+    }
+    let tm = machine(arch)?;
+    let ctx = Context::create();
+    let (m, body) = body_module(&ctx, &tm, k, func)?;
     let ptr = ctx.ptr_type(AddressSpace::default());
     let i64t = ctx.i64_type();
     let n = k.kernel.params.len();
@@ -281,20 +294,7 @@ pub fn value_func(k: &Scheduled, arch: &str, func: &str, out: usize) -> R<String
     };
     let tm = machine(arch)?;
     let ctx = Context::create();
-    let m = crate::llvm::module(&ctx, "smelt", std::slice::from_ref(k))?;
-    m.set_triple(&tm.get_triple());
-    m.set_data_layout(&tm.get_target_data().get_data_layout());
-    let name = &k.kernel.name;
-    let body = m
-        .get_function(&format!("{name}.body"))
-        .ok_or(Error::Internal("kernel body"))?;
-    if let Some(host) = m.get_function(name) {
-        // SAFETY: the host entry has no users inside the module.
-        unsafe { host.delete() };
-    }
-    if m.get_function(func).is_some() {
-        return Err(Error::Kernel(format!("{func} is already defined")));
-    }
+    let (m, body) = body_module(&ctx, &tm, k, func)?;
     let ptr = ctx.ptr_type(AddressSpace::default());
     let i64t = ctx.i64_type();
     let i32t = ctx.i32_type();
