@@ -88,7 +88,10 @@ pub fn compile(arch: Arch, source: &str, dir: &Path, name: &str) -> Result<PathB
     }
     let io = |e: std::io::Error| GpuError::Compile(format!("{}: {e}", dir.display()));
     std::fs::create_dir_all(dir).map_err(io)?;
-    let src = dir.join(format!("{name}.hip"));
+    // One source per arch: compilers map their input, and a build of the
+    // same module for the other arch running at the same time must not
+    // rewrite it underneath (clang dies with SIGBUS).
+    let src = dir.join(format!("{name}.{}.hip", arch.name()));
     let out = dir.join(format!("{name}.{}.co", arch.name()));
     std::fs::write(&src, source).map_err(io)?;
     let res = command(arch, &src, &out)?
