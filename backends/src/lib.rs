@@ -3,6 +3,7 @@
 //! program builder and artifact writer.
 
 pub mod cpu;
+pub mod expand;
 pub mod gpu;
 pub mod lower;
 pub mod maia;

@@ -102,6 +102,8 @@ pub fn compile(g: &Graph, hw: &HwConfig, target: &str, opts: &Options) -> Result
 }
 
 fn compile_inner(g: &Graph, hw: &HwConfig, opts: &Options) -> Result<Artifact, Error> {
+    let expanded = crate::expand::run(g, &super::expands).map_err(Error::Graph)?;
+    let g = &expanded;
     let mut lw = Lw {
         g,
         p: Program::new(hw.clone()),

@@ -87,6 +87,13 @@ impl Error {
 }
 
 /// Chooses the lowering of one node.
+/// Whether `n` is rewritten into other ops (`crate::expand`) before
+/// lowering: ops the command stream has no lowering of its own for.
+fn expands(n: &smelt_ir::Node) -> bool {
+    use smelt_ir::Op;
+    matches!(n.op, Op::Swish | Op::SwiGLU)
+}
+
 fn dispatch(lw: &mut lower::Lw, n: &smelt_ir::Node) -> Result<(), Error> {
     use smelt_ir::Op;
     match n.op {
