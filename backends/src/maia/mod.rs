@@ -30,10 +30,12 @@ mod movement;
 mod pipeline;
 mod program;
 mod rows;
+mod specialize;
 mod tiling;
 mod unary;
 
 pub use lower::compile;
+pub use specialize::compile_for;
 pub use tiling::{MatmulTiling, choose_matmul_tiling};
 
 /// How f32 matmuls run on a tensor unit without an f32 rate.
