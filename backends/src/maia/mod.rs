@@ -93,7 +93,26 @@ impl Error {
 /// lowering: ops the command stream has no lowering of its own for.
 fn expands(n: &smelt_ir::Node) -> bool {
     use smelt_ir::Op;
-    matches!(n.op, Op::Swish | Op::SwiGLU)
+    matches!(
+        n.op,
+        // Only empty reductions expand (into their constant result).
+        Op::ReduceSum
+            | Op::ReduceMean
+            | Op::ReduceMax
+            | Op::ReduceMin
+            | Op::ReduceProd
+            | Op::ReduceL1
+            | Op::ReduceL2
+            | Op::ReduceSumSquare
+            | Op::ReduceLogSum
+            | Op::ReduceLogSumExp
+            | Op::Swish
+            | Op::SwiGLU
+            | Op::Compress
+            | Op::Dropout
+            | Op::ArrayFeatureExtractor
+            | Op::Binarizer
+    )
 }
 
 fn dispatch(lw: &mut lower::Lw, n: &smelt_ir::Node) -> Result<(), Error> {
