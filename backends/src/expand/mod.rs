@@ -13,6 +13,7 @@ mod activation;
 mod builder;
 mod empty;
 mod select;
+mod train;
 
 pub use builder::Builder;
 
@@ -25,8 +26,12 @@ pub type Expansion = fn(&mut Builder, &Node) -> Result<Option<Vec<Option<ValueId
 /// The expansion registered for `op`, if any.
 pub fn lookup(op: Op) -> Option<Expansion> {
     // Families append their `lookup` here.
-    let families: &[fn(Op) -> Option<Expansion>] =
-        &[activation::lookup, empty::lookup, select::lookup];
+    let families: &[fn(Op) -> Option<Expansion>] = &[
+        activation::lookup,
+        empty::lookup,
+        select::lookup,
+        train::lookup,
+    ];
     families.iter().find_map(|f| f(op))
 }
 

@@ -106,6 +106,11 @@ fn expands(n: &smelt_ir::Node) -> bool {
             | Op::ReduceSumSquare
             | Op::ReduceLogSum
             | Op::ReduceLogSumExp
+            // Only in training mode or with run-time statistics.
+            | Op::BatchNormalization
+            | Op::Adagrad
+            | Op::Adam
+            | Op::Momentum
             | Op::Swish
             | Op::SwiGLU
             | Op::Compress
