@@ -138,3 +138,57 @@ fn float_to_int(lw: &mut Lw, x: &TRef, y: &TRef) -> Result<(), Error> {
         ]
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::maia::{Options, compile};
+    use smelt_runtime::maia::sim::{Options as SimOptions, Sim};
+    use smelt_runtime::maia::{Artifact, HwConfig};
+
+    fn run(text: &str, inputs: &[(&str, Vec<u8>)], output: &str) -> Vec<u8> {
+        let g = smelt_ir::text::parse(text).unwrap();
+        let art = compile(&g, &HwConfig::tiny(), "tiny-npu", &Options::default()).unwrap();
+        let art = Artifact::from_bytes(&art.to_bytes()).unwrap();
+        let mut sim = Sim::new(&art, SimOptions::default());
+        for (name, v) in inputs {
+            sim.write_region_bytes(0, &format!("in.{name}"), v).unwrap();
+        }
+        sim.run().unwrap();
+        sim.read_region_bytes(0, &format!("out.{output}")).unwrap()
+    }
+
+    #[test]
+    fn floats_truncate_to_integers_and_u8_widens_unsigned() {
+        // Cast truncates toward zero (numpy's astype): -2.7 -> -2, -0.5 ->
+        // 0, 0.7 -> 0, 3.9 -> 3, 127.99 -> 127.
+        let text = r#"graph "g"(%x: f32[5], %u: u8[3]) {
+  %i: i8[5] = Cast(%x) {to=3}
+  %l: i64[5] = Cast(%x) {to=7}
+  %f: f32[3] = Cast(%u) {to=1}
+  %w: i16[3] = Cast(%u) {to=5}
+  return %i, %l, %f, %w
+}"#;
+        let x: Vec<u8> = [-2.7f32, -0.5, 0.7, 3.9, 127.99]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        let ins = [("x", x), ("u", vec![200u8, 0, 255])];
+        let want = [-2i8, 0, 0, 3, 127];
+        assert_eq!(run(text, &ins, "i"), want.map(|v| v as u8).to_vec());
+        let l: Vec<u8> = want
+            .iter()
+            .flat_map(|&v| (v as i64).to_le_bytes())
+            .collect();
+        assert_eq!(run(text, &ins, "l"), l);
+        let f: Vec<u8> = [200f32, 0.0, 255.0]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        assert_eq!(run(text, &ins, "f"), f);
+        let w: Vec<u8> = [200i16, 0, 255]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        assert_eq!(run(text, &ins, "w"), w);
+    }
+}

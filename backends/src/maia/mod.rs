@@ -92,7 +92,18 @@ impl Error {
 /// lowering: ops the command stream has no lowering of its own for.
 fn expands(n: &smelt_ir::Node) -> bool {
     use smelt_ir::Op;
-    matches!(n.op, Op::Swish | Op::SwiGLU)
+    matches!(
+        n.op,
+        Op::Swish
+            | Op::SwiGLU
+            | Op::QuantizeLinear
+            | Op::DequantizeLinear
+            | Op::DynamicQuantizeLinear
+            | Op::MatMulInteger
+            | Op::QLinearMatMul
+            | Op::ConvInteger
+            | Op::QLinearConv
+    )
 }
 
 fn dispatch(lw: &mut lower::Lw, n: &smelt_ir::Node) -> Result<(), Error> {
