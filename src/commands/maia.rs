@@ -104,8 +104,13 @@ pub fn execute(art: &Artifact, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
             inputs.len()
         );
     }
+    let bytes = inputs
+        .iter()
+        .map(tensor_bytes)
+        .collect::<Result<Vec<_>>>()?;
+    art.io.check_guards(&bytes).map_err(|e| anyhow!(e))?;
     let mut sim = Sim::new(art, Options::default());
-    for (b, t) in art.io.inputs.iter().zip(inputs) {
+    for ((b, t), bytes) in art.io.inputs.iter().zip(inputs).zip(bytes) {
         let want: Vec<usize> = b.shape.iter().map(|&d| d as usize).collect();
         if t.shape != want || t.dtype.name() != b.dtype {
             bail!(
@@ -117,7 +122,7 @@ pub fn execute(art: &Artifact, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
                 t.shape
             );
         }
-        sim.write_region_bytes(0, &b.region, &tensor_bytes(t)?)?;
+        sim.write_region_bytes(0, &b.region, &bytes)?;
     }
     sim.run()?;
     let mut outs = Vec::new();

@@ -15,8 +15,11 @@ pub struct Args {
     /// *.safetensors), a compiled cpu artifact (.smc), or a compiled .smx
     /// program (runs on the Maia-style simulator).
     model: PathBuf,
-    /// Where to run a model: interp (the reference interpreter) or cpu
-    /// (compile for this host, then run). A .smc always runs on cpu.
+    /// Where to run a model: interp (the reference interpreter), cpu
+    /// (compile for this host, then run) or an accelerator such as maia100
+    /// (compile to a command stream, then run it on the simulator; shapes
+    /// that depend on small integer inputs are specialized on their
+    /// values). A .smc always runs on cpu, a .smx on the simulator.
     #[arg(long, default_value = "interp")]
     target: String,
     /// An input tensor (.pb TensorProto or .npy). Either FILE, taken in
@@ -181,7 +184,10 @@ pub fn main(a: Args) -> Result<ExitCode> {
     if a.model.extension().is_some_and(|e| e == "smx") {
         return super::maia::run_main(&a.model, &a.inputs, &a.output_dir);
     }
-    super::check_target(&a.target)?;
+    let accel = super::maia::is_accelerator(&a.target);
+    if !accel {
+        super::check_target(&a.target)?;
+    }
     if !a.tokens.is_empty() && !a.model.is_dir() {
         bail!(
             "{}: --tokens needs a checkpoint folder (config.json + *.safetensors)",
@@ -222,7 +228,16 @@ pub fn main(a: Args) -> Result<ExitCode> {
     } else {
         vec![ids_tensor(&a.tokens)]
     };
-    let outputs = if a.target == "cpu" {
+    let outputs = if accel {
+        let (name, text) = super::maia::target_text(&a.target, None)?;
+        let hw = super::maia::accelerator(&text)?
+            .ok_or_else(|| anyhow::anyhow!("target `{name}` is not an accelerator"))?;
+        let opts = smelt_backends::maia::Options::default();
+        let art = smelt_backends::maia::compile_for(&g, &inputs, &hw, &name, &opts)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", a.model.display()))?;
+        super::maia::execute(&art, &inputs)
+            .map_err(|e| anyhow::anyhow!("{}: {e:#}", a.model.display()))?
+    } else if a.target == "cpu" {
         // Compiled for these inputs: shapes that depend on small integer
         // inputs' values are specialized on them.
         let (art, _) = smelt_backends::cpu::compile_for(&g, &inputs)

@@ -1,6 +1,7 @@
 //! Shape specialization: a graph whose shapes depend on the *values* of
-//! small integer inputs (axes, sizes, target shapes — what TensorRT calls
-//! shape tensors) cannot be compiled for static shapes until those values
+//! small integer or boolean inputs (axes, sizes, target shapes — what
+//! TensorRT calls shape tensors —, Compress's condition, Dropout's
+//! training_mode) cannot be compiled for static shapes until those values
 //! are known. Given them, the inputs become constants, constant folding
 //! makes every shape static, and the artifact records the values as guards
 //! that the executor checks on every run.
@@ -14,7 +15,7 @@ use smelt_runtime::cpu::{Artifact, Guard};
 const MAX_ELEMENTS: usize = 64;
 
 fn shape_like(t: &Tensor) -> bool {
-    matches!(t.dtype, DType::I64 | DType::I32) && t.numel() <= MAX_ELEMENTS
+    matches!(t.dtype, DType::I64 | DType::I32 | DType::Bool) && t.numel() <= MAX_ELEMENTS
 }
 
 /// Compiles `g` for these inputs: plainly when its shapes are static,

@@ -217,6 +217,16 @@ impl Builder {
             .ok_or_else(|| format!("{op} has no output"))
     }
 
+    /// `v` converted to `to` (itself when it already is).
+    pub fn cast(&mut self, v: ValueId, to: DType) -> Result<ValueId, String> {
+        if self.dtype(v) == to {
+            return Ok(v);
+        }
+        let code = semantics::util::dtype_to_onnx(to)
+            .ok_or_else(|| format!("{to} has no ONNX dtype code"))?;
+        self.op(Op::Cast, &[v], &[("to", Attr::Int(code))])
+    }
+
     fn fresh(&mut self, what: &str) -> String {
         self.count += 1;
         format!("{}.{what}{}", self.prefix, self.count)

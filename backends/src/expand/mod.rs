@@ -11,7 +11,10 @@
 
 mod activation;
 mod builder;
+mod empty;
 mod quant;
+mod select;
+mod train;
 
 pub use builder::Builder;
 
@@ -24,7 +27,13 @@ pub type Expansion = fn(&mut Builder, &Node) -> Result<Option<Vec<Option<ValueId
 /// The expansion registered for `op`, if any.
 pub fn lookup(op: Op) -> Option<Expansion> {
     // Families append their `lookup` here.
-    let families: &[fn(Op) -> Option<Expansion>] = &[activation::lookup, quant::lookup];
+    let families: &[fn(Op) -> Option<Expansion>] = &[
+        activation::lookup,
+        empty::lookup,
+        select::lookup,
+        train::lookup,
+        quant::lookup,
+    ];
     families.iter().find_map(|f| f(op))
 }
 

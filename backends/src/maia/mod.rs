@@ -31,10 +31,12 @@ mod movement;
 mod pipeline;
 mod program;
 mod rows;
+mod specialize;
 mod tiling;
 mod unary;
 
 pub use lower::compile;
+pub use specialize::compile_for;
 pub use tiling::{MatmulTiling, choose_matmul_tiling};
 
 /// How f32 matmuls run on a tensor unit without an f32 rate.
@@ -94,8 +96,28 @@ fn expands(n: &smelt_ir::Node) -> bool {
     use smelt_ir::Op;
     matches!(
         n.op,
-        Op::Swish
+        // Only empty reductions expand (into their constant result).
+        Op::ReduceSum
+            | Op::ReduceMean
+            | Op::ReduceMax
+            | Op::ReduceMin
+            | Op::ReduceProd
+            | Op::ReduceL1
+            | Op::ReduceL2
+            | Op::ReduceSumSquare
+            | Op::ReduceLogSum
+            | Op::ReduceLogSumExp
+            // Only in training mode or with run-time statistics.
+            | Op::BatchNormalization
+            | Op::Adagrad
+            | Op::Adam
+            | Op::Momentum
+            | Op::Swish
             | Op::SwiGLU
+            | Op::Compress
+            | Op::Dropout
+            | Op::ArrayFeatureExtractor
+            | Op::Binarizer
             | Op::QuantizeLinear
             | Op::DequantizeLinear
             | Op::DynamicQuantizeLinear

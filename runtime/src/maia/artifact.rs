@@ -18,8 +18,10 @@ use serde::{Deserialize, Serialize};
 pub const MAGIC: &[u8; 4] = b"SMX\0";
 /// Version 2 added `io` to META (the graph's inputs and outputs: names,
 /// graph dtypes and shapes, so `smelt run` can feed and read a program).
-/// Version 1 files still load, with no bindings.
-pub const VERSION: u16 = 2;
+/// Version 1 files still load, with no bindings. Version 3 added `guards`
+/// to `io` (inputs whose values the program was specialized on); a reader
+/// that ignored them would run a program on inputs it was not built for.
+pub const VERSION: u16 = 3;
 pub const OLDEST_VERSION: u16 = 1;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -78,6 +80,37 @@ pub struct IoBinding {
 pub struct Io {
     pub inputs: Vec<IoBinding>,
     pub outputs: Vec<IoBinding>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub guards: Vec<Guard>,
+}
+
+/// The program was compiled for this value of input `input` (shapes or
+/// constants folded from it, as TensorRT does with shape tensors): any other
+/// value is refused. `bytes` is the input's little-endian storage.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Guard {
+    pub input: usize,
+    pub bytes: Vec<u8>,
+}
+
+impl Io {
+    /// Refuses `inputs` (each input's bytes, in order) that differ from a
+    /// value the program was specialized on.
+    pub fn check_guards(&self, inputs: &[Vec<u8>]) -> Result<(), String> {
+        for g in &self.guards {
+            let name = self.inputs.get(g.input).map_or("?", |b| b.name.as_str());
+            match inputs.get(g.input) {
+                Some(b) if *b == g.bytes => {}
+                _ => {
+                    return Err(format!(
+                        "input \"{name}\": this program was specialized on another value of it (shapes or constants depend on it); compile again for this value"
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]

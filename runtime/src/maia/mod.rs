@@ -10,7 +10,7 @@ pub mod hw;
 pub mod isa;
 pub mod sim;
 
-pub use artifact::{Artifact, Io, IoBinding, Region, RegionKind};
+pub use artifact::{Artifact, Guard, Io, IoBinding, Region, RegionKind};
 pub use dtype::Dt;
 pub use hw::HwConfig;
 pub use isa::{Command, Engine, Loc, Op, Queue, ROp, Sem, Space, VOp, VSrc};
