@@ -442,3 +442,95 @@ fn packed_dtypes_convert_and_keep_rows_on_bytes() {
     .to_string();
     assert!(e.contains("must fill whole bytes"), "{e}");
 }
+
+#[test]
+fn non_saturating_fp8_and_e8m0_conversions() {
+    // ONNX Cast's tables (onnx/docs/Operators.md, Cast): with saturate=0 what
+    // rounds past the largest finite value is inf in e5m2 (max 57344, code
+    // 0x7b; the tie 61440 with 65536 rounds to the even code, inf) and NaN
+    // in e4m3fn (max 448;
+    // the tie 464 rounds down to 448's even code) and e4m3fnuz (0x80).
+    let x = [
+        1e6f32,
+        f32::NEG_INFINITY,
+        57344.0,
+        61440.0,
+        464.0,
+        500.0,
+        -1000.0,
+    ];
+    let conv = |ddt: &str, sat: &str| -> Vec<u8> {
+        let body = format!(
+            ".region name=y kind=output offset=0x1000 bytes=8 dtype={ddt} shape=8\n\
+             t0.dma0 dma src=hbm[0x0] dst=hbm[0x1000] sdt=f32 ddt={ddt} rows=1 cols=7 sstride=7 dstride=7{sat}\n"
+        );
+        let a = asm::assemble(&tiny_program(&body)).unwrap();
+        assert_eq!(Artifact::from_bytes(&a.to_bytes()).unwrap(), a);
+        assert_eq!(asm::assemble(&asm::disasm(&a)).unwrap(), a);
+        let mut sim = Sim::new(&a, Options::default());
+        let mut v = vec![0f32; 1024];
+        v[..7].copy_from_slice(&x);
+        sim.write_region(0, "x", &v).unwrap();
+        sim.run().unwrap();
+        sim.read_region_bytes(0, "y").unwrap()[..7].to_vec()
+    };
+    assert_eq!(
+        conv("f8e5m2", " sat=0"),
+        [0x7c, 0xfc, 0x7b, 0x7c, 0x5f, 0x60, 0xe4]
+    );
+    // Saturating (the default), infinities included. (464 = 1.8125·2^8 is
+    // nearest 448 = 0x5f, 500 and -1000 nearest ±2^9, ±2^10.)
+    assert_eq!(
+        conv("f8e5m2", ""),
+        [0x7b, 0xfb, 0x7b, 0x7b, 0x5f, 0x60, 0xe4]
+    );
+    assert_eq!(
+        conv("f8e4m3fn", " sat=0"),
+        [0x7f, 0xff, 0x7f, 0x7f, 0x7e, 0x7f, 0xff]
+    );
+    assert_eq!(conv("f8e4m3fnuz", " sat=0")[..2], [0x80, 0x80]);
+    // e8m0 rounds the exponent up: 1e6 = 2^19.93 -> 2^20 (code 147), -inf
+    // NaN, 57344 = 1.75·2^15 -> 2^16 (143), 464 = 1.8125·2^8 -> 2^9 (136).
+    let e = conv("f8e8m0", "");
+    assert_eq!([e[0], e[1], e[2], e[4]], [147, 0xff, 143, 136]);
+    // sat=0 only means something for fp8 and e8m0 destinations.
+    let err = asm::assemble(&tiny_program(
+        ".region name=y kind=output offset=0x1000 bytes=4 dtype=f32 shape=1\n\
+         t0.dma0 dma src=hbm[0x0] dst=hbm[0x1000] sdt=f32 ddt=f16 rows=1 cols=1 sstride=1 dstride=1 sat=0\n",
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("sat=0 applies to conversions to fp8"), "{err}");
+}
+
+#[test]
+fn vector_round_is_half_to_even() {
+    let body = ".region name=y kind=output offset=0x1000 bytes=32 dtype=f32 shape=8\n\
+                t0.dma0 dma src=hbm[0x0] dst=sram.0[0x0] sdt=f32 ddt=f32 rows=1 cols=8 sstride=8 dstride=8\n\
+                t0.dma0 signal sem=0.0 n=1\n\
+                t0.vector wait sem=0.0 n=1\n\
+                t0.vector round dt=f32 rows=1 cols=8 dst=0x0 a=0x0\n\
+                t0.vector signal sem=0.1 n=1\n\
+                t0.dma0 wait sem=0.1 n=1\n\
+                t0.dma0 dma src=sram.0[0x0] dst=hbm[0x1000] sdt=f32 ddt=f32 rows=1 cols=8 sstride=8 dstride=8\n";
+    let a = asm::assemble(&tiny_program(body)).unwrap();
+    assert_eq!(a.commands[3].op.opcode(), 0x75);
+    assert_eq!(Artifact::from_bytes(&a.to_bytes()).unwrap(), a);
+    assert_eq!(asm::assemble(&asm::disasm(&a)).unwrap(), a);
+    let mut sim = Sim::new(&a, Options::default());
+    let mut x = vec![0f32; 1024];
+    // 0.49999997 is the f32 just below 0.5: floor(x + 0.5) would give 1.
+    x[..8].copy_from_slice(&[0.5, 1.5, 2.5, -0.5, -2.5, 2.4, 0.49999997, -3.7]);
+    sim.write_region(0, "x", &x).unwrap();
+    sim.run().unwrap();
+    assert_eq!(
+        sim.read_region(0, "y").unwrap(),
+        vec![0.0, 2.0, 2.0, -0.0, -2.0, 2.0, 0.0, -4.0]
+    );
+    let e = asm::assemble(&tiny_program(
+        "t0.vector round dt=i32 rows=1 cols=16 dst=0x0 a=0x0\n",
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("vector round is not defined on i32"), "{e}");
+}

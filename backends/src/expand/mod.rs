@@ -12,6 +12,7 @@
 mod activation;
 mod builder;
 mod empty;
+mod quant;
 mod select;
 mod train;
 
@@ -31,6 +32,7 @@ pub fn lookup(op: Op) -> Option<Expansion> {
         empty::lookup,
         select::lookup,
         train::lookup,
+        quant::lookup,
     ];
     families.iter().find_map(|f| f(op))
 }

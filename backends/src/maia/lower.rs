@@ -50,6 +50,7 @@ pub fn storage(d: DType) -> Option<(Dt, u64)> {
         DType::I2 => (Dt::I2, 1),
         DType::U2 => (Dt::U2, 1),
         DType::F4E2M1 => (Dt::F4E2M1, 1),
+        DType::F8E8M0 => (Dt::F8E8M0, 1),
         DType::I64 | DType::U64 => (Dt::I32, 2),
         DType::I16 | DType::U16 => (Dt::F16, 1),
         DType::I8 | DType::U8 | DType::Bool => (Dt::I8, 1),

@@ -21,6 +21,7 @@
 //! description; nothing about a particular chip is written here.
 
 mod attention;
+mod cast;
 mod conv;
 mod elementwise;
 mod loss;
@@ -117,6 +118,13 @@ fn expands(n: &smelt_ir::Node) -> bool {
             | Op::Dropout
             | Op::ArrayFeatureExtractor
             | Op::Binarizer
+            | Op::QuantizeLinear
+            | Op::DequantizeLinear
+            | Op::DynamicQuantizeLinear
+            | Op::MatMulInteger
+            | Op::QLinearMatMul
+            | Op::ConvInteger
+            | Op::QLinearConv
     )
 }
 
@@ -152,8 +160,6 @@ fn dispatch(lw: &mut lower::Lw, n: &smelt_ir::Node) -> Result<(), Error> {
         | Op::Identity
         | Op::Transpose
         | Op::Expand
-        | Op::Cast
-        | Op::CastLike
         | Op::Concat
         | Op::Split
         | Op::Slice
@@ -175,6 +181,7 @@ fn dispatch(lw: &mut lower::Lw, n: &smelt_ir::Node) -> Result<(), Error> {
         | Op::GlobalMaxPool
         | Op::BatchNormalization => conv::lower(lw, n),
         Op::Attention => attention::lower(lw, n),
+        Op::Cast | Op::CastLike => cast::lower(lw, n),
         Op::NegativeLogLikelihoodLoss | Op::SoftmaxCrossEntropyLoss => loss::lower(lw, n),
         _ => elementwise::lower(lw, n),
     }
@@ -330,14 +337,14 @@ mod tests {
     #[test]
     fn unsupported_op_is_named() {
         let g = smelt_ir::text::parse(
-            r#"graph "g"(%x: f32[4]) {
-  %y: f32[4] = Round(%x)
+            r#"graph "g"(%x: f32[2,2]) {
+  %y: f32[] = Det(%x)
   return %y
 }"#,
         )
         .unwrap();
         let e = compile(&g, &HwConfig::tiny(), "tiny-npu", &Options::default()).unwrap_err();
         assert!(e.is_unsupported());
-        assert_eq!(e.to_string(), "unsupported on tiny-npu: op Round");
+        assert_eq!(e.to_string(), "unsupported on tiny-npu: op Det");
     }
 }

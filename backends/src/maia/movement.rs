@@ -1,6 +1,6 @@
 //! Data movement as strided DMA between HBM buffers: transpose, slice,
-//! concat, split, expand, tile, pad, gather with known indices, float
-//! casts. A copy of any rank becomes 2-D DMA commands (the innermost run
+//! concat, split, expand, tile, pad, gather with known indices (casts:
+//! `cast.rs`). A copy of any rank becomes 2-D DMA commands (the innermost run
 //! contiguous on both sides as columns, the longest other axis as rows),
 //! spread over every tile's DMA engines; they need no semaphores, since
 //! nothing in the phase depends on another command of it.
@@ -247,62 +247,6 @@ pub fn lower(lw: &mut Lw, n: &Node) -> Result<(), Error> {
             lw.p.phase();
             expand_into(&mut lw.p, &x, &y)
         }
-        Op::Cast | Op::CastLike => {
-            let x = lw.input(n, 0)?;
-            let y = lw.output(n, 0)?;
-            // The DMA converts between the float formats it stores (to
-            // e4m3fn saturating, as Cast's default `saturate`; e5m2 keeps
-            // infinities, which Cast would saturate), and widens booleans,
-            // i8 and i32 to floats exactly.
-            let float = |d: DType| matches!(d, DType::F32 | DType::F16 | DType::BF16 | DType::F64);
-            let f8 = |d: DType| {
-                matches!(
-                    d,
-                    DType::F8E4M3FN | DType::F8E5M2 | DType::F8E4M3FNUZ | DType::F8E5M2FNUZ
-                )
-            };
-            // fnuz formats have no infinity: saturating is all they can do.
-            let saturating =
-                |d: DType| matches!(d, DType::F8E4M3FN | DType::F8E4M3FNUZ | DType::F8E5M2FNUZ);
-            let saturate = attr_int(n, "saturate", 1) != 0;
-            let ok = x.gdt == y.gdt
-                || ((float(x.gdt) || f8(x.gdt)) && float(y.gdt))
-                || (float(x.gdt) && saturating(y.gdt) && saturate)
-                || (matches!(x.gdt, DType::Bool | DType::I8 | DType::I32) && float(y.gdt));
-            // Packed sub-byte types convert to and from f32/f16/bf16 and
-            // i8 (exactly or as Cast does: truncate and wrap) in one
-            // command, so no piece starts inside a byte.
-            let packed = |d: DType| {
-                matches!(
-                    d,
-                    DType::I4 | DType::U4 | DType::I2 | DType::U2 | DType::F4E2M1
-                )
-            };
-            let narrow = |d: DType| {
-                matches!(
-                    d,
-                    DType::F32 | DType::F16 | DType::BF16 | DType::I8 | DType::U8
-                )
-            };
-            // (u8 as a destination only from unsigned ones: the i8 and u8
-            // stores saturate, exact for every value that fits, but u8's
-            // would not wrap negative ones.)
-            let to_u8_ok = y.gdt != DType::U8 || matches!(x.gdt, DType::U4 | DType::U2);
-            if (packed(x.gdt) && to_u8_ok && (narrow(y.gdt) || packed(y.gdt)))
-                || (narrow(x.gdt) && packed(y.gdt))
-            {
-                let n = x.numel();
-                let (sdt, ddt) = (cast_dt(&x), cast_dt(&y));
-                let q = lw.p.dma_q(0, super::program::Lane::Load);
-                lw.p.phase();
-                return lw.p.dma(q, x.at(0), y.at(0), sdt, ddt, 1, n, n, n);
-            }
-            if !ok {
-                return Err(unsup(n.op, format!("{} to {}", x.gdt, y.gdt)));
-            }
-            lw.p.phase();
-            copy_flat(&mut lw.p, &x, &y)
-        }
         Op::Concat => {
             let y = lw.output(n, 0)?;
             let r = y.shape.len();
@@ -496,11 +440,6 @@ fn slice(lw: &mut Lw, n: &Node) -> Result<(), Error> {
         &plain(&y),
         &y.shape.clone(),
     )
-}
-
-/// The dtype a cast moves `t` as: u8 as itself (its storage is i8's).
-fn cast_dt(t: &TRef) -> Dt {
-    if t.gdt == DType::U8 { Dt::U8 } else { t.dt }
 }
 
 /// The command-stream dtype of an index tensor.

@@ -64,6 +64,9 @@ pub struct Program {
     /// Commands emitted so far (limit checks).
     count: usize,
     pub io: Io,
+    /// Whether the DMAs emitted convert to fp8/e8m0 saturating (the
+    /// default) or not (a Cast with `saturate=0` clears it around its copy).
+    pub saturate: bool,
 }
 
 /// Alignment of every HBM buffer: keeps DMA bursts aligned whatever the
@@ -79,6 +82,7 @@ impl Program {
             patches: Vec::new(),
             count: 0,
             io: Io::default(),
+            saturate: true,
         }
     }
 
@@ -194,6 +198,7 @@ impl Program {
                 cols: cols as u32,
                 src_stride: sstride as u32,
                 dst_stride: dstride as u32,
+                saturate: self.saturate,
             },
         );
         Ok(())

@@ -58,6 +58,7 @@ pub fn unary(op: Op, n: Option<&Node>, b: Block, dst: u32, src: u32, tmp: u32) -
         Op::Abs => one(Abs),
         Op::Floor => one(Floor),
         Op::Ceil => one(Ceil),
+        Op::Round => one(VOp::Round),
         Op::Sin => one(Sin),
         Op::Cos => one(Cos),
         Op::Erf => one(Erf),

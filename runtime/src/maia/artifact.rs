@@ -455,7 +455,16 @@ impl Limits {
                 cols,
                 src_stride,
                 dst_stride,
+                saturate,
             } => {
+                if !saturate && !dst_dt.has_overflow_mode() {
+                    return Err(Error::Malformed {
+                        index: i,
+                        why: format!(
+                            "sat=0 applies to conversions to fp8 and e8m0, not to {dst_dt}"
+                        ),
+                    });
+                }
                 for (dt, s) in [(src_dt, src_stride), (dst_dt, dst_stride)] {
                     Self::mx_aligned(i, *dt, "cols", *cols as u64)?;
                     Self::mx_aligned(i, *dt, "stride", *s as u64)?;

@@ -80,8 +80,10 @@ pub fn command_text(op: &Op) -> String {
             cols,
             src_stride,
             dst_stride,
+            saturate,
         } => format!(
-            "dma src={src} dst={dst} sdt={src_dt} ddt={dst_dt} rows={rows} cols={cols} sstride={src_stride} dstride={dst_stride}"
+            "dma src={src} dst={dst} sdt={src_dt} ddt={dst_dt} rows={rows} cols={cols} sstride={src_stride} dstride={dst_stride}{}",
+            if *saturate { "" } else { " sat=0" }
         ),
         Op::DmaGather {
             src,
@@ -311,6 +313,11 @@ fn parse_op(line: usize, name: &str, mut f: Fields) -> Result<Op, Error> {
             cols: f.u32("cols")?,
             src_stride: f.u32("sstride")?,
             dst_stride: f.u32("dstride")?,
+            saturate: match f.opt("sat") {
+                None | Some("1") => true,
+                Some("0") => false,
+                Some(s) => return Err(err(l, format!("bad `sat={s}` (0 or 1)"))),
+            },
         },
         "dma.gather" => Op::DmaGather {
             src: parse_loc(l, f.str("src")?)?,

@@ -51,6 +51,7 @@ dts! {
     I2 = 24, "i2";
     U2 = 25, "u2";
     F4E2M1 = 26, "f4e2m1";
+    F8E8M0 = 27, "f8e8m0";
 }
 
 impl std::fmt::Display for Dt {
@@ -130,6 +131,25 @@ impl Mini {
         (1.0 + top_m as f64 / (1 << self.m) as f64) * 2f64.powi(top_e - self.bias)
     }
 
+    /// Whether `x` rounds (to nearest even) beyond the largest finite value.
+    fn overflows(self, x: f32) -> bool {
+        let a = (x as f64).abs();
+        let max = self.max();
+        if a.is_infinite() {
+            return true;
+        }
+        if a <= max {
+            return false;
+        }
+        // max has an odd mantissa unless all its mantissa bits are set
+        // (fn formats give up the top code to NaN): a tie rounds to the even
+        // neighbour, which is max itself only when max is even.
+        let ulp = 2f64.powi(max.log2().floor() as i32 - self.m);
+        let half = max + ulp / 2.0;
+        let max_even = ((max / ulp) as u64).is_multiple_of(2);
+        a > half || (a == half && !max_even)
+    }
+
     fn decode(self, code: u8) -> f32 {
         if self.kind == Special::Fnuz && code == 0x80 {
             return f32::NAN;
@@ -162,11 +182,21 @@ impl Mini {
     }
 
     /// Round to nearest, ties to even; values beyond the largest finite
-    /// saturate to it (ONNX's default `saturate=1` for fp8 casts, and the
-    /// OCP MX rule for fp6/fp4).
+    /// (infinities included) saturate to it (ONNX's default `saturate=1`
+    /// for fp8 casts, and the OCP MX rule for fp6/fp4).
     fn encode(self, x: f32) -> u8 {
+        self.encode_with(x, true)
+    }
+
+    /// `encode`, or with `saturate` false ONNX's `saturate=0`: what rounds
+    /// beyond the largest finite value (infinities included) becomes inf
+    /// where the format has one, else NaN.
+    fn encode_with(self, x: f32, saturate: bool) -> u8 {
         if self.kind == Special::Fnuz {
             if x.is_nan() {
+                return 0x80;
+            }
+            if !saturate && self.overflows(x) {
                 return 0x80;
             }
             // Whatever rounds to zero is +0: 0x80 is NaN.
@@ -195,8 +225,13 @@ impl Mini {
         if a == 0.0 {
             return sbit;
         }
-        if a.is_infinite() && self.kind == Special::Ieee {
-            return sbit | ((((1 << self.e) - 1) << self.m) as u8);
+        if !saturate && self.overflows(x) {
+            return match self.kind {
+                Special::Ieee => sbit | ((((1 << self.e) - 1) << self.m) as u8),
+                Special::FnNan => sbit | 0x7f,
+                // Formats without inf or NaN can only saturate.
+                _ => self.encode(x),
+            };
         }
         let min_normal_e = 1 - self.bias;
         let e = (a.log2().floor() as i32).max(min_normal_e);
@@ -235,7 +270,13 @@ impl Dt {
             Dt::I2 | Dt::U2 => n.div_ceil(4),
             Dt::F32 | Dt::I32 | Dt::U32 => 4 * n,
             Dt::F16 | Dt::BF16 | Dt::I16 | Dt::U16 => 2 * n,
-            Dt::F8E4M3 | Dt::F8E5M2 | Dt::F8E4M3Fnuz | Dt::F8E5M2Fnuz | Dt::I8 | Dt::U8 => n,
+            Dt::F8E4M3
+            | Dt::F8E5M2
+            | Dt::F8E4M3Fnuz
+            | Dt::F8E5M2Fnuz
+            | Dt::F8E8M0
+            | Dt::I8
+            | Dt::U8 => n,
             _ => n.div_ceil(32) * 33,
         }
     }
@@ -350,6 +391,7 @@ impl Dt {
             Dt::F8E4M3 => each(src, 1, out, |b| E4M3.decode(b[0])),
             Dt::F8E5M2 => each(src, 1, out, |b| E5M2.decode(b[0])),
             Dt::I8 => each(src, 1, out, |b| b[0] as i8 as f32),
+            Dt::F8E8M0 => each(src, 1, out, |b| e8m0(b[0])),
             _ => {
                 for (blk, vals) in src.chunks(33).zip(out.chunks_mut(32)) {
                     let scale = e8m0(blk[0]);
@@ -363,6 +405,33 @@ impl Dt {
                     }
                 }
             }
+        }
+    }
+
+    /// Whether a conversion to this dtype can overflow into inf or NaN
+    /// (a DMA may then convert without saturating).
+    pub fn has_overflow_mode(self) -> bool {
+        matches!(
+            self,
+            Dt::F8E4M3 | Dt::F8E5M2 | Dt::F8E4M3Fnuz | Dt::F8E5M2Fnuz | Dt::F8E8M0
+        )
+    }
+
+    /// `store`, converting to fp8 and e8m0 without saturating when
+    /// `saturate` is false (ONNX Cast's `saturate=0`: what rounds beyond
+    /// the largest finite value becomes inf where the format has one, else
+    /// NaN). Other dtypes ignore the flag.
+    pub fn store_with(self, vals: &[f32], dst: &mut [u8], saturate: bool) {
+        if saturate {
+            return self.store(vals, dst);
+        }
+        match self {
+            Dt::F8E4M3Fnuz => put(vals, 1, dst, |v, b| b[0] = E4M3FNUZ.encode_with(v, false)),
+            Dt::F8E5M2Fnuz => put(vals, 1, dst, |v, b| b[0] = E5M2FNUZ.encode_with(v, false)),
+            Dt::F8E4M3 => put(vals, 1, dst, |v, b| b[0] = E4M3.encode_with(v, false)),
+            Dt::F8E5M2 => put(vals, 1, dst, |v, b| b[0] = E5M2.encode_with(v, false)),
+            Dt::F8E8M0 => put(vals, 1, dst, |v, b| b[0] = to_e8m0(v, false)),
+            _ => self.store(vals, dst),
         }
     }
 
@@ -423,6 +492,7 @@ impl Dt {
             Dt::I8 => put(vals, 1, dst, |v, b| {
                 b[0] = v.round_ties_even().clamp(-128.0, 127.0) as i8 as u8
             }),
+            Dt::F8E8M0 => put(vals, 1, dst, |v, b| b[0] = to_e8m0(v, true)),
             _ => {
                 for (blk, vs) in dst.chunks_mut(33).zip(vals.chunks(32)) {
                     // OCP MX: shared exponent = floor(log2(amax)) - emax of the
@@ -451,6 +521,20 @@ impl Dt {
             }
         }
     }
+}
+
+/// E8M0 (a power of two, 0xff NaN) from the f32 exponent field, rounded
+/// up when any mantissa bit is set (ONNX Cast's default `round_mode`).
+/// Saturating, 2^127 does not round up into the NaN code; NaN and ±inf
+/// give NaN either way. The sign is dropped.
+fn to_e8m0(v: f32, saturate: bool) -> u8 {
+    let bits = v.to_bits();
+    let exp = (bits >> 23) & 0xff;
+    if exp == 0xff {
+        return 0xff;
+    }
+    let up = bits & 0x7f_ffff != 0 && !(saturate && exp == 0xfe);
+    (exp + u32::from(up)) as u8
 }
 
 fn e8m0(b: u8) -> f32 {

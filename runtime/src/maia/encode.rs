@@ -6,6 +6,9 @@ use super::Error;
 use super::dtype::Dt;
 use super::isa::*;
 
+/// Set in a DMA's destination dtype byte: convert without saturating.
+const NOSAT: u8 = 0x80;
+
 pub fn encode(cmds: &[Command]) -> Vec<u8> {
     let mut w = Vec::with_capacity(cmds.len() * 24);
     for c in cmds {
@@ -23,11 +26,14 @@ pub fn encode(cmds: &[Command]) -> Vec<u8> {
                 cols,
                 src_stride,
                 dst_stride,
+                saturate,
             } => {
                 loc(&mut w, src);
                 loc(&mut w, dst);
                 w.push(src_dt.code());
-                w.push(dst_dt.code());
+                // Dtype codes stay below 0x80: the top bit of the
+                // destination's is the non-saturating conversion flag.
+                w.push(dst_dt.code() | if *saturate { 0 } else { NOSAT });
                 for x in [rows, cols, src_stride, dst_stride] {
                     w.extend_from_slice(&x.to_le_bytes());
                 }
@@ -238,7 +244,9 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<Command>, Error> {
                 let src = r.loc()?;
                 let dst = r.loc()?;
                 let src_dt = r.dt()?;
-                let dst_dt = r.dt()?;
+                let d = r.u8()?;
+                let dst_dt = Dt::from_code(d & !NOSAT)
+                    .ok_or_else(|| r.bad(format!("unknown dtype code {d}")))?;
                 Op::Dma {
                     src,
                     dst,
@@ -248,6 +256,7 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<Command>, Error> {
                     cols: r.u32()?,
                     src_stride: r.u32()?,
                     dst_stride: r.u32()?,
+                    saturate: d & NOSAT == 0,
                 }
             }
             0x02 => {

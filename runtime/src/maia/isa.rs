@@ -118,10 +118,13 @@ pub enum VOp {
     And = 34,
     Or = 35,
     Xor = 36,
+    // Unary float op past the integer-only range (opcode 0x70 + code - 32).
+    /// Round half to even (ONNX Round, numpy's rint).
+    Round = 37,
 }
 
 impl VOp {
-    pub const ALL: [VOp; 34] = [
+    pub const ALL: [VOp; 35] = [
         VOp::Add,
         VOp::Sub,
         VOp::Mul,
@@ -156,6 +159,7 @@ impl VOp {
         VOp::And,
         VOp::Or,
         VOp::Xor,
+        VOp::Round,
     ];
     pub fn name(self) -> &'static str {
         match self {
@@ -193,10 +197,11 @@ impl VOp {
             VOp::And => "and",
             VOp::Or => "or",
             VOp::Xor => "xor",
+            VOp::Round => "round",
         }
     }
     pub fn binary(self) -> bool {
-        (self as u8) < 16 || (self as u8) >= 32
+        (self as u8) < 16 || self.integer_only()
     }
     /// The command's opcode.
     pub fn opcode(self) -> u8 {
@@ -253,7 +258,7 @@ impl VOp {
     }
     /// Ops defined only on integer dtypes.
     pub fn integer_only(self) -> bool {
-        (self as u8) >= 32
+        (32..=36).contains(&(self as u8))
     }
     pub fn from_code(c: u8) -> Option<VOp> {
         VOp::ALL.into_iter().find(|o| *o as u8 == c)
@@ -299,6 +304,9 @@ pub struct Sem {
 pub enum Op {
     /// 2-D strided copy of `rows`×`cols` elements, converting `src_dt` to
     /// `dst_dt` on the way. Strides are in elements of their side's dtype.
+    /// `saturate` false: a conversion to fp8/e8m0 turns values beyond the
+    /// format's range into inf or NaN (ONNX Cast's `saturate=0`) instead of
+    /// its largest finite value.
     Dma {
         src: Loc,
         dst: Loc,
@@ -308,6 +316,7 @@ pub enum Op {
         cols: u32,
         src_stride: u32,
         dst_stride: u32,
+        saturate: bool,
     },
     /// Indirect (gathering) copy: row r of the destination (`cols`
     /// elements of `dt`, at dst + r·dst_stride) is source row idx[r] (at

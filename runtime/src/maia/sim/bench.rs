@@ -47,6 +47,7 @@ pub fn bench_program(hw: &crate::maia::hw::HwConfig, n: usize) -> Artifact {
                 cols: k,
                 src_stride: k,
                 dst_stride: k,
+                saturate: true,
             };
             let mm = Op::Matmul {
                 dt,

@@ -187,6 +187,7 @@ impl Sim<'_> {
                             VOp::Ceil => x.ceil(),
                             VOp::Sin => x.sin(),
                             VOp::Cos => x.cos(),
+                            VOp::Round => x.round_ties_even(),
                             // Integer-only: rejected at load for float dtypes.
                             VOp::Shl | VOp::Shr | VOp::And | VOp::Or | VOp::Xor => x,
                         };
@@ -413,6 +414,7 @@ impl Sim<'_> {
             cols,
             src_stride,
             dst_stride,
+            saturate,
         } = &self.art.commands[ci].op
         else {
             return Ok(());
@@ -454,7 +456,7 @@ impl Sim<'_> {
             } else {
                 buf.resize(cols, 0.0);
                 src_dt.load(&raw, &mut buf);
-                dst_dt.store(&buf, &mut m[d_o..d_o + dl]);
+                dst_dt.store_with(&buf, &mut m[d_o..d_o + dl], *saturate);
             }
         }
         self.scratch[0] = buf;
