@@ -396,6 +396,23 @@ fn logic(lw: &mut Lw, n: &Node) -> Result<(), Error> {
             ]
         });
     }
+    if n.op == Op::IsInf {
+        let on = |name: &str| !matches!(n.attr(name), Some(Attr::Int(0)));
+        // |x| = ∞, x = ∞ or x = -∞; with neither sign asked for, x < -∞
+        // (never, NaN included).
+        let (pre, cmp, inf) = match (on("detect_negative"), on("detect_positive")) {
+            (true, true) => (VOp::Abs, VOp::Eq, f32::INFINITY),
+            (false, true) => (VOp::Copy, VOp::Eq, f32::INFINITY),
+            (true, false) => (VOp::Copy, VOp::Eq, f32::NEG_INFINITY),
+            (false, false) => (VOp::Copy, VOp::Lt, f32::NEG_INFINITY),
+        };
+        return run(lw, &out, ins, true, &move |b, d, s, _| {
+            vec![
+                b.v(pre, d, first(s), VSrc::None),
+                b.v(cmp, d, d, VSrc::Imm(inf)),
+            ]
+        });
+    }
     if n.op == Op::Not {
         return run(lw, &out, ins, true, &|b, d, s, _| {
             vec![
@@ -630,8 +647,12 @@ pub fn lower(lw: &mut Lw, n: &Node) -> Result<(), Error> {
             | Op::Not
             | Op::Where
             | Op::IsNaN
+            | Op::IsInf
     ) {
         return logic(lw, n);
+    }
+    if n.op == Op::Mod {
+        return float_mod(lw, n);
     }
     if unary::binary(n.op).is_none()
         && !matches!(
@@ -784,6 +805,41 @@ pub fn lower(lw: &mut Lw, n: &Node) -> Result<(), Error> {
         }
         _ => Err(unsup(n.op, "")),
     }
+}
+
+/// Mod on floats: fmod=1 is C's fmod (the vector unit's `mod`, exact);
+/// fmod=0 takes the divisor's sign as Python's % does: r + y where r ≠ 0
+/// and r and y have different signs (r + y rounded once, as ONNX's
+/// reference does).
+fn float_mod(lw: &mut Lw, n: &Node) -> Result<(), Error> {
+    check_float(lw, n)?;
+    let out = lw.output(n, 0)?;
+    let mut ins = Vec::new();
+    for i in 0..2 {
+        let t = lw.input(n, i)?;
+        ins.push((t, known_scalar(lw, n, i)));
+    }
+    let python = !matches!(n.attr("fmod"), Some(Attr::Int(1)));
+    run(lw, &out, ins, true, &move |b, d, s, tmp| {
+        let x = first(s);
+        let mut v = vec![b.v(VOp::Mod, d, x, s[1])];
+        if python {
+            // x's block (loaded for this step) is free once r is made:
+            // sign(r)·y < 0 exactly where r ≠ 0 and the signs differ (a
+            // product by ±1 neither rounds nor underflows; r = 0 or NaN
+            // gives 0 or NaN, never negative).
+            v.extend([
+                b.v(VOp::Lt, tmp, d, VSrc::Imm(0.0)),
+                b.v(VOp::Gt, x, d, VSrc::Imm(0.0)),
+                b.v(VOp::Sub, x, x, VSrc::Full(tmp)),
+                b.v(VOp::Mul, x, x, s[1]),
+                b.v(VOp::Lt, x, x, VSrc::Imm(0.0)),
+                b.v(VOp::Sel, tmp, x, s[1]),
+                b.v(VOp::Add, d, d, VSrc::Full(tmp)),
+            ]);
+        }
+        v
+    })
 }
 
 /// Trilu with k known only at run time: y = x where the diagonal offset
