@@ -283,6 +283,49 @@ mod tests {
     }
 
     #[test]
+    fn integer_pow_is_exact_and_wraps() {
+        let text = r#"graph "g"(%x: i32[5], %e: i32[5], %a: i64[1], %b: i64[1]) {
+  %p: i32[5] = Pow(%x, %e)
+  %q: i64[1] = Pow(%a, %b)
+  return %p, %q
+}"#;
+        let le = |v: &[i32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+        let ins = [
+            ("x", le(&[3, -1, 2, 5, -1])),
+            ("e", le(&[4, -3, 31, -1, 0])),
+            ("a", le64(&[3])),
+            ("b", le64(&[40])),
+        ];
+        // 3^4; (-1)^-3 = -1; 2^31 wraps to i32::MIN; 5^-1 truncates to 0;
+        // x^0 = 1. 3^40 mod 2^64 read as an i64 (Python: 3**40 - 2**64).
+        assert_eq!(run_bytes(text, &ins, "p"), le(&[81, -1, i32::MIN, 0, 1]));
+        assert_eq!(
+            run_bytes(text, &ins, "q"),
+            le64(&[-6_289_078_614_652_622_815])
+        );
+    }
+
+    #[test]
+    fn u64_order_is_unsigned() {
+        let text = r#"graph "g"(%u: u64[4], %v: u64[4]) {
+  %l: bool[4] = Less(%u, %v)
+  %g: bool[4] = GreaterOrEqual(%u, %v)
+  %m: u64[4] = Max(%u, %v)
+  return %l, %g, %m
+}"#;
+        let le = |v: &[u64]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+        let (u, v) = ([1u64 << 63, 1, u64::MAX, 5], [1u64, 1 << 63, 3, 5]);
+        let ins = [("u", le(&u)), ("v", le(&v))];
+        // Values at and above 2^63 are the largest, not negative.
+        assert_eq!(run_bytes(text, &ins, "l"), vec![0, 1, 0, 0]);
+        assert_eq!(run_bytes(text, &ins, "g"), vec![1, 0, 1, 1]);
+        assert_eq!(
+            run_bytes(text, &ins, "m"),
+            le(&[1 << 63, 1 << 63, u64::MAX, 5])
+        );
+    }
+
+    #[test]
     fn nll_loss_gathers_run_time_targets_and_skips_ignored_ones() {
         let text = r#"graph "g"(%x: f32[2,3], %t: i64[2], %w: f32[3]) {
   %m: f32[] = NegativeLogLikelihoodLoss(%x, %t, %w) {reduction="mean", ignore_index=1}
