@@ -30,6 +30,7 @@ mod movement;
 mod pipeline;
 mod program;
 mod rows;
+mod scatter;
 mod tiling;
 mod unary;
 
@@ -91,7 +92,12 @@ impl Error {
 /// lowering: ops the command stream has no lowering of its own for.
 fn expands(n: &smelt_ir::Node) -> bool {
     use smelt_ir::Op;
-    matches!(n.op, Op::Swish | Op::SwiGLU)
+    // ScatterND's expansion declines single-component indices, which
+    // `scatter.rs` lowers natively.
+    matches!(
+        n.op,
+        Op::Swish | Op::SwiGLU | Op::ScatterND | Op::TensorScatter
+    )
 }
 
 fn dispatch(lw: &mut lower::Lw, n: &smelt_ir::Node) -> Result<(), Error> {
@@ -149,6 +155,7 @@ fn dispatch(lw: &mut lower::Lw, n: &smelt_ir::Node) -> Result<(), Error> {
         | Op::GlobalMaxPool
         | Op::BatchNormalization => conv::lower(lw, n),
         Op::Attention => attention::lower(lw, n),
+        Op::ScatterElements | Op::ScatterND => scatter::lower(lw, n),
         Op::NegativeLogLikelihoodLoss | Op::SoftmaxCrossEntropyLoss => loss::lower(lw, n),
         _ => elementwise::lower(lw, n),
     }
@@ -323,6 +330,72 @@ mod tests {
             run_bytes(text, &ins, "m"),
             le(&[1 << 63, 1 << 63, u64::MAX, 5])
         );
+    }
+
+    fn f32s(v: &[f32]) -> Vec<u8> {
+        v.iter().flat_map(|x| x.to_le_bytes()).collect()
+    }
+
+    #[test]
+    fn scatter_elements_writes_and_combines_in_order() {
+        let text = r#"graph "g"(%x: f32[3,3], %i: i64[2,3], %u: f32[2,3], %j: i64[2,3]) {
+  %y: f32[3,3] = ScatterElements(%x, %i, %u) {axis=0}
+  %s: f32[3,3] = ScatterElements(%x, %j, %u) {axis=0, reduction="add"}
+  return %y, %s
+}"#;
+        let u = [1.0, 1.5, 1.25, 2.0, 2.5, 2.25];
+        let ins = [
+            ("x", f32s(&[0.0; 9])),
+            ("i", le64(&[1, 0, 2, 0, 2, 1])),
+            ("u", f32s(&u)),
+            ("j", le64(&[1, 1, -2, 1, 1, 1])),
+        ];
+        // ONNX's ScatterElements example (axis 0): y[i[r][c]][c] = u[r][c].
+        assert_eq!(
+            run_bytes(text, &ins, "y"),
+            f32s(&[2.0, 1.5, 0.0, 1.0, 0.0, 2.25, 0.0, 2.5, 1.25])
+        );
+        // Every update lands on row 1 (-2 counts from 3): summed.
+        assert_eq!(
+            run_bytes(text, &ins, "s"),
+            f32s(&[0.0, 0.0, 0.0, 3.0, 4.0, 3.5, 0.0, 0.0, 0.0])
+        );
+    }
+
+    #[test]
+    fn scatter_nd_with_index_tuples_and_bad_indices() {
+        let text = r#"graph "g"(%x: f32[2,2], %i: i64[2,2], %u: f32[2]) {
+  %y: f32[2,2] = ScatterND(%x, %i, %u)
+  %m: f32[2,2] = ScatterND(%x, %i, %u) {reduction="max"}
+  return %y, %m
+}"#;
+        let ins = |i: &[i64]| {
+            [
+                ("x", f32s(&[1.0, 2.0, 3.0, 4.0])),
+                ("i", le64(i)),
+                ("u", f32s(&[9.0, 0.5])),
+            ]
+        };
+        // (-1, 0) is (1, 0), (0, 1) is (0, 1).
+        assert_eq!(
+            run_bytes(text, &ins(&[-1, 0, 0, 1]), "y"),
+            f32s(&[1.0, 0.5, 9.0, 4.0])
+        );
+        assert_eq!(
+            run_bytes(text, &ins(&[-1, 0, 0, 1]), "m"),
+            f32s(&[1.0, 2.0, 9.0, 4.0])
+        );
+        // (0, 2) is out of range even though row-major 0·2 + 2 is not:
+        // the scatter stops instead of writing x[1, 0].
+        let g = smelt_ir::text::parse(text).unwrap();
+        let art = compile(&g, &HwConfig::tiny(), "tiny-npu", &Options::default()).unwrap();
+        let mut sim = Sim::new(&art, SimOptions::default());
+        for (name, v) in ins(&[0, 2, 0, 1]) {
+            sim.write_region_bytes(0, &format!("in.{name}"), &v)
+                .unwrap();
+        }
+        let e = sim.run().unwrap_err().to_string();
+        assert!(e.contains("dma.scatter index"), "{e}");
     }
 
     #[test]
