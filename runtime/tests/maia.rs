@@ -534,3 +534,99 @@ fn vector_round_is_half_to_even() {
     .to_string();
     assert!(e.contains("vector round is not defined on i32"), "{e}");
 }
+
+#[test]
+fn dma_scatter_writes_indexed_rows_in_order_and_checks_indices() {
+    // Three rows of x (row r = [2r, 2r+1]) into y (4 rows of 2), by i.
+    let body = ".region name=i kind=input offset=0x1000 bytes=12 dtype=i32 shape=3\n\
+                .region name=y kind=output offset=0x1040 bytes=32 dtype=f32 shape=8\n\
+                t0.dma0 dma.scatter src=hbm[0x0] dst=hbm[0x1040] idx=hbm[0x1000] dt=f32 idt=i32 red=add rows=3 cols=2 sstride=2 dstride=2 istride=1 bound=4\n";
+    let run = |body: &str, idx: [i32; 3]| {
+        let a = asm::assemble(&tiny_program(body)).unwrap();
+        assert_eq!(asm::assemble(&asm::disasm(&a)).unwrap(), a);
+        assert_eq!(Artifact::from_bytes(&a.to_bytes()).unwrap(), a);
+        assert_eq!(a.commands[0].op.opcode(), 0x03);
+        let mut sim = Sim::new(&a, Options::default());
+        let x: Vec<f32> = (0..1024).map(|v| v as f32).collect();
+        sim.write_region(0, "x", &x).unwrap();
+        sim.write_region(0, "y", &[10.0; 8]).unwrap();
+        let ib: Vec<u8> = idx.iter().flat_map(|v| v.to_le_bytes()).collect();
+        sim.write_region_bytes(0, "i", &ib).unwrap();
+        sim.run().map(|_| sim.read_region(0, "y").unwrap())
+    };
+    // -1 counts from bound = 4; rows 0 and 2 both land on y's row 1.
+    // add: 10 + [0, 1] + [4, 5]; row 3 = 10 + [2, 3].
+    let y = run(body, [1, -1, 1]).unwrap();
+    assert_eq!(y, [10.0, 10.0, 14.0, 16.0, 10.0, 10.0, 12.0, 13.0]);
+    // none: the last write to a row wins.
+    let y = run(&body.replace("red=add", "red=none"), [1, -1, 1]).unwrap();
+    assert_eq!(y, [10.0, 10.0, 4.0, 5.0, 10.0, 10.0, 2.0, 3.0]);
+    let y = run(&body.replace("red=add", "red=mul"), [0, 0, 2]).unwrap();
+    assert_eq!(y, [0.0, 30.0, 10.0, 10.0, 40.0, 50.0, 10.0, 10.0]);
+    let y = run(&body.replace("red=add", "red=max"), [3, 3, 3]).unwrap();
+    assert_eq!(y, [10.0, 10.0, 10.0, 10.0, 10.0, 10.0, 10.0, 10.0]);
+    let y = run(&body.replace("red=add", "red=min"), [3, 3, 3]).unwrap();
+    assert_eq!(y, [10.0, 10.0, 10.0, 10.0, 10.0, 10.0, 0.0, 1.0]);
+    let e = run(body, [1, 4, 0]).unwrap_err().to_string();
+    assert!(
+        e.contains("command #0") && e.contains("dma.scatter index 4 at row 1"),
+        "{e}"
+    );
+    let e = asm::assemble(&tiny_program(&body.replace("idt=i32", "idt=f32")))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("indices must be i32 or i64"), "{e}");
+    // Every row `bound` allows must lie in the destination region.
+    let e = asm::assemble(&tiny_program(&body.replace("bound=4", "bound=5")))
+        .unwrap_err()
+        .to_string();
+    assert!(e.starts_with("command #0: address out of range"), "{e}");
+    let e = asm::assemble(&tiny_program(&body.replace("red=add", "red=sum")))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("unknown scatter reduction `sum`"), "{e}");
+}
+
+#[test]
+fn fmod_and_inverse_trig_vector_ops() {
+    let body = ".region name=y kind=output offset=0x1000 bytes=28 dtype=f32 shape=7\n\
+                t0.dma0 dma src=hbm[0x0] dst=sram.0[0x0] sdt=f32 ddt=f32 rows=1 cols=8 sstride=8 dstride=8\n\
+                t0.dma0 signal sem=0.0 n=1\n\
+                t0.vector wait sem=0.0 n=1\n\
+                t0.vector mod dt=f32 rows=1 cols=1 dst=0x40 a=0x0 b=imm:3.0\n\
+                t0.vector asin dt=f32 rows=1 cols=1 dst=0x44 a=0x4\n\
+                t0.vector acos dt=f32 rows=1 cols=1 dst=0x48 a=0x8\n\
+                t0.vector atan dt=f32 rows=1 cols=1 dst=0x4c a=0x4\n\
+                t0.vector asinh dt=f32 rows=1 cols=1 dst=0x50 a=0xc\n\
+                t0.vector acosh dt=f32 rows=1 cols=1 dst=0x54 a=0x4\n\
+                t0.vector atanh dt=f32 rows=1 cols=1 dst=0x58 a=0x8\n\
+                t0.vector signal sem=0.1 n=1\n\
+                t0.dma0 wait sem=0.1 n=1\n\
+                t0.dma0 dma src=sram.0[0x40] dst=hbm[0x1000] sdt=f32 ddt=f32 rows=1 cols=7 sstride=7 dstride=7\n";
+    let a = asm::assemble(&tiny_program(body)).unwrap();
+    assert_eq!(asm::assemble(&asm::disasm(&a)).unwrap(), a);
+    assert_eq!(Artifact::from_bytes(&a.to_bytes()).unwrap(), a);
+    // mod is binary opcode 0x2d; the new unary ops start at 0x80.
+    assert_eq!(a.commands[3].op.opcode(), 0x2d);
+    assert_eq!(a.commands[4].op.opcode(), 0x80);
+    assert_eq!(a.commands[9].op.opcode(), 0x85);
+    let mut sim = Sim::new(&a, Options::default());
+    let mut x = vec![0f32; 1024];
+    x[..4].copy_from_slice(&[-7.0, 1.0, 0.5, 0.0]);
+    sim.write_region(0, "x", &x).unwrap();
+    sim.run().unwrap();
+    let y = sim.read_region(0, "y").unwrap();
+    // fmod(-7, 3) = -1 (the dividend's sign); asin 1 = π/2, acos ½ = π/3,
+    // atan 1 = π/4, asinh 0 = 0, acosh 1 = 0, atanh ½ = ln(3)/2.
+    use std::f32::consts::PI;
+    let want = [-1.0, PI / 2.0, PI / 3.0, PI / 4.0, 0.0, 0.0, 0.549_306_15];
+    for (g, w) in y.iter().zip(want) {
+        assert!((g - w).abs() <= 1e-6, "{y:?}");
+    }
+    let e = asm::assemble(&tiny_program(
+        "t0.vector mod dt=i32 rows=1 cols=16 dst=0x0 a=0x0 b=imm:1.0\n",
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("vector mod is not defined on i32"), "{e}");
+}

@@ -13,6 +13,7 @@ mod activation;
 mod builder;
 mod empty;
 mod quant;
+mod scatter;
 mod select;
 mod train;
 
@@ -33,6 +34,7 @@ pub fn lookup(op: Op) -> Option<Expansion> {
         select::lookup,
         train::lookup,
         quant::lookup,
+        scatter::lookup,
     ];
     families.iter().find_map(|f| f(op))
 }

@@ -150,9 +150,11 @@ pub fn int_dt(d: DType) -> Option<Dt> {
     })
 }
 
-/// The dtype the DMA moves `t` as, for a computation in `cd`.
+/// The dtype the DMA moves `t` as, for a computation in `cd` (integer
+/// data is read as its own integer dtype also when the unit computes in
+/// f32: the DMA converts it, e.g. a Pow exponent).
 fn xfer_dt(t: &TRef, cd: Dt) -> Dt {
-    if cd.is_int() {
+    if cd.is_int() || t.gdt.is_int() {
         int_dt(t.gdt).unwrap_or(t.dt)
     } else {
         t.dt
@@ -396,6 +398,23 @@ fn logic(lw: &mut Lw, n: &Node) -> Result<(), Error> {
             ]
         });
     }
+    if n.op == Op::IsInf {
+        let on = |name: &str| !matches!(n.attr(name), Some(Attr::Int(0)));
+        // |x| = ∞, x = ∞ or x = -∞; with neither sign asked for, x < -∞
+        // (never, NaN included).
+        let (pre, cmp, inf) = match (on("detect_negative"), on("detect_positive")) {
+            (true, true) => (VOp::Abs, VOp::Eq, f32::INFINITY),
+            (false, true) => (VOp::Copy, VOp::Eq, f32::INFINITY),
+            (true, false) => (VOp::Copy, VOp::Eq, f32::NEG_INFINITY),
+            (false, false) => (VOp::Copy, VOp::Lt, f32::NEG_INFINITY),
+        };
+        return run(lw, &out, ins, true, &move |b, d, s, _| {
+            vec![
+                b.v(pre, d, first(s), VSrc::None),
+                b.v(cmp, d, d, VSrc::Imm(inf)),
+            ]
+        });
+    }
     if n.op == Op::Not {
         return run(lw, &out, ins, true, &|b, d, s, _| {
             vec![
@@ -516,7 +535,13 @@ fn integer(lw: &mut Lw, n: &Node) -> Result<bool, Error> {
             | Op::BitwiseXor
             | Op::BitwiseNot
     ) || (n.op == Op::BitShift && left);
-    if d == DType::U64 && !modular {
+    // Orderings of u64 in i64 lanes: flipping the top bit of both sides
+    // maps unsigned order onto signed order.
+    let ordered = matches!(
+        n.op,
+        Op::Less | Op::LessOrEqual | Op::Greater | Op::GreaterOrEqual | Op::Max | Op::Min
+    );
+    if d == DType::U64 && !modular && !ordered {
         return Err(unsup(n.op, "dtype u64 (beyond the vector unit's i64)"));
     }
     let out = lw.output(n, 0)?;
@@ -547,6 +572,27 @@ fn integer(lw: &mut Lw, n: &Node) -> Result<bool, Error> {
         Op::BitwiseXor => VOp::Xor,
         op => unary::binary(op).unwrap_or(VOp::Copy),
     };
+    if d == DType::U64 && ordered {
+        // -2^63 is an f32, and the unit truncates immediates exactly.
+        let top = VSrc::Imm(i64::MIN as f32);
+        let cmp = !matches!(n.op, Op::Max | Op::Min);
+        run_in(lw, &out, ins, true, cd, &move |b, d, s, tmp| {
+            let mut v = vec![b.v(VOp::Xor, d, first(s), top)];
+            for x in &s[1..] {
+                v.extend([
+                    b.v(VOp::Mul, tmp, first(s), VSrc::Imm(0.0)),
+                    b.v(VOp::Xor, tmp, tmp, top),
+                    b.v(VOp::Xor, tmp, tmp, *x),
+                    b.v(vop, d, d, VSrc::Full(tmp)),
+                ]);
+            }
+            if !cmp {
+                v.push(b.v(VOp::Xor, d, d, top));
+            }
+            v
+        })?;
+        return Ok(true);
+    }
     match n.op {
         // r = x - trunc(x / y)·y takes x's sign (fmod=1); fmod=0 takes the
         // divisor's: add y where r ≠ 0 and the signs of r and y differ.
@@ -613,7 +659,131 @@ fn integer(lw: &mut Lw, n: &Node) -> Result<bool, Error> {
     Ok(true)
 }
 
+/// The SRAM address of a full-block operand.
+fn full_addr(s: &[VSrc], i: usize) -> u32 {
+    match s.get(i) {
+        Some(VSrc::Full(a)) => *a,
+        _ => 0,
+    }
+}
+
+/// Pow with an integer base or exponent (the float-only path handles the
+/// rest). Ok(false): both are floats.
+fn pow_mixed(lw: &mut Lw, n: &Node) -> Result<bool, Error> {
+    let float = |d: DType| matches!(d, DType::F32 | DType::F16 | DType::BF16);
+    let (Some(bv), Some(ev)) = (
+        n.inputs.first().copied().flatten(),
+        n.inputs.get(1).copied().flatten(),
+    ) else {
+        return Ok(false);
+    };
+    let ((_, bd), (_, ed)) = (lw.static_ty(bv)?, lw.static_ty(ev)?);
+    if !bd.is_int() && !ed.is_int() {
+        return Ok(false);
+    }
+    let out = lw.output(n, 0)?;
+    let x = lw.input(n, 0)?;
+    let mut e = lw.input(n, 1)?;
+    if float(bd) && ed.is_int() {
+        // The loads convert the exponent to f32 (exact below 2^24).
+        let k = known_scalar(lw, n, 1);
+        run(lw, &out, vec![(x, None), (e, k)], true, &|b, d, s, _| {
+            vec![b.v(VOp::Pow, d, first(s), s[1])]
+        })?;
+        return Ok(true);
+    }
+    if bd.is_int() && float(ed) {
+        // In f32 (exact while |x^y| < 2^24), then truncated toward zero
+        // as the reference's conversion does: the stores round.
+        let k = known_scalar(lw, n, 1);
+        run(lw, &out, vec![(x, None), (e, k)], true, &|b, d, s, tmp| {
+            let x = first(s);
+            vec![
+                b.v(VOp::Pow, d, x, s[1]),
+                b.v(VOp::Lt, x, d, VSrc::Imm(0.0)),
+                b.v(VOp::Ceil, tmp, d, VSrc::None),
+                b.v(VOp::Sel, tmp, x, VSrc::Full(tmp)),
+                b.v(VOp::Eq, x, x, VSrc::Imm(0.0)),
+                b.v(VOp::Floor, d, d, VSrc::None),
+                b.v(VOp::Sel, d, x, VSrc::Full(d)),
+                b.v(VOp::Add, d, d, VSrc::Full(tmp)),
+            ]
+        })?;
+        return Ok(true);
+    }
+    if !(bd.is_int() && ed.is_int()) {
+        return Err(unsup(n.op, format!("{bd} to the power of {ed}")));
+    }
+    // Integers: exact square-and-multiply over every bit of the exponent,
+    // wrapping as the reference's does, in the wider of the two compute
+    // dtypes (the store wraps back to the base's).
+    let (cb, ce) = (int_compute(lw, bd), int_compute(lw, ed));
+    let cd = match (cb, ce) {
+        (Some(Dt::I32), Some(Dt::I32)) => Dt::I32,
+        (Some(_), Some(_)) => Dt::I64,
+        _ => {
+            return Err(unsup(
+                n.op,
+                format!("{bd} to the power of {ed} on the vector unit"),
+            ));
+        }
+    };
+    let bits = if cd == Dt::I32 { 32 } else { 64 };
+    if e.shape != out.shape {
+        // The loop shifts the exponent: it must be a full block.
+        let full = lw.temp_like("bcast", &e, &out.shape);
+        lw.p.phase();
+        movement::expand_into(&mut lw.p, &e, &full)?;
+        e = full;
+    }
+    run_in(
+        lw,
+        &out,
+        vec![(x, None), (e, None)],
+        true,
+        cd,
+        &move |b, d, s, tmp| {
+            use VOp::*;
+            use VSrc::{Full, Imm};
+            let (x, e) = (first(s), full_addr(s, 1));
+            // A negative exponent gives 1 for 1, ±1 for -1 and 0 otherwise:
+            // zero every other base, and the loop over the exponent's two's
+            // complement bits (an even or odd power as e is) does the rest.
+            let mut v = vec![
+                b.v(Abs, d, x, VSrc::None),
+                b.v(Eq, d, d, Imm(1.0)),
+                b.v(Lt, tmp, e, Imm(0.0)),
+                b.v(Gt, tmp, tmp, Full(d)),
+                b.v(Eq, tmp, tmp, Imm(0.0)),
+                b.v(Sel, x, tmp, Full(x)),
+                // x holds c = base - 1, so that one buffer gives both the
+                // factor (1 + bit·c) and the next square ((c + 1)² - 1).
+                b.v(Sub, x, x, Imm(1.0)),
+                b.v(Mul, d, x, Imm(0.0)),
+                b.v(Add, d, d, Imm(1.0)),
+            ];
+            for i in 0..bits {
+                v.extend([
+                    b.v(Shr, tmp, e, Imm(i as f32)),
+                    b.v(And, tmp, tmp, Imm(1.0)),
+                    b.v(Sel, tmp, tmp, Full(x)),
+                    b.v(Mul, tmp, tmp, Full(d)),
+                    b.v(Add, d, d, Full(tmp)),
+                ]);
+                if i + 1 < bits {
+                    v.extend([b.v(Add, tmp, x, Imm(2.0)), b.v(Mul, x, x, Full(tmp))]);
+                }
+            }
+            v
+        },
+    )?;
+    Ok(true)
+}
+
 pub fn lower(lw: &mut Lw, n: &Node) -> Result<(), Error> {
+    if n.op == Op::Pow && pow_mixed(lw, n)? {
+        return Ok(());
+    }
     if integer(lw, n)? {
         return Ok(());
     }
@@ -630,8 +800,12 @@ pub fn lower(lw: &mut Lw, n: &Node) -> Result<(), Error> {
             | Op::Not
             | Op::Where
             | Op::IsNaN
+            | Op::IsInf
     ) {
         return logic(lw, n);
+    }
+    if n.op == Op::Mod {
+        return float_mod(lw, n);
     }
     if unary::binary(n.op).is_none()
         && !matches!(
@@ -784,6 +958,41 @@ pub fn lower(lw: &mut Lw, n: &Node) -> Result<(), Error> {
         }
         _ => Err(unsup(n.op, "")),
     }
+}
+
+/// Mod on floats: fmod=1 is C's fmod (the vector unit's `mod`, exact);
+/// fmod=0 takes the divisor's sign as Python's % does: r + y where r ≠ 0
+/// and r and y have different signs (r + y rounded once, as ONNX's
+/// reference does).
+fn float_mod(lw: &mut Lw, n: &Node) -> Result<(), Error> {
+    check_float(lw, n)?;
+    let out = lw.output(n, 0)?;
+    let mut ins = Vec::new();
+    for i in 0..2 {
+        let t = lw.input(n, i)?;
+        ins.push((t, known_scalar(lw, n, i)));
+    }
+    let python = !matches!(n.attr("fmod"), Some(Attr::Int(1)));
+    run(lw, &out, ins, true, &move |b, d, s, tmp| {
+        let x = first(s);
+        let mut v = vec![b.v(VOp::Mod, d, x, s[1])];
+        if python {
+            // x's block (loaded for this step) is free once r is made:
+            // sign(r)·y < 0 exactly where r ≠ 0 and the signs differ (a
+            // product by ±1 neither rounds nor underflows; r = 0 or NaN
+            // gives 0 or NaN, never negative).
+            v.extend([
+                b.v(VOp::Lt, tmp, d, VSrc::Imm(0.0)),
+                b.v(VOp::Gt, x, d, VSrc::Imm(0.0)),
+                b.v(VOp::Sub, x, x, VSrc::Full(tmp)),
+                b.v(VOp::Mul, x, x, s[1]),
+                b.v(VOp::Lt, x, x, VSrc::Imm(0.0)),
+                b.v(VOp::Sel, tmp, x, s[1]),
+                b.v(VOp::Add, d, d, VSrc::Full(tmp)),
+            ]);
+        }
+        v
+    })
 }
 
 /// Trilu with k known only at run time: y = x where the diagonal offset

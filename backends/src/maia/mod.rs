@@ -31,6 +31,7 @@ mod movement;
 mod pipeline;
 mod program;
 mod rows;
+mod scatter;
 mod specialize;
 mod tiling;
 mod unary;
@@ -125,6 +126,10 @@ fn expands(n: &smelt_ir::Node) -> bool {
             | Op::QLinearMatMul
             | Op::ConvInteger
             | Op::QLinearConv
+            // ScatterND's expansion declines single-component indices,
+            // which `scatter.rs` lowers natively.
+            | Op::ScatterND
+            | Op::TensorScatter
     )
 }
 
@@ -182,6 +187,7 @@ fn dispatch(lw: &mut lower::Lw, n: &smelt_ir::Node) -> Result<(), Error> {
         | Op::BatchNormalization => conv::lower(lw, n),
         Op::Attention => attention::lower(lw, n),
         Op::Cast | Op::CastLike => cast::lower(lw, n),
+        Op::ScatterElements | Op::ScatterND => scatter::lower(lw, n),
         Op::NegativeLogLikelihoodLoss | Op::SoftmaxCrossEntropyLoss => loss::lower(lw, n),
         _ => elementwise::lower(lw, n),
     }
@@ -313,6 +319,115 @@ mod tests {
         // Python's % (divisor's sign) and C's fmod (dividend's sign).
         assert_eq!(run_bytes(text, &ins, "p"), le([2, -2, -1, 0]));
         assert_eq!(run_bytes(text, &ins, "c"), le([-1, 1, -1, 0]));
+    }
+
+    #[test]
+    fn integer_pow_is_exact_and_wraps() {
+        let text = r#"graph "g"(%x: i32[5], %e: i32[5], %a: i64[1], %b: i64[1]) {
+  %p: i32[5] = Pow(%x, %e)
+  %q: i64[1] = Pow(%a, %b)
+  return %p, %q
+}"#;
+        let le = |v: &[i32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+        let ins = [
+            ("x", le(&[3, -1, 2, 5, -1])),
+            ("e", le(&[4, -3, 31, -1, 0])),
+            ("a", le64(&[3])),
+            ("b", le64(&[40])),
+        ];
+        // 3^4; (-1)^-3 = -1; 2^31 wraps to i32::MIN; 5^-1 truncates to 0;
+        // x^0 = 1. 3^40 mod 2^64 read as an i64 (Python: 3**40 - 2**64).
+        assert_eq!(run_bytes(text, &ins, "p"), le(&[81, -1, i32::MIN, 0, 1]));
+        assert_eq!(
+            run_bytes(text, &ins, "q"),
+            le64(&[-6_289_078_614_652_622_815])
+        );
+    }
+
+    #[test]
+    fn u64_order_is_unsigned() {
+        let text = r#"graph "g"(%u: u64[4], %v: u64[4]) {
+  %l: bool[4] = Less(%u, %v)
+  %g: bool[4] = GreaterOrEqual(%u, %v)
+  %m: u64[4] = Max(%u, %v)
+  return %l, %g, %m
+}"#;
+        let le = |v: &[u64]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+        let (u, v) = ([1u64 << 63, 1, u64::MAX, 5], [1u64, 1 << 63, 3, 5]);
+        let ins = [("u", le(&u)), ("v", le(&v))];
+        // Values at and above 2^63 are the largest, not negative.
+        assert_eq!(run_bytes(text, &ins, "l"), vec![0, 1, 0, 0]);
+        assert_eq!(run_bytes(text, &ins, "g"), vec![1, 0, 1, 1]);
+        assert_eq!(
+            run_bytes(text, &ins, "m"),
+            le(&[1 << 63, 1 << 63, u64::MAX, 5])
+        );
+    }
+
+    fn f32s(v: &[f32]) -> Vec<u8> {
+        v.iter().flat_map(|x| x.to_le_bytes()).collect()
+    }
+
+    #[test]
+    fn scatter_elements_writes_and_combines_in_order() {
+        let text = r#"graph "g"(%x: f32[3,3], %i: i64[2,3], %u: f32[2,3], %j: i64[2,3]) {
+  %y: f32[3,3] = ScatterElements(%x, %i, %u) {axis=0}
+  %s: f32[3,3] = ScatterElements(%x, %j, %u) {axis=0, reduction="add"}
+  return %y, %s
+}"#;
+        let u = [1.0, 1.5, 1.25, 2.0, 2.5, 2.25];
+        let ins = [
+            ("x", f32s(&[0.0; 9])),
+            ("i", le64(&[1, 0, 2, 0, 2, 1])),
+            ("u", f32s(&u)),
+            ("j", le64(&[1, 1, -2, 1, 1, 1])),
+        ];
+        // ONNX's ScatterElements example (axis 0): y[i[r][c]][c] = u[r][c].
+        assert_eq!(
+            run_bytes(text, &ins, "y"),
+            f32s(&[2.0, 1.5, 0.0, 1.0, 0.0, 2.25, 0.0, 2.5, 1.25])
+        );
+        // Every update lands on row 1 (-2 counts from 3): summed.
+        assert_eq!(
+            run_bytes(text, &ins, "s"),
+            f32s(&[0.0, 0.0, 0.0, 3.0, 4.0, 3.5, 0.0, 0.0, 0.0])
+        );
+    }
+
+    #[test]
+    fn scatter_nd_with_index_tuples_and_bad_indices() {
+        let text = r#"graph "g"(%x: f32[2,2], %i: i64[2,2], %u: f32[2]) {
+  %y: f32[2,2] = ScatterND(%x, %i, %u)
+  %m: f32[2,2] = ScatterND(%x, %i, %u) {reduction="max"}
+  return %y, %m
+}"#;
+        let ins = |i: &[i64]| {
+            [
+                ("x", f32s(&[1.0, 2.0, 3.0, 4.0])),
+                ("i", le64(i)),
+                ("u", f32s(&[9.0, 0.5])),
+            ]
+        };
+        // (-1, 0) is (1, 0), (0, 1) is (0, 1).
+        assert_eq!(
+            run_bytes(text, &ins(&[-1, 0, 0, 1]), "y"),
+            f32s(&[1.0, 0.5, 9.0, 4.0])
+        );
+        assert_eq!(
+            run_bytes(text, &ins(&[-1, 0, 0, 1]), "m"),
+            f32s(&[1.0, 2.0, 9.0, 4.0])
+        );
+        // (0, 2) is out of range even though row-major 0·2 + 2 is not:
+        // the scatter stops instead of writing x[1, 0].
+        let g = smelt_ir::text::parse(text).unwrap();
+        let art = compile(&g, &HwConfig::tiny(), "tiny-npu", &Options::default()).unwrap();
+        let mut sim = Sim::new(&art, SimOptions::default());
+        for (name, v) in ins(&[0, 2, 0, 1]) {
+            sim.write_region_bytes(0, &format!("in.{name}"), &v)
+                .unwrap();
+        }
+        let e = sim.run().unwrap_err().to_string();
+        assert!(e.contains("dma.scatter index"), "{e}");
     }
 
     #[test]

@@ -9,7 +9,8 @@
 
 use super::Error;
 use smelt_runtime::maia::{
-    Artifact, Command, Dt, Engine, HwConfig, Io, Loc, Op, Queue, Region, RegionKind, Sem, Space,
+    Artifact, Command, Dt, Engine, HwConfig, Io, Loc, Op, Queue, Region, RegionKind, SRed, Sem,
+    Space,
 };
 use std::collections::BTreeSet;
 
@@ -279,6 +280,63 @@ impl Program {
         Ok(())
     }
 
+    /// One `dma.scatter`: `rows` rows of `cols` elements from src (row
+    /// stride `strides[0]`) to the dst rows idx names (row stride
+    /// `strides[1]`; idx stride `strides[2]`), combined by `red`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn dma_scatter(
+        &mut self,
+        queue: Queue,
+        src: Mem,
+        dst: Mem,
+        idx: Mem,
+        dt: Dt,
+        idt: Dt,
+        red: SRed,
+        rows: u64,
+        cols: u64,
+        strides: [u64; 3],
+        bound: u64,
+    ) -> Result<(), Error> {
+        let [sstride, dstride, istride] = strides;
+        let fits = |x: u64| u32::try_from(x).is_ok();
+        if ![rows, cols, sstride, dstride, istride, bound]
+            .into_iter()
+            .all(fits)
+        {
+            return Err(Error::TooLarge(format!(
+                "a scatter of {rows}x{cols} elements exceeds the DMA command's 32-bit fields"
+            )));
+        }
+        if rows == 0 || cols == 0 {
+            return Ok(());
+        }
+        if self.phases.is_empty() {
+            self.phases.push(Vec::new());
+        }
+        let src = self.loc(src, 0);
+        let dst = self.loc(dst, 1);
+        let idx = self.loc(idx, 2);
+        self.push(
+            queue,
+            Op::DmaScatter {
+                src,
+                dst,
+                idx,
+                dt,
+                idx_dt: idt,
+                red,
+                rows: rows as u32,
+                cols: cols as u32,
+                src_stride: sstride as u32,
+                dst_stride: dstride as u32,
+                idx_stride: istride as u32,
+                bound: bound as u32,
+            },
+        );
+        Ok(())
+    }
+
     pub fn signal(&mut self, queue: Queue, idx: u16) {
         let sem = Sem {
             tile: queue.unit,
@@ -355,9 +413,15 @@ impl Program {
         }
         for &(p, i, slot, b) in &self.patches {
             let l = match (&mut self.phases[p][i].op, slot) {
-                (Op::Dma { src, .. } | Op::DmaGather { src, .. }, 0) => src,
-                (Op::Dma { dst, .. } | Op::DmaGather { dst, .. }, 1) => dst,
-                (Op::DmaGather { idx, .. }, _) => idx,
+                (
+                    Op::Dma { src, .. } | Op::DmaGather { src, .. } | Op::DmaScatter { src, .. },
+                    0,
+                ) => src,
+                (
+                    Op::Dma { dst, .. } | Op::DmaGather { dst, .. } | Op::DmaScatter { dst, .. },
+                    1,
+                ) => dst,
+                (Op::DmaGather { idx, .. } | Op::DmaScatter { idx, .. }, _) => idx,
                 _ => continue,
             };
             l.offset += base[b.0];

@@ -766,8 +766,25 @@ fn axes_from_shapes(lw: &mut Lw, n: &Node, x: &[usize]) -> Result<Vec<i64>, Erro
     Ok(axes)
 }
 
+/// ReduceMax/ReduceMin of booleans (any / all): stored as bytes, loaded
+/// as 0.0/1.0, exact.
+fn bool_extreme(lw: &mut Lw, n: &Node) -> Result<bool, Error> {
+    if !matches!(n.op, Op::ReduceMax | Op::ReduceMin) {
+        return Ok(false);
+    }
+    let vs = [n.inputs.first(), n.outputs.first()];
+    for v in vs.into_iter().flatten().flatten() {
+        if lw.static_ty(*v)?.1 != DType::Bool {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
 fn reduce(lw: &mut Lw, n: &Node) -> Result<(), Error> {
-    check_float(lw, n, 1, 1)?;
+    if !bool_extreme(lw, n)? {
+        check_float(lw, n, 1, 1)?;
+    }
     let x = lw.input(n, 0)?;
     let r = x.shape.len();
     let axes: Option<Vec<i64>> = if Lw::has_input(n, 1) {
@@ -809,8 +826,23 @@ fn reduce(lw: &mut Lw, n: &Node) -> Result<(), Error> {
         Op::ReduceLogSumExp => None,
         _ => return Err(unsup(op, "")),
     };
-    if rows * cols == 0 {
-        return Err(unsup(op, "empty reduction"));
+    if y.numel() == 0 {
+        return Ok(());
+    }
+    if cols == 0 {
+        // Reducing nothing gives the reduction's identity (ONNX's
+        // empty-set rule): 0 for sums, log 0 = -inf for the log sums, and
+        // ∓inf (false / true on booleans) for max and min.
+        let boolean = y.gdt == DType::Bool;
+        let v = match op {
+            Op::ReduceMax if boolean => 0.0,
+            Op::ReduceMin if boolean => 1.0,
+            Op::ReduceMax | Op::ReduceLogSum | Op::ReduceLogSumExp => f64::NEG_INFINITY,
+            Op::ReduceMin => f64::INFINITY,
+            Op::ReduceMean => f64::NAN,
+            _ => 0.0,
+        };
+        return movement::fill(lw, &y, v);
     }
     run(lw, &xt, &y, rows, cols, false, &[], &[], &move |b, f| {
         let mut v = Vec::new();

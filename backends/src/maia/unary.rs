@@ -62,6 +62,12 @@ pub fn unary(op: Op, n: Option<&Node>, b: Block, dst: u32, src: u32, tmp: u32) -
         Op::Sin => one(Sin),
         Op::Cos => one(Cos),
         Op::Erf => one(Erf),
+        Op::Asin => one(Asin),
+        Op::Acos => one(Acos),
+        Op::Atan => one(Atan),
+        Op::Asinh => one(Asinh),
+        Op::Acosh => one(Acosh),
+        Op::Atanh => one(Atanh),
         Op::Sign => Some(vec![
             b.v(Lt, tmp, src, Imm(0.0)),
             b.v(Gt, dst, src, Imm(0.0)),

@@ -539,6 +539,52 @@ impl Limits {
                     span(*idx_dt, *rows, 1, *idx_stride),
                 )?;
             }
+            Op::DmaScatter {
+                src,
+                dst,
+                idx,
+                dt,
+                idx_dt,
+                rows,
+                cols,
+                src_stride,
+                dst_stride,
+                idx_stride,
+                bound,
+                ..
+            } => {
+                if dt.is_mx() || dt.is_packed() {
+                    return Err(Error::Unsupported {
+                        index: i,
+                        why: format!("dma.scatter writes whole elements of bytes; {dt} is not"),
+                    });
+                }
+                if !matches!(idx_dt, Dt::I32 | Dt::I64) {
+                    return Err(Error::Malformed {
+                        index: i,
+                        why: format!("dma.scatter indices must be i32 or i64, not {idx_dt}"),
+                    });
+                }
+                self.range(
+                    i,
+                    src.space,
+                    src.offset,
+                    span(*dt, *rows, *cols, *src_stride),
+                )?;
+                // Every row the indices may name lies inside the destination.
+                self.range(
+                    i,
+                    dst.space,
+                    dst.offset,
+                    span(*dt, *bound, *cols, *dst_stride),
+                )?;
+                self.range(
+                    i,
+                    idx.space,
+                    idx.offset,
+                    span(*idx_dt, *rows, 1, *idx_stride),
+                )?;
+            }
             Op::Matmul {
                 dt,
                 m,

@@ -100,6 +100,23 @@ pub fn command_text(op: &Op) -> String {
         } => format!(
             "dma.gather src={src} dst={dst} idx={idx} dt={dt} idt={idx_dt} rows={rows} cols={cols} sstride={src_stride} dstride={dst_stride} istride={idx_stride} bound={bound}"
         ),
+        Op::DmaScatter {
+            src,
+            dst,
+            idx,
+            dt,
+            idx_dt,
+            red,
+            rows,
+            cols,
+            src_stride,
+            dst_stride,
+            idx_stride,
+            bound,
+        } => format!(
+            "dma.scatter src={src} dst={dst} idx={idx} dt={dt} idt={idx_dt} red={} rows={rows} cols={cols} sstride={src_stride} dstride={dst_stride} istride={idx_stride} bound={bound}",
+            red.name()
+        ),
         Op::Matmul {
             dt,
             m,
@@ -325,6 +342,31 @@ fn parse_op(line: usize, name: &str, mut f: Fields) -> Result<Op, Error> {
             idx: parse_loc(l, f.str("idx")?)?,
             dt: f.dt("dt")?,
             idx_dt: f.dt("idt")?,
+            rows: f.u32("rows")?,
+            cols: f.u32("cols")?,
+            src_stride: f.u32("sstride")?,
+            dst_stride: f.u32("dstride")?,
+            idx_stride: f.u32("istride")?,
+            bound: f.u32("bound")?,
+        },
+        "dma.scatter" => Op::DmaScatter {
+            src: parse_loc(l, f.str("src")?)?,
+            dst: parse_loc(l, f.str("dst")?)?,
+            idx: parse_loc(l, f.str("idx")?)?,
+            dt: f.dt("dt")?,
+            idx_dt: f.dt("idt")?,
+            red: {
+                let r = f.str("red")?;
+                SRed::ALL
+                    .into_iter()
+                    .find(|x| x.name() == r)
+                    .ok_or_else(|| {
+                        err(
+                            l,
+                            format!("unknown scatter reduction `{r}` (none, add, mul, max or min)"),
+                        )
+                    })?
+            },
             rows: f.u32("rows")?,
             cols: f.u32("cols")?,
             src_stride: f.u32("sstride")?,

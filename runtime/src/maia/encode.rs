@@ -60,6 +60,30 @@ pub fn encode(cmds: &[Command]) -> Vec<u8> {
                     w.extend_from_slice(&x.to_le_bytes());
                 }
             }
+            Op::DmaScatter {
+                src,
+                dst,
+                idx,
+                dt,
+                idx_dt,
+                red,
+                rows,
+                cols,
+                src_stride,
+                dst_stride,
+                idx_stride,
+                bound,
+            } => {
+                loc(&mut w, src);
+                loc(&mut w, dst);
+                loc(&mut w, idx);
+                w.push(dt.code());
+                w.push(idx_dt.code());
+                w.push(*red as u8);
+                for x in [rows, cols, src_stride, dst_stride, idx_stride, bound] {
+                    w.extend_from_slice(&x.to_le_bytes());
+                }
+            }
             Op::Matmul {
                 dt,
                 m,
@@ -279,6 +303,30 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<Command>, Error> {
                     bound: r.u32()?,
                 }
             }
+            0x03 => {
+                let src = r.loc()?;
+                let dst = r.loc()?;
+                let idx = r.loc()?;
+                let dt = r.dt()?;
+                let idx_dt = r.dt()?;
+                let code = r.u8()?;
+                let red = SRed::from_code(code)
+                    .ok_or_else(|| r.bad(format!("unknown scatter reduction {code}")))?;
+                Op::DmaScatter {
+                    src,
+                    dst,
+                    idx,
+                    dt,
+                    idx_dt,
+                    red,
+                    rows: r.u32()?,
+                    cols: r.u32()?,
+                    src_stride: r.u32()?,
+                    dst_stride: r.u32()?,
+                    idx_stride: r.u32()?,
+                    bound: r.u32()?,
+                }
+            }
             0x10 => {
                 let dt = r.dt()?;
                 let acc = r.u8()? != 0;
@@ -293,13 +341,8 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<Command>, Error> {
                     c: r.u32()?,
                 }
             }
-            0x20..=0x3f | 0x70..=0x7f => {
-                let code = if opcode >= 0x70 {
-                    opcode - 0x70 + 32
-                } else {
-                    opcode - 0x20
-                };
-                let op = VOp::from_code(code).ok_or(Error::UnknownOpcode {
+            0x20..=0x3f | 0x70..=0x8f => {
+                let op = VOp::from_opcode(opcode).ok_or(Error::UnknownOpcode {
                     index: r.cmd,
                     opcode,
                 })?;

@@ -96,6 +96,8 @@ pub enum VOp {
     Ge = 10,
     Eq = 11,
     Sel = 12,
+    /// C's fmod: x - trunc(x / y)·y, exact, with the dividend's sign.
+    Mod = 13,
     Copy = 16,
     Neg = 17,
     Exp = 18,
@@ -121,10 +123,17 @@ pub enum VOp {
     // Unary float op past the integer-only range (opcode 0x70 + code - 32).
     /// Round half to even (ONNX Round, numpy's rint).
     Round = 37,
+    // More unary ops (opcodes 0x80 + code - 48).
+    Asin = 48,
+    Acos = 49,
+    Atan = 50,
+    Asinh = 51,
+    Acosh = 52,
+    Atanh = 53,
 }
 
 impl VOp {
-    pub const ALL: [VOp; 35] = [
+    pub const ALL: [VOp; 42] = [
         VOp::Add,
         VOp::Sub,
         VOp::Mul,
@@ -138,6 +147,7 @@ impl VOp {
         VOp::Ge,
         VOp::Eq,
         VOp::Sel,
+        VOp::Mod,
         VOp::Copy,
         VOp::Neg,
         VOp::Exp,
@@ -160,6 +170,12 @@ impl VOp {
         VOp::Or,
         VOp::Xor,
         VOp::Round,
+        VOp::Asin,
+        VOp::Acos,
+        VOp::Atan,
+        VOp::Asinh,
+        VOp::Acosh,
+        VOp::Atanh,
     ];
     pub fn name(self) -> &'static str {
         match self {
@@ -184,6 +200,7 @@ impl VOp {
             VOp::Ge => "ge",
             VOp::Eq => "eq",
             VOp::Sel => "sel",
+            VOp::Mod => "mod",
             VOp::Log => "log",
             VOp::Erf => "erf",
             VOp::Sigmoid => "sigmoid",
@@ -198,6 +215,12 @@ impl VOp {
             VOp::Or => "or",
             VOp::Xor => "xor",
             VOp::Round => "round",
+            VOp::Asin => "asin",
+            VOp::Acos => "acos",
+            VOp::Atan => "atan",
+            VOp::Asinh => "asinh",
+            VOp::Acosh => "acosh",
+            VOp::Atanh => "atanh",
         }
     }
     pub fn binary(self) -> bool {
@@ -207,8 +230,19 @@ impl VOp {
     pub fn opcode(self) -> u8 {
         match self as u8 {
             c @ 0..32 => 0x20 + c,
-            c => 0x70 + (c - 32),
+            c @ 32..48 => 0x70 + (c - 32),
+            c => 0x80 + (c - 48),
         }
+    }
+    /// The op of a vector opcode, if it is one.
+    pub fn from_opcode(opcode: u8) -> Option<VOp> {
+        let code = match opcode {
+            0x20..=0x3f => opcode - 0x20,
+            0x70..=0x7f => opcode - 0x70 + 32,
+            0x80..=0x8f => opcode - 0x80 + 48,
+            _ => return None,
+        };
+        VOp::from_code(code)
     }
     /// Ops the vector unit runs at `transcendental_cycles` per element group.
     pub fn transcendental(self) -> bool {
@@ -226,6 +260,13 @@ impl VOp {
                 | VOp::Sigmoid
                 | VOp::Sin
                 | VOp::Cos
+                | VOp::Mod
+                | VOp::Asin
+                | VOp::Acos
+                | VOp::Atan
+                | VOp::Asinh
+                | VOp::Acosh
+                | VOp::Atanh
         )
     }
     /// Ops defined on integer dtypes (exact, wrapping at the dtype's
@@ -293,6 +334,33 @@ impl ROp {
     }
 }
 
+/// How `dma.scatter` combines a source row with the destination row it
+/// names: replace it, or the elementwise sum, product, maximum or minimum.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SRed {
+    None = 0,
+    Add = 1,
+    Mul = 2,
+    Max = 3,
+    Min = 4,
+}
+
+impl SRed {
+    pub const ALL: [SRed; 5] = [SRed::None, SRed::Add, SRed::Mul, SRed::Max, SRed::Min];
+    pub fn name(self) -> &'static str {
+        match self {
+            SRed::None => "none",
+            SRed::Add => "add",
+            SRed::Mul => "mul",
+            SRed::Max => "max",
+            SRed::Min => "min",
+        }
+    }
+    pub fn from_code(c: u8) -> Option<SRed> {
+        SRed::ALL.into_iter().find(|r| *r as u8 == c)
+    }
+}
+
 /// A semaphore: tile and index within the tile.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Sem {
@@ -329,6 +397,27 @@ pub enum Op {
         idx: Loc,
         dt: Dt,
         idx_dt: Dt,
+        rows: u32,
+        cols: u32,
+        src_stride: u32,
+        dst_stride: u32,
+        idx_stride: u32,
+        bound: u32,
+    },
+    /// Indirect (scattering) copy, `DmaGather`'s counterpart: source row r
+    /// (`cols` elements of `dt` at src + r·src_stride) goes to destination
+    /// row idx[r] (at dst + idx[r]·dst_stride), combined with what is
+    /// there as `red` says. Rows are applied in order, so with repeated
+    /// indices the last write wins (or every update is combined in
+    /// order). A negative index counts from `bound` (the destination's
+    /// rows); one outside [-bound, bound) stops the program.
+    DmaScatter {
+        src: Loc,
+        dst: Loc,
+        idx: Loc,
+        dt: Dt,
+        idx_dt: Dt,
+        red: SRed,
         rows: u32,
         cols: u32,
         src_stride: u32,
@@ -398,6 +487,7 @@ impl Op {
         match self {
             Op::Dma { .. } => 0x01,
             Op::DmaGather { .. } => 0x02,
+            Op::DmaScatter { .. } => 0x03,
             Op::Matmul { .. } => 0x10,
             Op::Vector { op, .. } => op.opcode(),
             Op::Reduce { op, .. } => 0x40 + *op as u8,
@@ -413,7 +503,9 @@ impl Op {
     /// The engine kinds that may execute this op.
     pub fn runs_on(&self, e: Engine) -> bool {
         match self {
-            Op::Dma { .. } | Op::DmaGather { .. } => matches!(e, Engine::Dma | Engine::ClusterDma),
+            Op::Dma { .. } | Op::DmaGather { .. } | Op::DmaScatter { .. } => {
+                matches!(e, Engine::Dma | Engine::ClusterDma)
+            }
             Op::Matmul { .. } => e == Engine::Tensor,
             Op::Vector { .. } | Op::Reduce { .. } | Op::Convert { .. } => e == Engine::Vector,
             Op::Signal { .. } | Op::Wait { .. } | Op::Barrier { .. } => true,

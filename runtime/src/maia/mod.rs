@@ -13,7 +13,7 @@ pub mod sim;
 pub use artifact::{Artifact, Guard, Io, IoBinding, Region, RegionKind};
 pub use dtype::Dt;
 pub use hw::HwConfig;
-pub use isa::{Command, Engine, Loc, Op, Queue, ROp, Sem, Space, VOp, VSrc};
+pub use isa::{Command, Engine, Loc, Op, Queue, ROp, SRed, Sem, Space, VOp, VSrc};
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum Error {

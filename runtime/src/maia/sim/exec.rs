@@ -57,6 +57,36 @@ impl Sim<'_> {
                 }
                 Ok(end - start)
             }
+            Op::DmaScatter {
+                src,
+                dst,
+                idx,
+                dt,
+                idx_dt,
+                red,
+                rows,
+                cols,
+                ..
+            } => {
+                // The engine reads the indices, then the source rows, and
+                // writes them; a combining scatter also reads the rows it
+                // overwrites.
+                let b = dt.bytes(*rows as u64 * *cols as u64);
+                let ib = idx_dt.bytes(*rows as u64);
+                let rmw = *red != SRed::None;
+                let moves = [
+                    (idx.space, ib, true),
+                    (src.space, b, true),
+                    (dst.space, if rmw { b } else { 0 }, true),
+                    (dst.space, b, false),
+                ];
+                let eb = ib + b + if rmw { 2 * b } else { b };
+                let end = self.transfer(dev, cmd.queue.engine, start, eb, &moves);
+                if !self.opts.timing_only {
+                    self.scatter_data(dev, ci)?;
+                }
+                Ok(end - start)
+            }
             Op::Matmul {
                 dt,
                 m,
@@ -188,6 +218,14 @@ impl Sim<'_> {
                             VOp::Sin => x.sin(),
                             VOp::Cos => x.cos(),
                             VOp::Round => x.round_ties_even(),
+                            // Rust's `%` on floats is C's fmod (exact).
+                            VOp::Mod => x % y,
+                            VOp::Asin => x.asin(),
+                            VOp::Acos => x.acos(),
+                            VOp::Atan => x.atan(),
+                            VOp::Asinh => x.asinh(),
+                            VOp::Acosh => x.acosh(),
+                            VOp::Atanh => x.atanh(),
                             // Integer-only: rejected at load for float dtypes.
                             VOp::Shl | VOp::Shr | VOp::And | VOp::Or | VOp::Xor => x,
                         };
@@ -400,6 +438,110 @@ impl Sim<'_> {
                 dst.space,
             )[d_o..d_o + row]
                 .copy_from_slice(&raw);
+        }
+        Ok(())
+    }
+
+    fn scatter_data(&mut self, dev: usize, ci: usize) -> Result<(), Error> {
+        let Op::DmaScatter {
+            src,
+            dst,
+            idx,
+            dt,
+            idx_dt,
+            red,
+            rows,
+            cols,
+            src_stride,
+            dst_stride,
+            idx_stride,
+            bound,
+        } = self.art.commands[ci].op
+        else {
+            return Ok(());
+        };
+        let hw = &self.art.hw;
+        let ib = idx_dt.bytes(1) as usize;
+        let row = dt.bytes(cols as u64) as usize;
+        let n = cols as usize;
+        let mut raw = Vec::with_capacity(row);
+        let (mut fa, mut fb) = (vec![0f32; n], vec![0f32; n]);
+        let (mut ia, mut ib_) = (vec![0i64; n], vec![0i64; n]);
+        for r in 0..rows as u64 {
+            let io = (idx.offset + idx_dt.bytes(r * idx_stride as u64)) as usize;
+            let mut v = [0i64];
+            let m = mem(
+                &mut self.hbm,
+                &mut self.l2,
+                &mut self.sram,
+                hw,
+                dev,
+                idx.space,
+            );
+            let _ = idx_dt.load_int(&m[io..io + ib], &mut v);
+            let b = bound as i64;
+            let i = if v[0] < 0 { v[0] + b } else { v[0] };
+            if !(0..b).contains(&i) {
+                return Err(Error::OutOfRange {
+                    index: ci,
+                    why: format!(
+                        "dma.scatter index {} at row {r} is outside [-{b}, {b})",
+                        v[0]
+                    ),
+                });
+            }
+            let so = (src.offset + dt.bytes(r * src_stride as u64)) as usize;
+            let m = mem(
+                &mut self.hbm,
+                &mut self.l2,
+                &mut self.sram,
+                hw,
+                dev,
+                src.space,
+            );
+            raw.clear();
+            raw.extend_from_slice(&m[so..so + row]);
+            let d_o = (dst.offset + dt.bytes(i as u64 * dst_stride as u64)) as usize;
+            let m = mem(
+                &mut self.hbm,
+                &mut self.l2,
+                &mut self.sram,
+                hw,
+                dev,
+                dst.space,
+            );
+            let out = &mut m[d_o..d_o + row];
+            if red == SRed::None {
+                out.copy_from_slice(&raw);
+            } else if dt.is_int() {
+                // Exact, wrapping at the dtype's width.
+                let _ = dt.load_int(out, &mut ia);
+                let _ = dt.load_int(&raw, &mut ib_);
+                for (x, &y) in ia.iter_mut().zip(&ib_) {
+                    *x = match red {
+                        SRed::Add => x.wrapping_add(y),
+                        SRed::Mul => x.wrapping_mul(y),
+                        SRed::Max => (*x).max(y),
+                        SRed::Min => (*x).min(y),
+                        SRed::None => y,
+                    };
+                }
+                let _ = dt.store_int(&ia, out);
+            } else {
+                // In f32, rounded to dt once per update.
+                dt.load(out, &mut fa);
+                dt.load(&raw, &mut fb);
+                for (x, &y) in fa.iter_mut().zip(&fb) {
+                    *x = match red {
+                        SRed::Add => *x + y,
+                        SRed::Mul => *x * y,
+                        SRed::Max => x.max(y),
+                        SRed::Min => x.min(y),
+                        SRed::None => y,
+                    };
+                }
+                dt.store(&fa, out);
+            }
         }
         Ok(())
     }

@@ -129,6 +129,7 @@ pub fn op_name(op: &Op) -> &'static str {
     match op {
         Op::Dma { .. } => "dma",
         Op::DmaGather { .. } => "dma.gather",
+        Op::DmaScatter { .. } => "dma.scatter",
         Op::Matmul { .. } => "matmul",
         Op::Vector { op, .. } => op.name(),
         Op::Reduce { .. } => "reduce",
