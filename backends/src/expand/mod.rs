@@ -12,6 +12,7 @@
 mod activation;
 mod builder;
 mod rnn;
+mod rotary;
 mod steps;
 
 pub use builder::Builder;
@@ -25,7 +26,8 @@ pub type Expansion = fn(&mut Builder, &Node) -> Result<Option<Vec<Option<ValueId
 /// The expansion registered for `op`, if any.
 pub fn lookup(op: Op) -> Option<Expansion> {
     // Families append their `lookup` here.
-    let families: &[fn(Op) -> Option<Expansion>] = &[activation::lookup, rnn::lookup];
+    let families: &[fn(Op) -> Option<Expansion>] =
+        &[activation::lookup, rnn::lookup, rotary::lookup];
     families.iter().find_map(|f| f(op))
 }
 

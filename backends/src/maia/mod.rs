@@ -91,7 +91,10 @@ impl Error {
 /// lowering: ops the command stream has no lowering of its own for.
 fn expands(n: &smelt_ir::Node) -> bool {
     use smelt_ir::Op;
-    matches!(n.op, Op::Swish | Op::SwiGLU | Op::RNN | Op::GRU | Op::LSTM)
+    matches!(
+        n.op,
+        Op::Swish | Op::SwiGLU | Op::RNN | Op::GRU | Op::LSTM | Op::RotaryEmbedding
+    )
 }
 
 fn dispatch(lw: &mut lower::Lw, n: &smelt_ir::Node) -> Result<(), Error> {
