@@ -11,6 +11,7 @@
 
 mod activation;
 mod builder;
+mod causal_conv;
 mod rnn;
 mod rotary;
 mod steps;
@@ -26,8 +27,12 @@ pub type Expansion = fn(&mut Builder, &Node) -> Result<Option<Vec<Option<ValueId
 /// The expansion registered for `op`, if any.
 pub fn lookup(op: Op) -> Option<Expansion> {
     // Families append their `lookup` here.
-    let families: &[fn(Op) -> Option<Expansion>] =
-        &[activation::lookup, rnn::lookup, rotary::lookup];
+    let families: &[fn(Op) -> Option<Expansion>] = &[
+        activation::lookup,
+        rnn::lookup,
+        rotary::lookup,
+        causal_conv::lookup,
+    ];
     families.iter().find_map(|f| f(op))
 }
 

@@ -84,3 +84,12 @@ pub fn sub(b: &mut Builder, x: ValueId, y: ValueId) -> Result<ValueId, String> {
 pub fn mul(b: &mut Builder, x: ValueId, y: ValueId) -> Result<ValueId, String> {
     b.op(Op::Mul, &[x, y], &[])
 }
+
+pub fn cast(b: &mut Builder, v: ValueId, to: smelt_ir::DType) -> Result<ValueId, String> {
+    if b.dtype(v) == to {
+        return Ok(v);
+    }
+    let code = smelt_ir::semantics::util::dtype_to_onnx(to)
+        .ok_or_else(|| format!("{to} has no ONNX code"))?;
+    b.op(Op::Cast, &[v], &[("to", Attr::Int(code))])
+}

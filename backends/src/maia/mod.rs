@@ -93,7 +93,13 @@ fn expands(n: &smelt_ir::Node) -> bool {
     use smelt_ir::Op;
     matches!(
         n.op,
-        Op::Swish | Op::SwiGLU | Op::RNN | Op::GRU | Op::LSTM | Op::RotaryEmbedding
+        Op::Swish
+            | Op::SwiGLU
+            | Op::RNN
+            | Op::GRU
+            | Op::LSTM
+            | Op::RotaryEmbedding
+            | Op::CausalConvWithState
     )
 }
 
