@@ -12,6 +12,7 @@
 mod activation;
 mod builder;
 mod causal_conv;
+mod linear_attention;
 mod rnn;
 mod rotary;
 mod steps;
@@ -32,6 +33,7 @@ pub fn lookup(op: Op) -> Option<Expansion> {
         rnn::lookup,
         rotary::lookup,
         causal_conv::lookup,
+        linear_attention::lookup,
     ];
     families.iter().find_map(|f| f(op))
 }

@@ -100,6 +100,7 @@ fn expands(n: &smelt_ir::Node) -> bool {
             | Op::LSTM
             | Op::RotaryEmbedding
             | Op::CausalConvWithState
+            | Op::LinearAttention
     )
 }
 
