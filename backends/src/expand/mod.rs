@@ -10,6 +10,7 @@
 //! unsupported with its own reason.
 
 mod activation;
+mod attention;
 mod builder;
 mod causal_conv;
 mod linear_attention;
@@ -34,6 +35,7 @@ pub fn lookup(op: Op) -> Option<Expansion> {
         rotary::lookup,
         causal_conv::lookup,
         linear_attention::lookup,
+        attention::lookup,
     ];
     families.iter().find_map(|f| f(op))
 }

@@ -101,6 +101,8 @@ fn expands(n: &smelt_ir::Node) -> bool {
             | Op::RotaryEmbedding
             | Op::CausalConvWithState
             | Op::LinearAttention
+            // Only masking variants; the rest declines and stays native.
+            | Op::Attention
     )
 }
 
