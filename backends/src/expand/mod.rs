@@ -16,6 +16,7 @@ mod causal_conv;
 mod linear_attention;
 mod rnn;
 mod rotary;
+mod scan;
 mod steps;
 
 pub use builder::Builder;
@@ -36,6 +37,7 @@ pub fn lookup(op: Op) -> Option<Expansion> {
         causal_conv::lookup,
         linear_attention::lookup,
         attention::lookup,
+        scan::lookup,
     ];
     families.iter().find_map(|f| f(op))
 }

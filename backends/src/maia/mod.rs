@@ -103,6 +103,8 @@ fn expands(n: &smelt_ir::Node) -> bool {
             | Op::LinearAttention
             // Only masking variants; the rest declines and stays native.
             | Op::Attention
+            | Op::CumSum
+            | Op::CumProd
     )
 }
 
