@@ -10,11 +10,18 @@
 //! unsupported with its own reason.
 
 mod activation;
+mod attention;
 mod builder;
+mod causal_conv;
 mod empty;
+mod linear_attention;
 mod quant;
+mod rnn;
+mod rotary;
+mod scan;
 mod scatter;
 mod select;
+mod steps;
 mod train;
 
 pub use builder::Builder;
@@ -35,6 +42,12 @@ pub fn lookup(op: Op) -> Option<Expansion> {
         train::lookup,
         quant::lookup,
         scatter::lookup,
+        rnn::lookup,
+        rotary::lookup,
+        causal_conv::lookup,
+        linear_attention::lookup,
+        attention::lookup,
+        scan::lookup,
     ];
     families.iter().find_map(|f| f(op))
 }

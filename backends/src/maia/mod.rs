@@ -130,6 +130,16 @@ fn expands(n: &smelt_ir::Node) -> bool {
             // which `scatter.rs` lowers natively.
             | Op::ScatterND
             | Op::TensorScatter
+            | Op::RNN
+            | Op::GRU
+            | Op::LSTM
+            | Op::RotaryEmbedding
+            | Op::CausalConvWithState
+            | Op::LinearAttention
+            // Only masking variants; the rest declines and stays native.
+            | Op::Attention
+            | Op::CumSum
+            | Op::CumProd
     )
 }
 
