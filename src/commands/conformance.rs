@@ -117,15 +117,16 @@ fn execute(
         return execute_gpu(g, inputs, arch, set);
     }
     if let Some((name, hw)) = ACCEL.get() {
-        let art = super::maia::compile(g, hw, name, smelt_backends::maia::Precision::F32).map_err(
-            |e| {
-                if e.is_unsupported() {
-                    (Status::Unsupported, e.to_string())
-                } else {
-                    (Status::Error, format!("compile: {e}"))
-                }
-            },
-        )?;
+        let opts = smelt_backends::maia::Options {
+            precision: smelt_backends::maia::Precision::F32,
+        };
+        let art = smelt_backends::maia::compile_for(g, hw, name, &opts, &inputs).map_err(|e| {
+            if e.is_unsupported() {
+                (Status::Unsupported, e.to_string())
+            } else {
+                (Status::Error, format!("compile: {e}"))
+            }
+        })?;
         let outs =
             super::maia::execute(&art, &inputs).map_err(|e| (Status::Error, format!("{e:#}")))?;
         return Ok((outs, Vec::new()));

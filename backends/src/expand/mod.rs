@@ -11,6 +11,9 @@
 
 mod activation;
 mod builder;
+mod resize;
+#[cfg(test)]
+mod testing;
 
 pub use builder::Builder;
 
@@ -23,7 +26,7 @@ pub type Expansion = fn(&mut Builder, &Node) -> Result<Option<Vec<Option<ValueId
 /// The expansion registered for `op`, if any.
 pub fn lookup(op: Op) -> Option<Expansion> {
     // Families append their `lookup` here.
-    let families: &[fn(Op) -> Option<Expansion>] = &[activation::lookup];
+    let families: &[fn(Op) -> Option<Expansion>] = &[activation::lookup, resize::lookup];
     families.iter().find_map(|f| f(op))
 }
 

@@ -30,10 +30,12 @@ mod movement;
 mod pipeline;
 mod program;
 mod rows;
+mod specialize;
 mod tiling;
 mod unary;
 
 pub use lower::compile;
+pub use specialize::compile_for;
 pub use tiling::{MatmulTiling, choose_matmul_tiling};
 
 /// How f32 matmuls run on a tensor unit without an f32 rate.
@@ -91,7 +93,7 @@ impl Error {
 /// lowering: ops the command stream has no lowering of its own for.
 fn expands(n: &smelt_ir::Node) -> bool {
     use smelt_ir::Op;
-    matches!(n.op, Op::Swish | Op::SwiGLU)
+    matches!(n.op, Op::Swish | Op::SwiGLU | Op::Resize)
 }
 
 fn dispatch(lw: &mut lower::Lw, n: &smelt_ir::Node) -> Result<(), Error> {

@@ -1,0 +1,132 @@
+//! Value specialization for the chip: a graph whose shapes or resampling
+//! plans depend on the *values* of small parameter inputs (target shapes,
+//! axes, sizes, Resize's scales and roi: TensorRT's shape tensors) cannot
+//! be lowered to a static command stream until those values are known.
+//! Given them, those inputs become constants and the graph is compiled for
+//! exactly these values (the program is only valid for them: its caller
+//! must run it on the same values, as the conformance runner does).
+
+use super::{Error, Options, compile};
+use smelt_ir::interp::Tensor;
+use smelt_ir::semantics::{Ctx, TypeInput};
+use smelt_ir::{Graph, Node, Op, ValueId};
+use smelt_runtime::maia::{Artifact, HwConfig};
+
+/// Inputs at most this big are parameter-like enough to specialize on.
+const MAX_ELEMENTS: usize = 64;
+
+/// Compiles `g` plainly; if an op is unsupported in that form, compiles it
+/// again specialized on the values of its small parameter inputs. The
+/// first error is reported when specializing does not help.
+pub fn compile_for(
+    g: &Graph,
+    hw: &HwConfig,
+    target: &str,
+    opts: &Options,
+    inputs: &[Tensor],
+) -> Result<Artifact, Error> {
+    let err = match compile(g, hw, target, opts) {
+        Ok(a) => return Ok(a),
+        Err(e) if e.is_unsupported() => e,
+        Err(e) => return Err(e),
+    };
+    let Some(s) = specialize(g, inputs) else {
+        return Err(err);
+    };
+    compile(&s, hw, target, opts).map_err(|_| err)
+}
+
+/// Whether input `i` is a parameter to specialize on: small, and every use
+/// of it is a shape operand (its value decides a static dimension of the
+/// consumer's outputs: a Reshape target, Range bounds, axes, pads, sizes)
+/// or Resize's roi or scales. A data operand is never specialized, so
+/// specializing never folds the computation itself away.
+fn parameter_like(g: &Graph, inputs: &[Tensor], i: usize) -> bool {
+    if inputs[i].numel() > MAX_ELEMENTS {
+        return false;
+    }
+    let id = g.inputs[i];
+    let mut used = false;
+    for n in &g.nodes {
+        for (k, x) in n.inputs.iter().enumerate() {
+            if *x != Some(id) {
+                continue;
+            }
+            let resampling = n.op == Op::Resize && (k == 1 || k == 2);
+            if !resampling && !decides_shape(g, inputs, n, id) {
+                return false;
+            }
+            used = true;
+        }
+    }
+    used
+}
+
+/// Whether knowing `id`'s value makes more of `n`'s output dimensions
+/// static (every other small input and constant known either way).
+fn decides_shape(g: &Graph, inputs: &[Tensor], n: &Node, id: ValueId) -> bool {
+    let Some(imp) = smelt_ir::semantics::lookup(n.op) else {
+        return false;
+    };
+    let value = |v: ValueId| -> Option<Tensor> {
+        if let Some(d) = g.consts.get(&v) {
+            return Tensor::from_data(d).ok();
+        }
+        let j = g.inputs.iter().position(|&x| x == v)?;
+        inputs.get(j).filter(|t| t.numel() <= MAX_ELEMENTS).cloned()
+    };
+    let vals: Vec<Option<Tensor>> = n.inputs.iter().map(|v| v.and_then(value)).collect();
+    let static_dims = |hide: bool| -> Option<usize> {
+        let tys: Vec<Option<TypeInput>> = n
+            .inputs
+            .iter()
+            .zip(&vals)
+            .map(|(v, t)| {
+                v.map(|v| TypeInput {
+                    ty: &g.value(v).ty,
+                    value: if hide && v == id { None } else { t.as_ref() },
+                })
+            })
+            .collect();
+        let outs = (imp.infer)(&Ctx::new(n), &tys).ok()?;
+        Some(
+            outs.iter()
+                .filter_map(|t| t.shape.dims())
+                .flatten()
+                .filter(|d| d.as_static().is_some())
+                .count(),
+        )
+    };
+    match (static_dims(false), static_dims(true)) {
+        (Some(known), Some(hidden)) => known > hidden,
+        (Some(_), None) => true,
+        _ => false,
+    }
+}
+
+/// `g` with its parameter inputs' uses replaced by constants of these
+/// values (the inputs stay, unused, so the program's interface does not
+/// change); `None` when no input is parameter-like.
+fn specialize(g: &Graph, inputs: &[Tensor]) -> Option<Graph> {
+    let picked: Vec<usize> = (0..g.inputs.len().min(inputs.len()))
+        .filter(|&i| parameter_like(g, inputs, i))
+        .collect();
+    if picked.is_empty() {
+        return None;
+    }
+    let mut s = g.clone();
+    for &i in &picked {
+        let id = g.inputs[i];
+        let data = inputs[i].to_data().ok()?;
+        let name = format!("{}.specialized", g.value(id).name);
+        let c = s.add_const(name, data);
+        for n in &mut s.nodes {
+            for x in n.inputs.iter_mut().flatten() {
+                if *x == id {
+                    *x = c;
+                }
+            }
+        }
+    }
+    Some(s)
+}
