@@ -11,6 +11,7 @@
 
 mod activation;
 mod builder;
+mod grid;
 mod resize;
 #[cfg(test)]
 mod testing;
@@ -26,7 +27,8 @@ pub type Expansion = fn(&mut Builder, &Node) -> Result<Option<Vec<Option<ValueId
 /// The expansion registered for `op`, if any.
 pub fn lookup(op: Op) -> Option<Expansion> {
     // Families append their `lookup` here.
-    let families: &[fn(Op) -> Option<Expansion>] = &[activation::lookup, resize::lookup];
+    let families: &[fn(Op) -> Option<Expansion>] =
+        &[activation::lookup, resize::lookup, grid::lookup];
     families.iter().find_map(|f| f(op))
 }
 
