@@ -12,6 +12,7 @@
 mod activation;
 mod builder;
 mod grid;
+mod indexing;
 mod resize;
 #[cfg(test)]
 mod testing;
@@ -27,8 +28,12 @@ pub type Expansion = fn(&mut Builder, &Node) -> Result<Option<Vec<Option<ValueId
 /// The expansion registered for `op`, if any.
 pub fn lookup(op: Op) -> Option<Expansion> {
     // Families append their `lookup` here.
-    let families: &[fn(Op) -> Option<Expansion>] =
-        &[activation::lookup, resize::lookup, grid::lookup];
+    let families: &[fn(Op) -> Option<Expansion>] = &[
+        activation::lookup,
+        resize::lookup,
+        grid::lookup,
+        indexing::lookup,
+    ];
     families.iter().find_map(|f| f(op))
 }
 

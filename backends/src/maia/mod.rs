@@ -93,7 +93,18 @@ impl Error {
 /// lowering: ops the command stream has no lowering of its own for.
 fn expands(n: &smelt_ir::Node) -> bool {
     use smelt_ir::Op;
-    matches!(n.op, Op::Swish | Op::SwiGLU | Op::Resize | Op::GridSample)
+    matches!(
+        n.op,
+        Op::Swish
+            | Op::SwiGLU
+            | Op::Resize
+            | Op::GridSample
+            | Op::EyeLike
+            | Op::CenterCropPad
+            | Op::OneHot
+            | Op::ReverseSequence
+            | Op::GatherND
+    )
 }
 
 fn dispatch(lw: &mut lower::Lw, n: &smelt_ir::Node) -> Result<(), Error> {
