@@ -130,3 +130,47 @@ fn specialize(g: &Graph, inputs: &[Tensor]) -> Option<Graph> {
     }
     Some(s)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use smelt_ir::attr::Attrs;
+    use smelt_ir::{DType, Dim, Shape, TensorType};
+
+    #[test]
+    fn only_shape_operands_are_parameters() {
+        // y = Reshape(x, s) + k: s decides y's shape, k is data.
+        let mut g = Graph::new("g");
+        let x = g.add_value("x", TensorType::of_static(DType::F32, &[2, 3]));
+        let s = g.add_value("s", TensorType::of_static(DType::I64, &[1]));
+        let k = g.add_value("k", TensorType::of_static(DType::I64, &[6]));
+        let y = g.add_value(
+            "y",
+            TensorType::new(DType::F32, Shape(Some(vec![Dim::Unknown]))),
+        );
+        g.inputs = vec![x, s, k];
+        g.add_node(Node {
+            op: Op::Reshape,
+            name: "r".into(),
+            inputs: vec![Some(x), Some(s)],
+            outputs: vec![Some(y)],
+            attrs: Attrs::new(),
+        });
+        let z = g.add_value("z", TensorType::of_static(DType::I64, &[6]));
+        g.add_node(Node {
+            op: Op::Add,
+            name: "a".into(),
+            inputs: vec![Some(k), Some(k)],
+            outputs: vec![Some(z)],
+            attrs: Attrs::new(),
+        });
+        let feeds = vec![
+            Tensor::from_f64(DType::F32, vec![2, 3], vec![0.0; 6]),
+            Tensor::from_i64(DType::I64, vec![1], vec![6]),
+            Tensor::from_i64(DType::I64, vec![6], vec![1; 6]),
+        ];
+        assert!(!parameter_like(&g, &feeds, 0));
+        assert!(parameter_like(&g, &feeds, 1));
+        assert!(!parameter_like(&g, &feeds, 2));
+    }
+}
