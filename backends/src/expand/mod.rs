@@ -14,14 +14,19 @@ mod attention;
 mod builder;
 mod causal_conv;
 mod empty;
+mod grid;
+mod indexing;
 mod linear_attention;
 mod quant;
+mod resize;
 mod rnn;
 mod rotary;
 mod scan;
 mod scatter;
 mod select;
 mod steps;
+#[cfg(test)]
+mod testing;
 mod train;
 
 pub use builder::Builder;
@@ -48,6 +53,9 @@ pub fn lookup(op: Op) -> Option<Expansion> {
         linear_attention::lookup,
         attention::lookup,
         scan::lookup,
+        resize::lookup,
+        grid::lookup,
+        indexing::lookup,
     ];
     families.iter().find_map(|f| f(op))
 }

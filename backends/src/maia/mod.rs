@@ -140,6 +140,13 @@ fn expands(n: &smelt_ir::Node) -> bool {
             | Op::Attention
             | Op::CumSum
             | Op::CumProd
+            | Op::Resize
+            | Op::GridSample
+            | Op::EyeLike
+            | Op::CenterCropPad
+            | Op::OneHot
+            | Op::ReverseSequence
+            | Op::GatherND
     )
 }
 

@@ -8,6 +8,7 @@ mod gather;
 mod grid_sample;
 mod layout;
 mod resize;
+pub use resize::{ResizePlan, Taps, resize_plan};
 mod sort;
 mod spatial;
 

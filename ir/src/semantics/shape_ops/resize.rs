@@ -253,22 +253,22 @@ fn source_coord(
     }))
 }
 
-/// Resizes `data` (shape `shape`) along axis `a` to `w_out`.
-fn resize_axis(
-    o: &Opts,
-    data: &[f64],
-    shape: &mut [usize],
-    a: usize,
-    w_out: usize,
-    scale: f64,
-    roi: (f64, f64),
-) -> OpResult<Vec<f64>> {
-    let w_in = shape[a];
-    let outer: usize = shape[..a].iter().product();
-    let inner: usize = shape[a + 1..].iter().product();
-    // Per output index: the (source index, weight) taps, or None for the
-    // extrapolation value.
-    let mut taps: Vec<Option<Vec<(usize, f64)>>> = Vec::with_capacity(w_out);
+/// The taps of one resampled axis: per output index, the (source index,
+/// weight) pairs it sums (source indices clamped into the axis, zero
+/// weights dropped), or `None` where the output is the extrapolation value
+/// (outside tf_crop_and_resize's crop box).
+pub type Taps = Vec<Option<Vec<(usize, f64)>>>;
+
+/// How Resize computes its output: the axes it resamples, in order, each
+/// with its taps; every other axis is copied.
+pub struct ResizePlan {
+    pub steps: Vec<(usize, Taps)>,
+    pub out_shape: Vec<usize>,
+    pub extrapolation: f64,
+}
+
+fn axis_taps(o: &Opts, w_in: usize, w_out: usize, scale: f64, roi: (f64, f64)) -> OpResult<Taps> {
+    let mut taps: Taps = Vec::with_capacity(w_out);
     for y in 0..w_out {
         let Some(x) = source_coord(o, y as f64, scale, w_in, w_out, roi)? else {
             taps.push(None);
@@ -309,12 +309,26 @@ fn resize_axis(
                 .collect(),
         ));
     }
+    Ok(taps)
+}
+
+/// Applies one axis' taps to `data` (shape `shape`, resampled along `a`).
+fn apply_taps(
+    data: &[f64],
+    shape: &mut [usize],
+    a: usize,
+    taps: &Taps,
+    extrapolation: f64,
+) -> Vec<f64> {
+    let (w_in, w_out) = (shape[a], taps.len());
+    let outer: usize = shape[..a].iter().product();
+    let inner: usize = shape[a + 1..].iter().product();
     let mut out = vec![0.0; outer * w_out * inner];
     for ob in 0..outer {
         for (y, t) in taps.iter().enumerate() {
             for i in 0..inner {
                 out[(ob * w_out + y) * inner + i] = match t {
-                    None => o.extrapolation,
+                    None => extrapolation,
                     Some(t) => t
                         .iter()
                         .map(|&(j, w)| w * data[(ob * w_in + j) * inner + i])
@@ -324,21 +338,19 @@ fn resize_axis(
         }
     }
     shape[a] = w_out;
-    Ok(out)
+    out
 }
 
-fn k_resize(ctx: &Ctx, ins: &[Option<&Tensor>]) -> KernelOut {
-    let x = operand(ins, 0)?;
-    let Some(data) = x.to_f64_vec() else {
-        op_bail!("Resize: input must be numeric");
-    };
-    let get = |i: usize| ins.get(i).copied().flatten();
-    let p = plan(
-        ctx,
-        &x.shape,
-        opt_floats(get(2)),
-        get(3).and_then(Tensor::to_i64_vec),
-    )?;
+/// The plan of a Resize node (`ctx`) on an input of shape `in_shape`,
+/// given the values of its roi, scales and sizes inputs.
+pub fn resize_plan(
+    ctx: &Ctx,
+    in_shape: &[usize],
+    roi: Option<Vec<f64>>,
+    scales: Option<Vec<f64>>,
+    sizes: Option<Vec<i64>>,
+) -> OpResult<ResizePlan> {
+    let p = plan(ctx, in_shape, scales, sizes)?;
     let mode = match ctx.string("mode", "nearest")?.as_str() {
         "nearest" => Mode::Nearest,
         "linear" => Mode::Linear,
@@ -354,26 +366,51 @@ fn k_resize(ctx: &Ctx, ins: &[Option<&Tensor>]) -> KernelOut {
         antialias: ctx.int("antialias", 0)? != 0 && mode != Mode::Nearest,
         extrapolation: ctx.float("extrapolation_value", 0.0)? as f64,
     };
-    let r = x.rank();
+    let r = in_shape.len();
     // ROI as (start, end) per dim, in normalized coordinates.
-    let mut roi = vec![(0.0, 1.0); r];
-    if let Some(v) = opt_floats(get(1)).filter(|v| !v.is_empty()) {
+    let mut rois = vec![(0.0, 1.0); r];
+    if let Some(v) = roi.filter(|v| !v.is_empty()) {
         let n = p.axes.len();
         if v.len() != 2 * n {
             op_bail!("Resize: roi has {} values for {n} axes", v.len());
         }
         for (k, &a) in p.axes.iter().enumerate() {
-            roi[a] = (v[k], v[n + k]);
+            rois[a] = (v[k], v[n + k]);
         }
     }
-    let mut shape = x.shape.clone();
-    let mut cur = data;
+    let mut steps = Vec::new();
     for &a in &p.axes {
-        let trivial_roi = (roi[a].0).abs() < 1e-9 && (roi[a].1 - 1.0).abs() < 1e-9;
-        if (p.scales[a] - 1.0).abs() < 1e-9 && p.sizes[a] == shape[a] && trivial_roi {
+        let trivial_roi = (rois[a].0).abs() < 1e-9 && (rois[a].1 - 1.0).abs() < 1e-9;
+        if (p.scales[a] - 1.0).abs() < 1e-9 && p.sizes[a] == in_shape[a] && trivial_roi {
             continue;
         }
-        cur = resize_axis(&o, &cur, &mut shape, a, p.sizes[a], p.scales[a], roi[a])?;
+        let taps = axis_taps(&o, in_shape[a], p.sizes[a], p.scales[a], rois[a])?;
+        steps.push((a, taps));
+    }
+    Ok(ResizePlan {
+        steps,
+        out_shape: p.sizes,
+        extrapolation: o.extrapolation,
+    })
+}
+
+fn k_resize(ctx: &Ctx, ins: &[Option<&Tensor>]) -> KernelOut {
+    let x = operand(ins, 0)?;
+    let Some(data) = x.to_f64_vec() else {
+        op_bail!("Resize: input must be numeric");
+    };
+    let get = |i: usize| ins.get(i).copied().flatten();
+    let p = resize_plan(
+        ctx,
+        &x.shape,
+        opt_floats(get(1)),
+        opt_floats(get(2)),
+        get(3).and_then(Tensor::to_i64_vec),
+    )?;
+    let mut shape = x.shape.clone();
+    let mut cur = data;
+    for (a, taps) in &p.steps {
+        cur = apply_taps(&cur, &mut shape, *a, taps, p.extrapolation);
     }
     Ok(vec![cast_back(x.dtype, shape, cur)?])
 }
