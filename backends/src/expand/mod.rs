@@ -13,7 +13,6 @@ mod activation;
 mod attention;
 mod builder;
 mod causal_conv;
-mod empty;
 mod grid;
 mod indexing;
 mod linear_attention;
@@ -42,7 +41,6 @@ pub fn lookup(op: Op) -> Option<Expansion> {
     // Families append their `lookup` here.
     let families: &[fn(Op) -> Option<Expansion>] = &[
         activation::lookup,
-        empty::lookup,
         select::lookup,
         train::lookup,
         quant::lookup,

@@ -1,8 +1,8 @@
 //! Training-time ops as the arithmetic they define: BatchNormalization in
 //! training mode or with run-time statistics, and the optimizer steps of
 //! ai.onnx.preview.training (Adagrad, Adam, Momentum). The step count T
-//! must be known (it is a specialized input in practice): it picks the
-//! first-step and bias-correction constants.
+//! picks the first-step and bias-correction factors: folded when T is a
+//! constant, computed on the chip when it is a run-time input.
 
 use super::{Builder, Expansion};
 use smelt_ir::{Attr, DType, Node, Op, ValueId};
@@ -100,6 +100,22 @@ fn batch_norm(b: &mut Builder, n: &Node) -> Out {
     Ok(Some(outs))
 }
 
+/// The optimizer's step count: a constant, or a run-time scalar whose
+/// dependent factors are computed on the chip.
+#[derive(Clone, Copy)]
+enum Step {
+    Known(f64),
+    Run(ValueId),
+}
+
+/// The run-time step count as a float of `d`. Through i32: a step count
+/// past 2^31 is not a training run, and integer-to-float conversion of
+/// i64 lanes is not something the targets all have.
+fn step_as(b: &mut Builder, t: ValueId, d: DType) -> Result<ValueId, String> {
+    let t = b.cast(t, DType::I32)?;
+    b.cast(t, d)
+}
+
 fn optimizer(b: &mut Builder, n: &Node) -> Out {
     let groups = if n.op == Op::Adam { 4 } else { 3 };
     let count = n.inputs.len();
@@ -111,11 +127,10 @@ fn optimizer(b: &mut Builder, n: &Node) -> Out {
         Some(v) => v,
         None => return Ok(None),
     };
-    let Some(t) = b.known(ins[1]).and_then(|t| t.to_f64_vec()) else {
-        return Ok(None);
-    };
-    let [t] = t[..] else {
-        return Ok(None);
+    let t = match b.known(ins[1]).and_then(|t| t.to_f64_vec()).as_deref() {
+        Some(&[t]) => Step::Known(t),
+        Some(_) => return Ok(None),
+        None => Step::Run(ins[1]),
     };
     let norm = float_attr(n, "norm_coefficient", 0.0);
     let mut out: Vec<Vec<Option<ValueId>>> = vec![Vec::new(); groups - 1];
@@ -141,8 +156,19 @@ fn optimizer(b: &mut Builder, n: &Node) -> Out {
                 let h = ins[2 + 2 * vars + i];
                 let decay = float_attr(n, "decay_factor", 0.0);
                 let eps = k(b, float_attr(n, "epsilon", 1e-6))?;
-                let f = k(b, 1.0 / (1.0 + t * decay))?;
-                let lr = b.op(Op::Mul, &[r, f], &[])?;
+                let lr = match t {
+                    Step::Known(t) => {
+                        let f = k(b, 1.0 / (1.0 + t * decay))?;
+                        b.op(Op::Mul, &[r, f], &[])?
+                    }
+                    Step::Run(t) => {
+                        let tf = step_as(b, t, d)?;
+                        let (kd, one) = (k(b, decay)?, k(b, 1.0)?);
+                        let td = b.op(Op::Mul, &[tf, kd], &[])?;
+                        let den = b.op(Op::Add, &[td, one], &[])?;
+                        b.op(Op::Div, &[r, den], &[])?
+                    }
+                };
                 let g2 = b.op(Op::Mul, &[greg, greg], &[])?;
                 let h2 = b.op(Op::Add, &[h, g2], &[])?;
                 let sq = b.op(Op::Sqrt, &[h2], &[])?;
@@ -168,12 +194,25 @@ fn optimizer(b: &mut Builder, n: &Node) -> Out {
                 let gb = b.op(Op::Mul, &[g2, knb], &[])?;
                 let h2 = b.op(Op::Add, &[hb, gb], &[])?;
                 // Bias correction once steps have been taken.
-                let f = if t > 0.0 {
-                    (1.0 - beta.powf(t)).sqrt() / (1.0 - alpha.powf(t))
-                } else {
-                    1.0
+                let f = match t {
+                    Step::Known(t) if t > 0.0 => {
+                        k(b, (1.0 - beta.powf(t)).sqrt() / (1.0 - alpha.powf(t)))?
+                    }
+                    Step::Known(_) => k(b, 1.0)?,
+                    Step::Run(t) => {
+                        let tf = step_as(b, t, d)?;
+                        let (ka, kb, one) = (k(b, alpha)?, k(b, beta)?, k(b, 1.0)?);
+                        let bt = b.op(Op::Pow, &[kb, tf], &[])?;
+                        let at = b.op(Op::Pow, &[ka, tf], &[])?;
+                        let nb = b.op(Op::Sub, &[one, bt], &[])?;
+                        let na = b.op(Op::Sub, &[one, at], &[])?;
+                        let sq = b.op(Op::Sqrt, &[nb], &[])?;
+                        let f = b.op(Op::Div, &[sq, na], &[])?;
+                        let zero = k(b, 0.0)?;
+                        let taken = b.op(Op::Greater, &[tf, zero], &[])?;
+                        b.op(Op::Where, &[taken, f, one], &[])?
+                    }
                 };
-                let f = k(b, f)?;
                 let lr = b.op(Op::Mul, &[r, f], &[])?;
                 let sq = b.op(Op::Sqrt, &[h2], &[])?;
                 let den = b.op(Op::Add, &[sq, eps], &[])?;
@@ -196,12 +235,17 @@ fn optimizer(b: &mut Builder, n: &Node) -> Out {
                     _ => return Ok(None),
                 };
                 // The first step (T = 0) takes the plain gradient.
-                let beta = if t > 0.0 {
-                    float_attr(n, "beta", 0.0)
-                } else {
-                    1.0
+                let beta = float_attr(n, "beta", 0.0);
+                let kb = match t {
+                    Step::Known(t) => k(b, if t > 0.0 { beta } else { 1.0 })?,
+                    Step::Run(t) => {
+                        let tf = step_as(b, t, d)?;
+                        let (zero, one, kb) = (k(b, 0.0)?, k(b, 1.0)?, k(b, beta)?);
+                        let taken = b.op(Op::Greater, &[tf, zero], &[])?;
+                        b.op(Op::Where, &[taken, kb, one], &[])?
+                    }
                 };
-                let (ka, kb) = (k(b, alpha)?, k(b, beta)?);
+                let ka = k(b, alpha)?;
                 let va = b.op(Op::Mul, &[v, ka], &[])?;
                 let gb = b.op(Op::Mul, &[greg, kb], &[])?;
                 let v2 = b.op(Op::Add, &[va, gb], &[])?;
@@ -221,4 +265,97 @@ fn optimizer(b: &mut Builder, n: &Node) -> Out {
         }
     }
     Ok(Some(out.into_iter().flatten().collect()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{One, f32t, i64t};
+    use smelt_ir::{Attr, Op};
+
+    // Expected values: onnx.reference.ReferenceEvaluator (onnx 1.23.2,
+    // ai.onnx.preview.training 1) on the same nodes and inputs. T is a
+    // run-time input, so the step-dependent factors run on the chip.
+
+    fn step(op: Op, t: i64, state: &[&[f64]], attrs: &[(&str, Attr)], want: &[f64]) {
+        let mut o = One::new();
+        let mut ins = vec![
+            Some(o.input("r", f32t(&[], &[0.1]))),
+            Some(o.input("t", i64t(&[], &[t]))),
+            Some(o.input("x", f32t(&[2], &[1.0, -2.0]))),
+            Some(o.input("g", f32t(&[2], &[0.5, 0.25]))),
+        ];
+        for (i, s) in state.iter().enumerate() {
+            ins.push(Some(o.input(&format!("s{i}"), f32t(&[2], s))));
+        }
+        o.node(op, &ins, attrs);
+        o.check(want, 2e-6);
+    }
+
+    #[test]
+    fn adam_with_a_run_time_step_count() {
+        let a = [
+            ("alpha", Attr::Float(0.9)),
+            ("beta", Attr::Float(0.999)),
+            ("epsilon", Attr::Float(1e-6)),
+        ];
+        let st: [&[f64]; 2] = [&[0.1, 0.2], &[0.01, 0.04]];
+        step(
+            Op::Adam,
+            0,
+            &st,
+            &a,
+            &[0.8616516590118408, -2.102470636367798],
+        );
+        step(
+            Op::Adam,
+            3,
+            &st,
+            &a,
+            &[0.9720523590861309, -2.0207000244598565],
+        );
+    }
+
+    #[test]
+    fn nesterov_momentum_and_adagrad_with_a_run_time_step_count() {
+        let m = [
+            ("alpha", Attr::Float(0.9)),
+            ("beta", Attr::Float(0.5)),
+            ("mode", Attr::String("nesterov".into())),
+            ("norm_coefficient", Attr::Float(0.01)),
+        ];
+        let v: [&[f64]; 1] = [&[0.1, 0.2]];
+        step(
+            Op::Momentum,
+            0,
+            &v,
+            &m,
+            &[0.8949999809265137, -2.0599000453948975],
+        );
+        step(
+            Op::Momentum,
+            3,
+            &v,
+            &m,
+            &[0.9179499745368958, -2.0495500564575195],
+        );
+        let a = [
+            ("decay_factor", Attr::Float(0.1)),
+            ("epsilon", Attr::Float(1e-6)),
+        ];
+        let h: [&[f64]; 1] = [&[0.01, 0.04]];
+        step(
+            Op::Adagrad,
+            0,
+            &h,
+            &a,
+            &[0.9019421339035034, -2.0780866146087646],
+        );
+        step(
+            Op::Adagrad,
+            3,
+            &h,
+            &a,
+            &[0.9245708584785461, -2.0600666999816895],
+        );
+    }
 }

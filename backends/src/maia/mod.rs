@@ -97,19 +97,8 @@ fn expands(n: &smelt_ir::Node) -> bool {
     use smelt_ir::Op;
     matches!(
         n.op,
-        // Only empty reductions expand (into their constant result).
-        Op::ReduceSum
-            | Op::ReduceMean
-            | Op::ReduceMax
-            | Op::ReduceMin
-            | Op::ReduceProd
-            | Op::ReduceL1
-            | Op::ReduceL2
-            | Op::ReduceSumSquare
-            | Op::ReduceLogSum
-            | Op::ReduceLogSumExp
-            // Only in training mode or with run-time statistics.
-            | Op::BatchNormalization
+        // Only in training mode or with run-time statistics.
+        Op::BatchNormalization
             | Op::Adagrad
             | Op::Adam
             | Op::Momentum
