@@ -27,6 +27,7 @@ mod steps;
 #[cfg(test)]
 mod testing;
 mod train;
+mod unpool;
 
 pub use builder::Builder;
 
@@ -45,6 +46,7 @@ pub fn lookup(op: Op) -> Option<Expansion> {
         train::lookup,
         quant::lookup,
         scatter::lookup,
+        unpool::lookup,
         rnn::lookup,
         rotary::lookup,
         causal_conv::lookup,

@@ -136,6 +136,8 @@ fn expands(n: &smelt_ir::Node) -> bool {
             | Op::OneHot
             | Op::ReverseSequence
             | Op::GatherND
+            | Op::MaxUnpool
+            | Op::Col2Im
     )
 }
 
