@@ -16,6 +16,7 @@ mod causal_conv;
 mod grid;
 mod indexing;
 mod linear_attention;
+mod norm;
 mod quant;
 mod resize;
 mod rnn;
@@ -47,6 +48,7 @@ pub fn lookup(op: Op) -> Option<Expansion> {
         quant::lookup,
         scatter::lookup,
         unpool::lookup,
+        norm::lookup,
         rnn::lookup,
         rotary::lookup,
         causal_conv::lookup,

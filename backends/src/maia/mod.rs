@@ -138,6 +138,7 @@ fn expands(n: &smelt_ir::Node) -> bool {
             | Op::GatherND
             | Op::MaxUnpool
             | Op::Col2Im
+            | Op::LRN
     )
 }
 
