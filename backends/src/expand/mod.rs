@@ -13,6 +13,7 @@ mod activation;
 mod attention;
 mod builder;
 mod causal_conv;
+mod einsum;
 mod grid;
 mod indexing;
 mod linear_attention;
@@ -49,6 +50,7 @@ pub fn lookup(op: Op) -> Option<Expansion> {
         scatter::lookup,
         unpool::lookup,
         norm::lookup,
+        einsum::lookup,
         rnn::lookup,
         rotary::lookup,
         causal_conv::lookup,

@@ -139,6 +139,7 @@ fn expands(n: &smelt_ir::Node) -> bool {
             | Op::MaxUnpool
             | Op::Col2Im
             | Op::LRN
+            | Op::Einsum
     )
 }
 
