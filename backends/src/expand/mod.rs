@@ -10,6 +10,7 @@
 //! unsupported with its own reason.
 
 mod activation;
+mod affine;
 mod attention;
 mod builder;
 mod causal_conv;
@@ -51,6 +52,7 @@ pub fn lookup(op: Op) -> Option<Expansion> {
         unpool::lookup,
         norm::lookup,
         einsum::lookup,
+        affine::lookup,
         rnn::lookup,
         rotary::lookup,
         causal_conv::lookup,

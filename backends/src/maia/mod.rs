@@ -140,6 +140,7 @@ fn expands(n: &smelt_ir::Node) -> bool {
             | Op::Col2Im
             | Op::LRN
             | Op::Einsum
+            | Op::AffineGrid
     )
 }
 
