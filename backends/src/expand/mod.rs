@@ -14,6 +14,7 @@ mod affine;
 mod attention;
 mod builder;
 mod causal_conv;
+mod dft;
 mod einsum;
 mod grid;
 mod indexing;
@@ -53,6 +54,7 @@ pub fn lookup(op: Op) -> Option<Expansion> {
         norm::lookup,
         einsum::lookup,
         affine::lookup,
+        dft::lookup,
         rnn::lookup,
         rotary::lookup,
         causal_conv::lookup,

@@ -141,6 +141,7 @@ fn expands(n: &smelt_ir::Node) -> bool {
             | Op::LRN
             | Op::Einsum
             | Op::AffineGrid
+            | Op::DFT
     )
 }
 

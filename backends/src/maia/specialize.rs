@@ -50,8 +50,9 @@ pub fn compile_for(
 /// Whether input `i` is a parameter to specialize on: small, and every use
 /// of it is a shape operand (its value decides a static dimension of the
 /// consumer's outputs: a Reshape target, Range bounds, axes, pads, sizes)
-/// or Resize's roi or scales. A data operand is never specialized, so
-/// specializing never folds the computation itself away.
+/// or a parameter that is not data (Resize's roi or scales, DFT's length
+/// or axis). A data operand is never specialized, so specializing never
+/// folds the computation itself away.
 fn parameter_like(g: &Graph, inputs: &[Tensor], i: usize) -> bool {
     if inputs[i].numel() > MAX_ELEMENTS {
         return false;
@@ -63,8 +64,10 @@ fn parameter_like(g: &Graph, inputs: &[Tensor], i: usize) -> bool {
             if *x != Some(id) {
                 continue;
             }
-            let resampling = n.op == Op::Resize && (k == 1 || k == 2);
-            if !resampling && !decides_shape(g, inputs, n, id) {
+            // Parameters that are not data, though they leave the output
+            // shape alone: Resize's roi and scales, DFT's length and axis.
+            let parameter = matches!((n.op, k), (Op::Resize | Op::DFT, 1 | 2));
+            if !parameter && !decides_shape(g, inputs, n, id) {
                 return false;
             }
             used = true;
