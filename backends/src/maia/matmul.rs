@@ -171,6 +171,17 @@ pub fn dyn_parts(
     Ok(vec![hi, lo])
 }
 
+/// One output block of a matmul phase and the tile computing it.
+#[derive(Clone, Copy)]
+struct Item {
+    job: usize,
+    m0: u64,
+    n0: u64,
+    tile: u16,
+    /// The cluster L2 block (cluster, offset) the tile reads A from.
+    l2: Option<(u16, u64)>,
+}
+
 /// Emits the phase computing `spec`.
 pub fn emit(lw: &mut Lw, spec: &Spec, dt: Dt) -> Result<(), Error> {
     let hw = lw.p.hw.clone();
@@ -195,7 +206,7 @@ pub fn emit(lw: &mut Lw, spec: &Spec, dt: Dt) -> Result<(), Error> {
         parts,
         residual,
     };
-    let MatmulTiling { tm, tn, tk } = tiling::choose_matmul_tiling(&hw, &shape, rate)?;
+    let MatmulTiling { tm, tn, tk, share } = tiling::choose_matmul_tiling(&hw, &shape, rate)?;
     let (m, n, k) = (spec.m, spec.n, spec.k);
     // SRAM layout (two slots of everything double-buffered).
     let eb = dt.bytes(1);
@@ -213,13 +224,87 @@ pub fn emit(lw: &mut Lw, spec: &Spec, dt: Dt) -> Result<(), Error> {
         vec![(0, 0)]
     };
     let mut per_tile: Vec<Vec<MmTile>> = (0..tiles).map(|_| Vec::new()).collect();
-    let mut item = 0u64;
     let mut kcount = vec![0u64; tiles as usize];
-    for job in &spec.jobs {
+    let mut order: Vec<Item> = Vec::new();
+    let clusters = hw.clusters as u64;
+    let tpc = hw.tiles_per_cluster as u64;
+    let mut fills: Vec<Vec<pipeline::Fill>> = (0..clusters).map(|_| Vec::new()).collect();
+    let mut item = 0u64;
+    let mut group = 0u64;
+    for (ji, job) in spec.jobs.iter().enumerate() {
         for m0 in (0..m).step_by(tm as usize) {
-            for n0 in (0..n).step_by(tn as usize) {
-                let tile = (item % tiles) as u16;
-                item += 1;
+            let cols: Vec<u64> = (0..n).step_by(tn as usize).collect();
+            if share <= 1 {
+                for &n0 in &cols {
+                    order.push(Item {
+                        job: ji,
+                        m0,
+                        n0,
+                        tile: (item % tiles) as u16,
+                        l2: None,
+                    });
+                    item += 1;
+                }
+                continue;
+            }
+            // A group of column blocks on one cluster: its engine copies
+            // this row block of A into L2 chunk by chunk, its tiles read it.
+            let mr = tm.min(m - m0);
+            for blocks in cols.chunks(share as usize) {
+                let cl = group % clusters;
+                let region = (group / clusters) * tiling::l2_block_bytes(&shape, tm);
+                group += 1;
+                let readers: Vec<u16> = (0..blocks.len() as u64)
+                    .map(|j| (cl * tpc + j) as u16)
+                    .collect();
+                for (j, &n0) in blocks.iter().enumerate() {
+                    order.push(Item {
+                        job: ji,
+                        m0,
+                        n0,
+                        tile: readers[j],
+                        l2: Some((cl as u16, region)),
+                    });
+                }
+                for k0 in (0..k).step_by(tk as usize) {
+                    let kr = tk.min(k - k0);
+                    let xfers = spec
+                        .a
+                        .iter()
+                        .enumerate()
+                        .map(|(p, t)| {
+                            let part = region + p as u64 * tm * k * t.dt.bytes(1);
+                            Xfer {
+                                src: t.at(job.a + m0 * k + k0),
+                                dst: Mem::L2(cl as u16, part + t.dt.bytes(k0)),
+                                sdt: t.dt,
+                                ddt: t.dt,
+                                rows: mr,
+                                cols: kr,
+                                sstride: k,
+                                dstride: k,
+                            }
+                        })
+                        .collect();
+                    fills[cl as usize].push(pipeline::Fill {
+                        xfers,
+                        readers: readers.clone(),
+                    });
+                }
+            }
+        }
+    }
+    for &Item {
+        job: ji,
+        m0,
+        n0,
+        tile,
+        l2,
+    } in &order
+    {
+        let job = &spec.jobs[ji];
+        {
+            {
                 let o = (per_tile[tile as usize].len() % 2) as u64;
                 let (mr, nr) = (tm.min(m - m0), tn.min(n - n0));
                 let c = (acc0 + o * 4 * tm * tn) as u32;
@@ -234,8 +319,15 @@ pub fn emit(lw: &mut Lw, spec: &Spec, dt: Dt) -> Result<(), Error> {
                     let mut loads = Vec::new();
                     let mut loads_b = Vec::new();
                     for (p, t) in spec.a.iter().enumerate() {
+                        let src = match l2 {
+                            Some((cl, region)) => Mem::L2(
+                                cl,
+                                region + p as u64 * tm * k * t.dt.bytes(1) + t.dt.bytes(k0),
+                            ),
+                            None => t.at(job.a + m0 * k + k0),
+                        };
                         loads.push(Xfer {
-                            src: t.at(job.a + m0 * k + k0),
+                            src,
                             dst: Mem::Sram(tile, base + p as u64 * a_sz),
                             sdt: t.dt,
                             ddt: dt,
@@ -275,6 +367,7 @@ pub fn emit(lw: &mut Lw, spec: &Spec, dt: Dt) -> Result<(), Error> {
                         loads,
                         loads_b,
                         matmuls,
+                        shared: l2.is_some(),
                     });
                 }
                 // Epilogue operands and commands.
@@ -360,6 +453,9 @@ pub fn emit(lw: &mut Lw, spec: &Spec, dt: Dt) -> Result<(), Error> {
         }
     }
     lw.p.phase();
+    for (c, f) in fills.iter().enumerate() {
+        pipeline::fill_l2(&mut lw.p, c as u16, f)?;
+    }
     for (t, items) in per_tile.iter().enumerate() {
         pipeline::matmul(&mut lw.p, t as u16, items)?;
     }

@@ -112,6 +112,34 @@ pub fn vector(p: &mut Program, tile: u16, steps: &[Step]) -> Result<(), Error> {
     Ok(())
 }
 
+/// The semaphore a cluster engine signals on each reading tile once a
+/// chunk of a shared operand is in L2 (one signal per chunk per tile).
+pub const SHARED: u16 = MATMUL_SEMS as u16;
+
+/// A chunk of an operand that a cluster's DMA engine copies into its L2,
+/// and the tiles that read it.
+pub struct Fill {
+    pub xfers: Vec<Xfer>,
+    pub readers: Vec<u16>,
+}
+
+/// Runs `fills` in order on the cluster's DMA engine, telling the readers
+/// after each. No slot is reused within a phase, so it never waits.
+pub fn fill_l2(p: &mut Program, cluster: u16, fills: &[Fill]) -> Result<(), Error> {
+    let q = p.cdma_q(cluster);
+    for f in fills {
+        for x in &f.xfers {
+            p.dma(
+                q, x.src, x.dst, x.sdt, x.ddt, x.rows, x.cols, x.sstride, x.dstride,
+            )?;
+        }
+        for &t in &f.readers {
+            p.signal_to(q, t, SHARED);
+        }
+    }
+    Ok(())
+}
+
 /// One k-chunk of an output tile: load A and B parts, run the matmuls
 /// (accumulating into the tile's accumulator).
 pub struct KStep {
@@ -120,6 +148,8 @@ pub struct KStep {
     pub loads: Vec<Xfer>,
     pub loads_b: Vec<Xfer>,
     pub matmuls: Vec<Op>,
+    /// `loads` read L2 that a cluster engine fills: wait for its signal.
+    pub shared: bool,
 }
 
 /// One output tile: k-steps on the tensor unit, then the epilogue on the
@@ -134,7 +164,8 @@ pub struct MmTile {
 /// Runs output tiles on one tile. Input slots alternate per k-step
 /// (global count), accumulator/epilogue/output slots per output tile.
 pub fn matmul(p: &mut Program, tile: u16, tiles: &[MmTile]) -> Result<(), Error> {
-    check_sems(p, MATMUL_SEMS)?;
+    let shared = tiles.iter().flat_map(|t| &t.ksteps).any(|k| k.shared);
+    check_sems(p, if shared { MATMUL_SEMS + 1 } else { MATMUL_SEMS })?;
     const LOADED: u16 = 0;
     const INFREE: u16 = 2;
     const CREADY: u16 = 4;
@@ -171,6 +202,9 @@ pub fn matmul(p: &mut Program, tile: u16, tiles: &[MmTile]) -> Result<(), Error>
             if g >= 2 {
                 p.wait(lq, INFREE + s);
                 p.wait(sq, INFREE_B + s);
+            }
+            if ks.shared {
+                p.wait(lq, SHARED);
             }
             for x in &ks.loads {
                 emit(p, tile, Lane::Load, x)?;

@@ -2,7 +2,10 @@
 //! multiples of the tensor unit's step shape; each is checked against tile
 //! SRAM (two input slots, two accumulators, two output and epilogue
 //! buffers) and scored by a small model of the chip (compute per tile,
-//! DMA per tile, HBM shared by all tiles, work dealt round-robin).
+//! DMA per tile, HBM shared by all tiles, work dealt round-robin). Tiles
+//! of a cluster may share one block of A through the cluster's L2 (loaded
+//! once by the cluster DMA engine) when that moves fewer HBM bytes than
+//! each tile reading it: the L2 port's bandwidth and size bound it.
 
 use super::Error;
 use smelt_runtime::maia::HwConfig;
@@ -12,6 +15,9 @@ pub struct MatmulTiling {
     pub tm: u64,
     pub tn: u64,
     pub tk: u64,
+    /// Tiles of one cluster that read the same A block from the cluster's
+    /// L2 (1: every tile reads A from HBM itself).
+    pub share: u64,
 }
 
 /// What a matmul phase holds in SRAM besides its operands.
@@ -37,7 +43,7 @@ pub struct Shape {
 impl MatmulTiling {
     /// SRAM bytes these tiles need.
     pub fn sram_bytes(&self, s: &Shape) -> u64 {
-        let MatmulTiling { tm, tn, tk } = *self;
+        let MatmulTiling { tm, tn, tk, .. } = *self;
         let inputs = 2 * (tm + tn) * tk * s.elem * s.parts;
         let acc_out = 2 * 2 * tm * tn * 4;
         let epi = 2 * (4 * (tm + tn) + if s.residual { 4 * tm * tn } else { 0 });
@@ -58,51 +64,115 @@ fn candidates(step: u64, full: u64) -> Vec<u64> {
     v
 }
 
+/// Semaphores a tile needs for a matmul phase whose A comes through L2.
+pub const SHARED_SEMS: u32 = super::pipeline::MATMUL_SEMS + 1;
+
+/// Whether tiles of a cluster can share A through the cluster's L2: the
+/// chip has a cluster DMA engine to fill it and spare semaphores to say
+/// when a chunk is there.
+fn can_share(hw: &HwConfig) -> bool {
+    hw.tiles_per_cluster > 1
+        && hw.cluster.dma.engines >= 1
+        && hw.cluster.dma.bandwidth > 0.0
+        && hw.cluster.l2_bytes > 0
+        && hw.tile.semaphores >= SHARED_SEMS
+}
+
+/// Bytes of L2 one shared A block takes (A in its HBM dtype).
+pub fn l2_block_bytes(s: &Shape, tm: u64) -> u64 {
+    tm * s.k * s.a_bytes * s.parts
+}
+
 /// The tiling with the lowest modelled time that fits tile SRAM.
 pub fn choose_matmul_tiling(hw: &HwConfig, s: &Shape, rate: f64) -> Result<MatmulTiling, Error> {
     let [sm, sn, sk] = hw.tile.tensor.shape.map(|x| x as u64);
     let tiles = hw.tiles() as f64;
+    let clusters = hw.clusters as f64;
     let clock = hw.clock_hz;
+    let lanes = hw.tile.dma.engines.min(2);
+    let l2_port = hw.cluster.dma.bandwidth * hw.cluster.dma.engines as f64;
+    let shares: Vec<u64> = if can_share(hw) {
+        vec![1, hw.tiles_per_cluster as u64]
+    } else {
+        vec![1]
+    };
     let mut best: Option<(f64, MatmulTiling)> = None;
-    for &tm in &candidates(sm, s.m) {
-        for &tn in &candidates(sn, s.n) {
-            for &tk in &candidates(sk, s.k) {
-                let t = MatmulTiling { tm, tn, tk };
-                if t.sram_bytes(s) > hw.tile.sram_bytes {
-                    continue;
-                }
-                let items = s.m.div_ceil(tm) * s.n.div_ceil(tn) * s.batch;
-                let rounds = (items as f64 / tiles).ceil();
-                let kp = s.k.div_ceil(tk) * tk;
-                let flops = 2.0 * (tm * tn * kp) as f64 * s.parts as f64;
-                let compute = flops / rate;
-                let a = (tm * s.k * s.a_bytes * s.parts) as f64;
-                let b = (tn * s.k * s.b_bytes * s.parts) as f64;
-                let bytes = a + b;
-                let dma = bytes / hw.tile.dma.bandwidth;
-                let issue = (s.k.div_ceil(tk) * 4) as f64 * hw.tile.issue_cycles / clock;
-                // Pipeline fill and drain: a transfer-bound tile still
-                // computes its last k-chunk after the last load, a
-                // compute-bound one waits for its first chunk; both store the
-                // last output tile at the end. Large chunks start late.
-                let chunks = s.k.div_ceil(tk) as f64;
-                let store = (4 * tm * tn) as f64 / hw.tile.dma.bandwidth;
-                let fill = if dma > compute {
-                    compute / chunks
-                } else {
-                    dma / chunks
-                } + store;
-                let per_tile = rounds * (compute.max(dma) + issue) + fill;
-                let hbm = items as f64 * bytes / hw.hbm.bandwidth;
-                let cost = per_tile.max(hbm);
-                let better = match best {
-                    None => true,
-                    Some((c, b)) => {
-                        cost < c * (1.0 - 1e-9) || (cost <= c && tk * tm * tn > b.tk * b.tm * b.tn)
+    for &share in &shares {
+        for &tm in &candidates(sm, s.m) {
+            for &tn in &candidates(sn, s.n) {
+                for &tk in &candidates(sk, s.k) {
+                    let t = MatmulTiling { tm, tn, tk, share };
+                    if t.sram_bytes(s) > hw.tile.sram_bytes {
+                        continue;
                     }
-                };
-                if better {
-                    best = Some((cost, t));
+                    let nb = s.n.div_ceil(tn);
+                    let items = s.m.div_ceil(tm) * nb * s.batch;
+                    // Shared: groups of `share` column blocks of one row
+                    // block go to one cluster, a tile takes one item of a
+                    // group; else items are dealt round-robin.
+                    let groups = s.m.div_ceil(tm) * nb.div_ceil(share) * s.batch;
+                    let rounds = if share > 1 {
+                        (groups as f64 / clusters).ceil()
+                    } else {
+                        (items as f64 / tiles).ceil()
+                    };
+                    let a = (tm * s.k * s.a_bytes * s.parts) as f64;
+                    let b = (tn * s.k * s.b_bytes * s.parts) as f64;
+                    let l2 = if share > 1 {
+                        if rounds as u64 * l2_block_bytes(s, tm) > hw.cluster.l2_bytes {
+                            continue;
+                        }
+                        // The port carries the fill and every tile's read.
+                        rounds * a * (1 + share) as f64 / l2_port
+                    } else {
+                        0.0
+                    };
+                    let kp = s.k.div_ceil(tk) * tk;
+                    let flops = 2.0 * (tm * tn * kp) as f64 * s.parts as f64;
+                    let compute = flops / rate;
+                    let store = (4 * tm * tn) as f64;
+                    // A streams on the load lane; B, the epilogue operands
+                    // and the store on the other one (one lane: all of it).
+                    let bytes = if lanes >= 2 {
+                        a.max(b + store)
+                    } else {
+                        a + b + store
+                    };
+                    let dma = bytes / hw.tile.dma.bandwidth;
+                    let issue = (s.k.div_ceil(tk) * 4) as f64 * hw.tile.issue_cycles / clock;
+                    // Pipeline fill and drain: a transfer-bound tile still
+                    // computes its last k-chunk after the last load, a
+                    // compute-bound one waits for its first chunk; both store
+                    // the last output tile at the end. Large chunks start
+                    // late, and a shared A chunk is in L2 before tiles read it.
+                    let chunks = s.k.div_ceil(tk) as f64;
+                    let first = if share > 1 {
+                        (tm * tk * s.a_bytes * s.parts) as f64 / hw.cluster.dma.bandwidth
+                    } else {
+                        0.0
+                    };
+                    let fill = if dma > compute {
+                        compute / chunks
+                    } else {
+                        dma / chunks
+                    } + store / hw.tile.dma.bandwidth
+                        + first;
+                    let per_tile = rounds * (compute.max(dma) + issue) + fill;
+                    let a_reads = if share > 1 { groups } else { items };
+                    let hbm = (items as f64 * (b + store) + a_reads as f64 * a) / hw.hbm.bandwidth;
+                    let cost = per_tile.max(hbm).max(l2);
+                    let better = match best {
+                        None => true,
+                        Some((c, b)) => {
+                            cost < c * (1.0 - 1e-9)
+                                || (cost <= c
+                                    && b.share == share
+                                    && tk * tm * tn > b.tk * b.tm * b.tn)
+                        }
+                    };
+                    if better {
+                        best = Some((cost, t));
+                    }
                 }
             }
         }
