@@ -7,7 +7,7 @@
 
 use super::Error;
 use super::program::{Lane, Mem, Program};
-use smelt_runtime::maia::{Dt, Engine, Op};
+use smelt_runtime::maia::{Dt, Engine, Op, SRed};
 
 /// One DMA transfer (see `Program::dma`).
 #[derive(Clone, Copy, Debug)]
@@ -116,6 +116,10 @@ pub fn vector(p: &mut Program, tile: u16, steps: &[Step]) -> Result<(), Error> {
 /// chunk of a shared operand is in L2 (one signal per chunk per tile).
 pub const SHARED: u16 = MATMUL_SEMS as u16;
 
+/// The semaphore the first part of a split-K block signals on the tiles
+/// holding its other parts once its store is done.
+pub const SPLIT: u16 = SHARED + 1;
+
 /// A chunk of an operand that a cluster's DMA engine copies into its L2,
 /// and the tiles that read it.
 pub struct Fill {
@@ -159,13 +163,32 @@ pub struct MmTile {
     pub epi_loads: Vec<Xfer>,
     pub epi_ops: Vec<Op>,
     pub stores: Vec<Xfer>,
+    /// A later part of a split-K block: wait for the first part's store,
+    /// then add the stores into HBM (a `dma.scatter` by the given row
+    /// indices and destination row count).
+    pub add: Option<(Mem, u64)>,
+    /// The first part of a split-K block: the tiles to tell once stored.
+    pub notify: Vec<u16>,
 }
 
 /// Runs output tiles on one tile. Input slots alternate per k-step
 /// (global count), accumulator/epilogue/output slots per output tile.
 pub fn matmul(p: &mut Program, tile: u16, tiles: &[MmTile]) -> Result<(), Error> {
     let shared = tiles.iter().flat_map(|t| &t.ksteps).any(|k| k.shared);
-    check_sems(p, if shared { MATMUL_SEMS + 1 } else { MATMUL_SEMS })?;
+    let split = tiles
+        .iter()
+        .any(|t| t.add.is_some() || !t.notify.is_empty());
+    check_sems(
+        p,
+        MATMUL_SEMS
+            + if split {
+                2
+            } else if shared {
+                1
+            } else {
+                0
+            },
+    )?;
     const LOADED: u16 = 0;
     const INFREE: u16 = 2;
     const CREADY: u16 = 4;
@@ -188,8 +211,31 @@ pub fn matmul(p: &mut Program, tile: u16, tiles: &[MmTile]) -> Result<(), Error>
     };
     let store = |p: &mut Program, t: usize| -> Result<(), Error> {
         p.wait(sq, DONE + (t % 2) as u16);
-        for x in &tiles[t].stores {
-            emit(p, tile, Lane::Store, x)?;
+        let mt = &tiles[t];
+        if let Some((idx, bound)) = mt.add {
+            p.wait(sq, SPLIT);
+            for x in &mt.stores {
+                p.dma_scatter(
+                    sq,
+                    x.src,
+                    x.dst,
+                    idx,
+                    x.ddt,
+                    Dt::I32,
+                    SRed::Add,
+                    x.rows,
+                    x.cols,
+                    [x.sstride, x.dstride, 1],
+                    bound,
+                )?;
+            }
+        } else {
+            for x in &mt.stores {
+                emit(p, tile, Lane::Store, x)?;
+            }
+        }
+        for &other in &mt.notify {
+            p.signal_to(sq, other, SPLIT);
         }
         Ok(())
     };
