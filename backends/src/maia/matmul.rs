@@ -17,6 +17,7 @@ use super::{Error, Precision, elementwise};
 use smelt_ir::interp::Tensor;
 use smelt_ir::{Attr, DType, Node, Op};
 use smelt_runtime::maia::{Dt, Op as Cmd, VOp, VSrc};
+use std::collections::HashMap;
 
 /// One epilogue step after the accumulation.
 #[derive(Clone, Debug)]
@@ -171,6 +172,20 @@ pub fn dyn_parts(
     Ok(vec![hi, lo])
 }
 
+/// One output block of a matmul phase and the tile computing it.
+#[derive(Clone, Copy)]
+struct Item {
+    job: usize,
+    m0: u64,
+    n0: u64,
+    /// The K range this item accumulates.
+    k_lo: u64,
+    k_hi: u64,
+    tile: u16,
+    /// The cluster L2 block (cluster, offset) the tile reads A from.
+    l2: Option<(u16, u64)>,
+}
+
 /// Emits the phase computing `spec`.
 pub fn emit(lw: &mut Lw, spec: &Spec, dt: Dt) -> Result<(), Error> {
     let hw = lw.p.hw.clone();
@@ -194,8 +209,17 @@ pub fn emit(lw: &mut Lw, spec: &Spec, dt: Dt) -> Result<(), Error> {
         b_bytes: spec.b.first().map_or(eb0, |t| t.dt.bytes(1)),
         parts,
         residual,
+        // Partial blocks are added in f32 in HBM, so the output must be f32
+        // and the epilogue must distribute over the sum.
+        splittable: spec.out.dt == Dt::F32 && !spec.epi.iter().any(|e| matches!(e, Epi::Act(..))),
     };
-    let MatmulTiling { tm, tn, tk } = tiling::choose_matmul_tiling(&hw, &shape, rate)?;
+    let MatmulTiling {
+        tm,
+        tn,
+        tk,
+        share,
+        kc,
+    } = tiling::choose_matmul_tiling(&hw, &shape, rate)?;
     let (m, n, k) = (spec.m, spec.n, spec.k);
     // SRAM layout (two slots of everything double-buffered).
     let eb = dt.bytes(1);
@@ -213,35 +237,144 @@ pub fn emit(lw: &mut Lw, spec: &Spec, dt: Dt) -> Result<(), Error> {
         vec![(0, 0)]
     };
     let mut per_tile: Vec<Vec<MmTile>> = (0..tiles).map(|_| Vec::new()).collect();
-    let mut item = 0u64;
     let mut kcount = vec![0u64; tiles as usize];
-    for job in &spec.jobs {
+    let mut order: Vec<Item> = Vec::new();
+    let clusters = hw.clusters as u64;
+    let tpc = hw.tiles_per_cluster as u64;
+    let mut fills: Vec<Vec<pipeline::Fill>> = (0..clusters).map(|_| Vec::new()).collect();
+    let mut item = 0u64;
+    let mut group = 0u64;
+    let ks = k.div_ceil(kc);
+    for (ji, job) in spec.jobs.iter().enumerate() {
         for m0 in (0..m).step_by(tm as usize) {
-            for n0 in (0..n).step_by(tn as usize) {
-                let tile = (item % tiles) as u16;
-                item += 1;
+            for kq in 0..ks {
+                let (k_lo, k_hi) = (kq * kc, (kq * kc + kc).min(k));
+                let cols: Vec<u64> = (0..n).step_by(tn as usize).collect();
+                let it = |n0, tile, l2| Item {
+                    job: ji,
+                    m0,
+                    n0,
+                    k_lo,
+                    k_hi,
+                    tile,
+                    l2,
+                };
+                if share <= 1 {
+                    for &n0 in &cols {
+                        order.push(it(n0, (item % tiles) as u16, None));
+                        item += 1;
+                    }
+                    continue;
+                }
+                // A group of column blocks on one cluster: its engine copies
+                // this block of A into L2 chunk by chunk, its tiles read it.
+                let mr = tm.min(m - m0);
+                let kw = k_hi - k_lo;
+                for blocks in cols.chunks(share as usize) {
+                    let cl = group % clusters;
+                    let region = (group / clusters) * tiling::l2_block_bytes(&shape, tm, kc);
+                    group += 1;
+                    let readers: Vec<u16> = (0..blocks.len() as u64)
+                        .map(|j| (cl * tpc + j) as u16)
+                        .collect();
+                    for (j, &n0) in blocks.iter().enumerate() {
+                        order.push(it(n0, readers[j], Some((cl as u16, region))));
+                    }
+                    for k0 in (k_lo..k_hi).step_by(tk as usize) {
+                        let kr = tk.min(k_hi - k0);
+                        let xfers = spec
+                            .a
+                            .iter()
+                            .enumerate()
+                            .map(|(p, t)| {
+                                let part = region + p as u64 * tm * kw * t.dt.bytes(1);
+                                Xfer {
+                                    src: t.at(job.a + m0 * k + k0),
+                                    dst: Mem::L2(cl as u16, part + t.dt.bytes(k0 - k_lo)),
+                                    sdt: t.dt,
+                                    ddt: t.dt,
+                                    rows: mr,
+                                    cols: kr,
+                                    sstride: k,
+                                    dstride: kw,
+                                }
+                            })
+                            .collect();
+                        fills[cl as usize].push(pipeline::Fill {
+                            xfers,
+                            readers: readers.clone(),
+                        });
+                    }
+                }
+            }
+        }
+    }
+    // Split K: the first part of a block stores it with the epilogue, then
+    // tells the tiles holding the other parts, which add theirs.
+    let mut adders: HashMap<(usize, u64, u64), Vec<u16>> = HashMap::new();
+    for it in order.iter().filter(|it| it.k_lo > 0) {
+        adders
+            .entry((it.job, it.m0, it.n0))
+            .or_default()
+            .push(it.tile);
+    }
+    let rows_idx = if ks > 1 {
+        let idx: Vec<i64> = (0..m as i64).collect();
+        Some(lw.weight(
+            "mm.rows",
+            &Tensor::from_i64(DType::I32, vec![m as usize], idx),
+        )?)
+    } else {
+        None
+    };
+    for &Item {
+        job: ji,
+        m0,
+        n0,
+        k_lo,
+        k_hi,
+        tile,
+        l2,
+    } in &order
+    {
+        let job = &spec.jobs[ji];
+        {
+            {
                 let o = (per_tile[tile as usize].len() % 2) as u64;
                 let (mr, nr) = (tm.min(m - m0), tn.min(n - n0));
                 let c = (acc0 + o * 4 * tm * tn) as u32;
                 let out = (out0 + o * 4 * tm * tn) as u32;
                 let epi = epi0 + o * epi_sz;
                 let mut ksteps = Vec::new();
-                for (j, k0) in (0..k).step_by(tk as usize).enumerate() {
-                    let kr = tk.min(k - k0);
+                for (j, k0) in (k_lo..k_hi).step_by(tk as usize).enumerate() {
+                    let kr = tk.min(k_hi - k0);
                     let s = kcount[tile as usize] % 2;
                     kcount[tile as usize] += 1;
                     let base = s * in_slot;
                     let mut loads = Vec::new();
                     let mut loads_b = Vec::new();
                     for (p, t) in spec.a.iter().enumerate() {
+                        let kw = k_hi - k_lo;
+                        let (src, sstride) = match l2 {
+                            Some((cl, region)) => (
+                                Mem::L2(
+                                    cl,
+                                    region
+                                        + p as u64 * tm * kw * t.dt.bytes(1)
+                                        + t.dt.bytes(k0 - k_lo),
+                                ),
+                                kw,
+                            ),
+                            None => (t.at(job.a + m0 * k + k0), k),
+                        };
                         loads.push(Xfer {
-                            src: t.at(job.a + m0 * k + k0),
+                            src,
                             dst: Mem::Sram(tile, base + p as u64 * a_sz),
                             sdt: t.dt,
                             ddt: dt,
                             rows: mr,
                             cols: kr,
-                            sstride: k,
+                            sstride,
                             dstride: kr,
                         });
                     }
@@ -275,6 +408,7 @@ pub fn emit(lw: &mut Lw, spec: &Spec, dt: Dt) -> Result<(), Error> {
                         loads,
                         loads_b,
                         matmuls,
+                        shared: l2.is_some(),
                     });
                 }
                 // Epilogue operands and commands.
@@ -284,7 +418,12 @@ pub fn emit(lw: &mut Lw, spec: &Spec, dt: Dt) -> Result<(), Error> {
                 };
                 let mut epi_loads = Vec::new();
                 let mut ops = vec![blk.v(VOp::Copy, out, c, VSrc::None)];
-                for e in &spec.epi {
+                // Only the first part of a split block adds bias and residual.
+                for e in spec
+                    .epi
+                    .iter()
+                    .filter(|e| k_lo == 0 || matches!(e, Epi::Scale(_)))
+                {
                     match e {
                         Epi::Scale(x) => ops.push(blk.v(VOp::Mul, out, out, VSrc::Imm(*x))),
                         Epi::ColBias(t) => {
@@ -342,7 +481,10 @@ pub fn emit(lw: &mut Lw, spec: &Spec, dt: Dt) -> Result<(), Error> {
                 }
                 let stores = vec![Xfer {
                     src: Mem::Sram(tile, out as u64),
-                    dst: spec.out.at(job.out + m0 * n + n0),
+                    // An added part names rows by index from the block's column.
+                    dst: spec
+                        .out
+                        .at(job.out + if k_lo > 0 { 0 } else { m0 * n } + n0),
                     sdt: Dt::F32,
                     ddt: spec.out.dt,
                     rows: mr,
@@ -350,16 +492,27 @@ pub fn emit(lw: &mut Lw, spec: &Spec, dt: Dt) -> Result<(), Error> {
                     sstride: nr,
                     dstride: n,
                 }];
+                let (add, notify) = if k_lo > 0 {
+                    (rows_idx.as_ref().map(|r| (r.at(m0), m)), Vec::new())
+                } else {
+                    let key = (ji, m0, n0);
+                    (None, adders.get(&key).cloned().unwrap_or_default())
+                };
                 per_tile[tile as usize].push(MmTile {
                     ksteps,
                     epi_loads,
                     epi_ops: ops,
                     stores,
+                    add,
+                    notify,
                 });
             }
         }
     }
     lw.p.phase();
+    for (c, f) in fills.iter().enumerate() {
+        pipeline::fill_l2(&mut lw.p, c as u16, f)?;
+    }
     for (t, items) in per_tile.iter().enumerate() {
         pipeline::matmul(&mut lw.p, t as u16, items)?;
     }

@@ -7,7 +7,7 @@
 
 use super::Error;
 use super::program::{Lane, Mem, Program};
-use smelt_runtime::maia::{Dt, Engine, Op};
+use smelt_runtime::maia::{Dt, Engine, Op, SRed};
 
 /// One DMA transfer (see `Program::dma`).
 #[derive(Clone, Copy, Debug)]
@@ -112,6 +112,38 @@ pub fn vector(p: &mut Program, tile: u16, steps: &[Step]) -> Result<(), Error> {
     Ok(())
 }
 
+/// The semaphore a cluster engine signals on each reading tile once a
+/// chunk of a shared operand is in L2 (one signal per chunk per tile).
+pub const SHARED: u16 = MATMUL_SEMS as u16;
+
+/// The semaphore the first part of a split-K block signals on the tiles
+/// holding its other parts once its store is done.
+pub const SPLIT: u16 = SHARED + 1;
+
+/// A chunk of an operand that a cluster's DMA engine copies into its L2,
+/// and the tiles that read it.
+pub struct Fill {
+    pub xfers: Vec<Xfer>,
+    pub readers: Vec<u16>,
+}
+
+/// Runs `fills` in order on the cluster's DMA engine, telling the readers
+/// after each. No slot is reused within a phase, so it never waits.
+pub fn fill_l2(p: &mut Program, cluster: u16, fills: &[Fill]) -> Result<(), Error> {
+    let q = p.cdma_q(cluster);
+    for f in fills {
+        for x in &f.xfers {
+            p.dma(
+                q, x.src, x.dst, x.sdt, x.ddt, x.rows, x.cols, x.sstride, x.dstride,
+            )?;
+        }
+        for &t in &f.readers {
+            p.signal_to(q, t, SHARED);
+        }
+    }
+    Ok(())
+}
+
 /// One k-chunk of an output tile: load A and B parts, run the matmuls
 /// (accumulating into the tile's accumulator).
 pub struct KStep {
@@ -120,6 +152,8 @@ pub struct KStep {
     pub loads: Vec<Xfer>,
     pub loads_b: Vec<Xfer>,
     pub matmuls: Vec<Op>,
+    /// `loads` read L2 that a cluster engine fills: wait for its signal.
+    pub shared: bool,
 }
 
 /// One output tile: k-steps on the tensor unit, then the epilogue on the
@@ -129,12 +163,32 @@ pub struct MmTile {
     pub epi_loads: Vec<Xfer>,
     pub epi_ops: Vec<Op>,
     pub stores: Vec<Xfer>,
+    /// A later part of a split-K block: wait for the first part's store,
+    /// then add the stores into HBM (a `dma.scatter` by the given row
+    /// indices and destination row count).
+    pub add: Option<(Mem, u64)>,
+    /// The first part of a split-K block: the tiles to tell once stored.
+    pub notify: Vec<u16>,
 }
 
 /// Runs output tiles on one tile. Input slots alternate per k-step
 /// (global count), accumulator/epilogue/output slots per output tile.
 pub fn matmul(p: &mut Program, tile: u16, tiles: &[MmTile]) -> Result<(), Error> {
-    check_sems(p, MATMUL_SEMS)?;
+    let shared = tiles.iter().flat_map(|t| &t.ksteps).any(|k| k.shared);
+    let split = tiles
+        .iter()
+        .any(|t| t.add.is_some() || !t.notify.is_empty());
+    check_sems(
+        p,
+        MATMUL_SEMS
+            + if split {
+                2
+            } else if shared {
+                1
+            } else {
+                0
+            },
+    )?;
     const LOADED: u16 = 0;
     const INFREE: u16 = 2;
     const CREADY: u16 = 4;
@@ -157,8 +211,31 @@ pub fn matmul(p: &mut Program, tile: u16, tiles: &[MmTile]) -> Result<(), Error>
     };
     let store = |p: &mut Program, t: usize| -> Result<(), Error> {
         p.wait(sq, DONE + (t % 2) as u16);
-        for x in &tiles[t].stores {
-            emit(p, tile, Lane::Store, x)?;
+        let mt = &tiles[t];
+        if let Some((idx, bound)) = mt.add {
+            p.wait(sq, SPLIT);
+            for x in &mt.stores {
+                p.dma_scatter(
+                    sq,
+                    x.src,
+                    x.dst,
+                    idx,
+                    x.ddt,
+                    Dt::I32,
+                    SRed::Add,
+                    x.rows,
+                    x.cols,
+                    [x.sstride, x.dstride, 1],
+                    bound,
+                )?;
+            }
+        } else {
+            for x in &mt.stores {
+                emit(p, tile, Lane::Store, x)?;
+            }
+        }
+        for &other in &mt.notify {
+            p.signal_to(sq, other, SPLIT);
         }
         Ok(())
     };
@@ -171,6 +248,9 @@ pub fn matmul(p: &mut Program, tile: u16, tiles: &[MmTile]) -> Result<(), Error>
             if g >= 2 {
                 p.wait(lq, INFREE + s);
                 p.wait(sq, INFREE_B + s);
+            }
+            if ks.shared {
+                p.wait(lq, SHARED);
             }
             for x in &ks.loads {
                 emit(p, tile, Lane::Load, x)?;

@@ -44,6 +44,8 @@ pub struct BufInfo {
 #[derive(Clone, Copy, Debug)]
 pub enum Mem {
     Hbm(Buf, u64),
+    /// A cluster's L2 (operands several tiles of the cluster read).
+    L2(u16, u64),
     Sram(u16, u64),
 }
 
@@ -160,6 +162,15 @@ impl Program {
         }
     }
 
+    /// The cluster DMA engine of `cluster` (lane 0).
+    pub fn cdma_q(&self, cluster: u16) -> Queue {
+        Queue {
+            engine: Engine::ClusterDma,
+            unit: cluster,
+            lane: 0,
+        }
+    }
+
     /// A 2-D strided DMA on `queue`. Strides are in elements of each side's dtype.
     #[allow(clippy::too_many_arguments)]
     pub fn dma(
@@ -219,6 +230,10 @@ impl Program {
                     offset: off,
                 }
             }
+            Mem::L2(c, off) => Loc {
+                space: Space::L2(c),
+                offset: off,
+            },
             Mem::Sram(t, off) => Loc {
                 space: Space::Sram(t),
                 offset: off,
@@ -342,6 +357,13 @@ impl Program {
             tile: queue.unit,
             idx,
         };
+        self.push(queue, Op::Signal { sem, n: 1 });
+    }
+
+    /// Signals semaphore `idx` of another tile (a cluster engine telling
+    /// the tiles that read what it loaded).
+    pub fn signal_to(&mut self, queue: Queue, tile: u16, idx: u16) {
+        let sem = Sem { tile, idx };
         self.push(queue, Op::Signal { sem, n: 1 });
     }
 

@@ -2,7 +2,10 @@
 //! multiples of the tensor unit's step shape; each is checked against tile
 //! SRAM (two input slots, two accumulators, two output and epilogue
 //! buffers) and scored by a small model of the chip (compute per tile,
-//! DMA per tile, HBM shared by all tiles, work dealt round-robin).
+//! DMA per tile, HBM shared by all tiles, work dealt round-robin). Tiles
+//! of a cluster may share one block of A through the cluster's L2 (loaded
+//! once by the cluster DMA engine) when that moves fewer HBM bytes than
+//! each tile reading it: the L2 port's bandwidth and size bound it.
 
 use super::Error;
 use smelt_runtime::maia::HwConfig;
@@ -12,6 +15,13 @@ pub struct MatmulTiling {
     pub tm: u64,
     pub tn: u64,
     pub tk: u64,
+    /// Tiles of one cluster that read the same A block from the cluster's
+    /// L2 (1: every tile reads A from HBM itself).
+    pub share: u64,
+    /// Length of the K range one item accumulates (`k` unless split: the
+    /// partial products of a short-M matmul then go to more tiles, the first
+    /// stores its block with the epilogue and the others add theirs to it).
+    pub kc: u64,
 }
 
 /// What a matmul phase holds in SRAM besides its operands.
@@ -32,12 +42,14 @@ pub struct Shape {
     pub parts: u64,
     /// A full-tile residual is loaded for the epilogue.
     pub residual: bool,
+    /// Partial products may be added in HBM (f32 output, linear epilogue).
+    pub splittable: bool,
 }
 
 impl MatmulTiling {
     /// SRAM bytes these tiles need.
     pub fn sram_bytes(&self, s: &Shape) -> u64 {
-        let MatmulTiling { tm, tn, tk } = *self;
+        let MatmulTiling { tm, tn, tk, .. } = *self;
         let inputs = 2 * (tm + tn) * tk * s.elem * s.parts;
         let acc_out = 2 * 2 * tm * tn * 4;
         let epi = 2 * (4 * (tm + tn) + if s.residual { 4 * tm * tn } else { 0 });
@@ -58,51 +70,155 @@ fn candidates(step: u64, full: u64) -> Vec<u64> {
     v
 }
 
+/// Semaphores a tile needs for a matmul phase whose A comes through L2.
+pub const SHARED_SEMS: u32 = super::pipeline::MATMUL_SEMS + 1;
+
+/// Whether tiles of a cluster can share A through the cluster's L2: the
+/// chip has a cluster DMA engine to fill it and spare semaphores to say
+/// when a chunk is there.
+fn can_share(hw: &HwConfig) -> bool {
+    hw.tiles_per_cluster > 1
+        && hw.cluster.dma.engines >= 1
+        && hw.cluster.dma.bandwidth > 0.0
+        && hw.cluster.l2_bytes > 0
+        && hw.tile.semaphores >= SHARED_SEMS
+}
+
+/// Semaphores a tile needs for a split-K matmul phase.
+pub const SPLIT_SEMS: u32 = SHARED_SEMS + 1;
+
+/// Bytes of L2 one shared A block takes (A in its HBM dtype).
+pub fn l2_block_bytes(s: &Shape, tm: u64, kc: u64) -> u64 {
+    tm * kc * s.a_bytes * s.parts
+}
+
+/// K ranges to try: all of K, or 2, 4, 8.. parts of whole tensor steps.
+fn k_ranges(hw: &HwConfig, s: &Shape, tk: u64) -> Vec<u64> {
+    let mut v = vec![s.k];
+    if !s.splittable || hw.tile.semaphores < SPLIT_SEMS {
+        return v;
+    }
+    let mut parts = 2;
+    while parts <= hw.tiles() as u64 {
+        let kc = s.k.div_ceil(parts).next_multiple_of(tk);
+        if kc < s.k && !v.contains(&kc) {
+            v.push(kc);
+        }
+        parts *= 2;
+    }
+    v
+}
+
 /// The tiling with the lowest modelled time that fits tile SRAM.
 pub fn choose_matmul_tiling(hw: &HwConfig, s: &Shape, rate: f64) -> Result<MatmulTiling, Error> {
     let [sm, sn, sk] = hw.tile.tensor.shape.map(|x| x as u64);
     let tiles = hw.tiles() as f64;
+    let clusters = hw.clusters as f64;
     let clock = hw.clock_hz;
+    let lanes = hw.tile.dma.engines.min(2);
+    let l2_port = hw.cluster.dma.bandwidth * hw.cluster.dma.engines as f64;
+    let shares: Vec<u64> = if can_share(hw) {
+        vec![1, hw.tiles_per_cluster as u64]
+    } else {
+        vec![1]
+    };
     let mut best: Option<(f64, MatmulTiling)> = None;
-    for &tm in &candidates(sm, s.m) {
-        for &tn in &candidates(sn, s.n) {
-            for &tk in &candidates(sk, s.k) {
-                let t = MatmulTiling { tm, tn, tk };
-                if t.sram_bytes(s) > hw.tile.sram_bytes {
-                    continue;
-                }
-                let items = s.m.div_ceil(tm) * s.n.div_ceil(tn) * s.batch;
-                let rounds = (items as f64 / tiles).ceil();
-                let kp = s.k.div_ceil(tk) * tk;
-                let flops = 2.0 * (tm * tn * kp) as f64 * s.parts as f64;
-                let compute = flops / rate;
-                let a = (tm * s.k * s.a_bytes * s.parts) as f64;
-                let b = (tn * s.k * s.b_bytes * s.parts) as f64;
-                let bytes = a + b;
-                let dma = bytes / hw.tile.dma.bandwidth;
-                let issue = (s.k.div_ceil(tk) * 4) as f64 * hw.tile.issue_cycles / clock;
-                // Pipeline fill and drain: a transfer-bound tile still
-                // computes its last k-chunk after the last load, a
-                // compute-bound one waits for its first chunk; both store the
-                // last output tile at the end. Large chunks start late.
-                let chunks = s.k.div_ceil(tk) as f64;
-                let store = (4 * tm * tn) as f64 / hw.tile.dma.bandwidth;
-                let fill = if dma > compute {
-                    compute / chunks
-                } else {
-                    dma / chunks
-                } + store;
-                let per_tile = rounds * (compute.max(dma) + issue) + fill;
-                let hbm = items as f64 * bytes / hw.hbm.bandwidth;
-                let cost = per_tile.max(hbm);
-                let better = match best {
-                    None => true,
-                    Some((c, b)) => {
-                        cost < c * (1.0 - 1e-9) || (cost <= c && tk * tm * tn > b.tk * b.tm * b.tn)
+    for &share in &shares {
+        for &tm in &candidates(sm, s.m) {
+            for &tn in &candidates(sn, s.n) {
+                for &tk in &candidates(sk, s.k) {
+                    for kc in k_ranges(hw, s, tk) {
+                        let t = MatmulTiling {
+                            tm,
+                            tn,
+                            tk,
+                            share,
+                            kc,
+                        };
+                        if t.sram_bytes(s) > hw.tile.sram_bytes {
+                            continue;
+                        }
+                        let ks = s.k.div_ceil(kc);
+                        let nb = s.n.div_ceil(tn);
+                        let items = s.m.div_ceil(tm) * nb * s.batch * ks;
+                        // Shared: groups of `share` column blocks of one row
+                        // block go to one cluster, a tile takes one item of a
+                        // group; else items are dealt round-robin.
+                        let groups = s.m.div_ceil(tm) * nb.div_ceil(share) * s.batch * ks;
+                        let rounds = if share > 1 {
+                            (groups as f64 / clusters).ceil()
+                        } else {
+                            (items as f64 / tiles).ceil()
+                        };
+                        // A split item waits for its block's first store: one
+                        // item per tile keeps that wait free of cycles.
+                        if ks > 1 && rounds > 1.0 {
+                            continue;
+                        }
+                        let a = (tm * kc * s.a_bytes * s.parts) as f64;
+                        let b = (tn * kc * s.b_bytes * s.parts) as f64;
+                        let l2 = if share > 1 {
+                            if rounds as u64 * l2_block_bytes(s, tm, kc) > hw.cluster.l2_bytes {
+                                continue;
+                            }
+                            // The port carries the fill and every tile's read.
+                            rounds * a * (1 + share) as f64 / l2_port
+                        } else {
+                            0.0
+                        };
+                        let kp = kc.div_ceil(tk) * tk;
+                        let flops = 2.0 * (tm * tn * kp) as f64 * s.parts as f64;
+                        let compute = flops / rate;
+                        let store = (4 * tm * tn) as f64;
+                        // An added partial reads the block, then writes it
+                        // (3x the bytes on the engine), after the first store.
+                        let tail = if ks > 1 { 4.0 * store } else { store };
+                        // A streams on the load lane; B, the epilogue operands
+                        // and the store on the other one (one lane: all of it).
+                        let bytes = if lanes >= 2 {
+                            a.max(b + tail)
+                        } else {
+                            a + b + tail
+                        };
+                        let dma = bytes / hw.tile.dma.bandwidth;
+                        let issue = (kc.div_ceil(tk) * 4) as f64 * hw.tile.issue_cycles / clock;
+                        // Pipeline fill and drain: a transfer-bound tile still
+                        // computes its last k-chunk after the last load, a
+                        // compute-bound one waits for its first chunk; both store
+                        // the last output tile at the end. Large chunks start
+                        // late, and a shared A chunk is in L2 before tiles read it.
+                        let chunks = kc.div_ceil(tk) as f64;
+                        let first = if share > 1 {
+                            (tm * tk * s.a_bytes * s.parts) as f64 / hw.cluster.dma.bandwidth
+                        } else {
+                            0.0
+                        };
+                        let fill = if dma > compute {
+                            compute / chunks
+                        } else {
+                            dma / chunks
+                        } + tail / hw.tile.dma.bandwidth
+                            + first;
+                        let per_tile = rounds * (compute.max(dma) + issue) + fill;
+                        let a_reads = if share > 1 { groups } else { items };
+                        let added = (items - items / ks) as f64 * store;
+                        let hbm = (items as f64 * (b + store) + added + a_reads as f64 * a)
+                            / hw.hbm.bandwidth;
+                        let cost = per_tile.max(hbm).max(l2);
+                        let better = match best {
+                            None => true,
+                            Some((c, b)) => {
+                                cost < c * (1.0 - 1e-9)
+                                    || (cost <= c
+                                        && b.share == share
+                                        && b.kc == kc
+                                        && tk * tm * tn > b.tk * b.tm * b.tn)
+                            }
+                        };
+                        if better {
+                            best = Some((cost, t));
+                        }
                     }
-                };
-                if better {
-                    best = Some((cost, t));
                 }
             }
         }
@@ -130,6 +246,7 @@ mod tests {
             b_bytes: 2,
             parts: 1,
             residual: false,
+            splittable: false,
         }
     }
 
@@ -153,6 +270,26 @@ mod tests {
             t.sram_bytes(&s) > half.tile.sram_bytes,
             "{t:?} would fit half"
         );
+    }
+
+    #[test]
+    fn sharing_and_split_k_need_the_hardware_and_a_linear_epilogue() {
+        let mut hw = HwConfig::tiny();
+        let rate = hw.tile.tensor.rate["bf16"];
+        // A non-distributive epilogue (an activation) never splits K.
+        let s = shape(16, 1024, 1024);
+        let t = choose_matmul_tiling(&hw, &s, rate).unwrap();
+        assert_eq!(t.kc, s.k, "{t:?}");
+        // Without a cluster engine or spare semaphores, every tile reads A
+        // itself and accumulates all of K.
+        let split = Shape {
+            splittable: true,
+            ..s
+        };
+        hw.cluster.dma.engines = 0;
+        hw.tile.semaphores = super::super::pipeline::MATMUL_SEMS;
+        let t = choose_matmul_tiling(&hw, &split, rate).unwrap();
+        assert_eq!((t.share, t.kc), (1, s.k), "{t:?}");
     }
 
     #[test]
