@@ -1,16 +1,16 @@
 //! DFT as the linear map it is: along the transformed axis each output
 //! (real, imaginary) is a fixed combination of the input's, so the map is
-//! built here in f64 — by transforming each basis signal exactly as the
-//! op defines (zero padding or truncation to the DFT length, the Hermitian
-//! rebuild of a one-sided inverse, the 1/n of the inverse) — and applied
+//! built here in f64 — each basis signal transformed by the op's own
+//! definition (`dft_signal`: zero padding or truncation to the DFT length,
+//! the Hermitian rebuild of a one-sided inverse, the 1/n) — and applied
 //! on the chip as one broadcast product summed over the input axis
 //! (exact f32 arithmetic; 16-bit signals are computed in f32 and rounded
 //! once).
 
 use super::steps::{reshape, transpose};
 use super::{Builder, Expansion};
+use smelt_ir::semantics::reduce::dft_signal;
 use smelt_ir::{Attr, DType, Node, Op, ValueId};
-use std::f64::consts::PI;
 
 pub fn lookup(op: Op) -> Option<Expansion> {
     match op {
@@ -38,40 +38,6 @@ fn scalar(b: &mut Builder, n: &Node, i: usize) -> Option<Option<i64>> {
             _ => None,
         },
     }
-}
-
-/// One transformed signal: `bins` outputs of a length-`n` DFT of (re, im).
-fn transform(
-    re: &[f64],
-    im: &[f64],
-    n: usize,
-    bins: usize,
-    inverse: bool,
-    onesided: bool,
-) -> (Vec<f64>, Vec<f64>) {
-    let (mut sr, mut si) = (re.to_vec(), im.to_vec());
-    if inverse && onesided {
-        let half = n / 2 + 1;
-        sr.resize(half, 0.0);
-        si.resize(half, 0.0);
-        for k in half..n {
-            sr.push(sr[n - k]);
-            si.push(-si[n - k]);
-        }
-    }
-    let sign = if inverse { 1.0 } else { -1.0 };
-    let scale = if inverse { 1.0 / n as f64 } else { 1.0 };
-    let m = sr.len().min(n);
-    let (mut or, mut oi) = (vec![0.0; bins], vec![0.0; bins]);
-    for k in 0..bins {
-        for t in 0..m {
-            let ang = sign * 2.0 * PI * ((k * t) % n) as f64 / n as f64;
-            let (s, c) = ang.sin_cos();
-            or[k] += (sr[t] * c - si[t] * s) * scale;
-            oi[k] += (sr[t] * s + si[t] * c) * scale;
-        }
-    }
-    (or, oi)
 }
 
 fn dft(b: &mut Builder, n: &Node) -> Result<Option<Vec<Option<ValueId>>>, String> {
@@ -132,7 +98,7 @@ fn dft(b: &mut Builder, n: &Node) -> Result<Option<Vec<Option<ValueId>>>, String
             } else {
                 im[t] = 1.0;
             }
-            let (fr, fi) = transform(&re, &im, len, bins, inverse, onesided);
+            let (fr, fi) = dft_signal(&re, &im, len, bins, inverse, onesided);
             for k in 0..bins {
                 map[(k * co) * cols + t * c + part] = fr[k];
                 if co == 2 {

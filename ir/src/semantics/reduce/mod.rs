@@ -12,6 +12,8 @@ mod loss;
 mod random;
 mod signal;
 
+pub use signal::dft_signal;
+
 use super::util::{const_ints, norm_axis};
 use super::{Ctx, OpImpl, OpResult, TypeInput, input, operand};
 use crate::interp::Tensor;

@@ -190,6 +190,43 @@ fn dft_1d(re: &[f64], im: &[f64], n: usize, bins: usize, sign: f64) -> (Vec<f64>
     (out_re, out_im)
 }
 
+/// DFT's transform of one signal (real and imaginary parts along the
+/// axis): `bins` outputs of a length-`n` transform, forward or inverse,
+/// with a one-sided inverse's input rebuilt into the Hermitian spectrum.
+/// Public so that targets expanding DFT into a linear map build it from
+/// the same definition.
+pub fn dft_signal(
+    re: &[f64],
+    im: &[f64],
+    n: usize,
+    bins: usize,
+    inverse: bool,
+    onesided: bool,
+) -> (Vec<f64>, Vec<f64>) {
+    if !inverse {
+        return dft_1d(re, im, n, bins, -1.0);
+    }
+    let (mut sr, mut si) = (re.to_vec(), im.to_vec());
+    if onesided {
+        // Rebuild the Hermitian spectrum from bins 0..=n/2; the real part
+        // of its inverse ignores any imaginary part of the self-conjugate
+        // bins, as numpy's irfft does.
+        let half = n / 2 + 1;
+        sr.resize(half, 0.0);
+        si.resize(half, 0.0);
+        for k in half..n {
+            sr.push(sr[n - k]);
+            si.push(-si[n - k]);
+        }
+    }
+    let (fr, fi) = dft_1d(&sr, &si, n, bins, 1.0);
+    let s = 1.0 / n as f64;
+    (
+        fr.iter().map(|v| v * s).collect(),
+        fi.iter().map(|v| v * s).collect(),
+    )
+}
+
 struct DftArgs {
     axis: usize,
     n: usize,
@@ -349,30 +386,9 @@ fn transform(x: &Tensor, args: &DftArgs) -> OpResult<(Vec<f64>, Vec<f64>, Vec<us
     for o in 0..outer {
         for i in 0..inner {
             let at = |k: usize| (o * m + k) * inner + i;
-            let mut sr: Vec<f64> = (0..m).map(|k| re[at(k)]).collect();
-            let mut si: Vec<f64> = (0..m).map(|k| im[at(k)]).collect();
-            let (fr, fi) = if !args.inverse {
-                dft_1d(&sr, &si, n, len, -1.0)
-            } else {
-                if args.onesided {
-                    // Rebuild the Hermitian spectrum from bins 0..=n/2; the
-                    // real part of its inverse ignores any imaginary part of
-                    // the self-conjugate bins, as numpy's irfft does.
-                    let half = n / 2 + 1;
-                    sr.resize(half, 0.0);
-                    si.resize(half, 0.0);
-                    for k in half..n {
-                        sr.push(sr[n - k]);
-                        si.push(-si[n - k]);
-                    }
-                }
-                let (fr, fi) = dft_1d(&sr, &si, n, len, 1.0);
-                let s = 1.0 / n as f64;
-                (
-                    fr.iter().map(|v| v * s).collect(),
-                    fi.iter().map(|v| v * s).collect(),
-                )
-            };
+            let sr: Vec<f64> = (0..m).map(|k| re[at(k)]).collect();
+            let si: Vec<f64> = (0..m).map(|k| im[at(k)]).collect();
+            let (fr, fi) = dft_signal(&sr, &si, n, len, args.inverse, args.onesided);
             for k in 0..len {
                 let j = (o * len + k) * inner + i;
                 ore[j] = fr[k];
