@@ -584,6 +584,12 @@ fn ptx_every_kernel_assembles() {
     assert_eq!(tma_implicit, tma_implicit_expected);
     assert!(tma_implicit > 0, "no TMA-fed implicit GEMM");
     let implicit_90 = ij90.len();
+    let tma_labels: HashSet<String> = tc90
+        .iter()
+        .chain(&ij90)
+        .filter(|j| text(j, "cp.async.bulk.tensor"))
+        .map(|j| j.label.clone())
+        .collect();
     let n_implicit_jobs = ij.len();
     let implicit_with_epi = c.implicit.iter().filter(|x| x.1.3.is_some()).count();
     let (n_gemm_jobs, n_fused_jobs) = (gj.len(), fj.len());
@@ -604,6 +610,14 @@ fn ptx_every_kernel_assembles() {
         c.kernels.len() * ARCHS.len(),
         "ptxas reported a different number of entries than kernels printed"
     );
+    let tma_rows: Vec<_> = rows.iter().filter(|r| tma_labels.contains(&r.0)).collect();
+    assert_eq!(tma_rows.len(), tma_labels.len(), "one entry per TMA module");
+    let tma_spills = tma_rows
+        .iter()
+        .filter(|r| r.2.spill_stores + r.2.spill_loads > 0)
+        .count();
+    assert_eq!(tma_spills, 0, "a TMA-fed GEMM spills");
+    let tma_regs = tma_rows.iter().map(|r| r.2.registers).max().unwrap_or(0);
     let by_dtype = |v: &mut dyn Iterator<Item = &Gemm>| {
         let mut m: BTreeMap<&str, usize> = BTreeMap::new();
         for g in v {
@@ -615,7 +629,8 @@ fn ptx_every_kernel_assembles() {
         "benchmark models: {}\n{} graphs compiled per architecture ({} skipped: import or compile refused), \
          {} distinct flat kernels (incl. kernel-IR GEMMs); tensor-core GEMM modules (both archs): {} from \
          programs + {} odd shapes = {} {}, fused GEMM+epilogue modules: {} {}, implicit GEMMs: {} ({} with epilogue) {}; sm_90a: {} wgmma, {} of them \
-         TMA-fed ({} of {} f32), implicit: {} of {} with A TMA-fed; build {:.1}s, PTX {:.1}s, ptxas {:.1}s\n",
+         TMA-fed ({} of {} f32), implicit: {} of {} with A TMA-fed; TMA-fed entries: max registers {}, \
+         {} with spills; build {:.1}s, PTX {:.1}s, ptxas {:.1}s\n",
         if models.is_empty() {
             "none".to_string()
         } else {
@@ -639,6 +654,8 @@ fn ptx_every_kernel_assembles() {
         f32_90,
         tma_implicit,
         implicit_90,
+        tma_regs,
+        tma_spills,
         t_build.as_secs_f64(),
         t_print.as_secs_f64(),
         t_ptxas.as_secs_f64()

@@ -7,8 +7,8 @@
 //! through two `CUtensorMap`s the program asks for (`maps`, passed by value
 //! after every other parameter, A's then B's). What is not: C (read for
 //! beta = 1 and written from the accumulators by each thread, as in
-//! `mma`/`wgmma`), f32 products (they need the TF32 hi/lo split on the
-//! way into shared memory: `wgmma` stages them through registers), and
+//! `mma`/`wgmma`), f32 products (they need the TF32 hi/lo split after
+//! the copy: `tma_tf32`), implicit GEMMs (B is computed), and
 //! operands a map cannot describe (neither K nor M/N unit-stride, a row or
 //! batch stride that is not a multiple of 16 bytes): `launch` declines and
 //! the staged `wgmma` kernel serves them.
@@ -409,7 +409,7 @@ mod tests {
         assert!(b.map.check(72 * 40 * 2).is_ok());
         // K = 5: rows 10 bytes apart, not a multiple of 16: no TMA.
         assert!(views(Arch::Sm90a, &g("bf16", 17, 16, 5)).is_none());
-        // f32 keeps the staged kernel; sm_80 has no TMA.
+        // f32 is `tma_tf32`'s; sm_80 has no TMA.
         assert!(views(Arch::Sm90a, &g("f32", 64, 64, 64)).is_none());
         assert!(views(Arch::Sm80, &g("f16", 64, 64, 64)).is_none());
     }
