@@ -13,7 +13,7 @@
 
 use crate::common::{conformance_dir, repo};
 use smelt_backends::cpu::Program;
-use smelt_backends::gpu::ptx::{Ptx, mma, ptxas, tma, wgmma};
+use smelt_backends::gpu::ptx::{Ptx, mma, ptxas, wgmma};
 use smelt_backends::gpu::record::{ImplicitGemm, Recorder};
 use smelt_backends::gpu::{self, Arch, Printer};
 use smelt_kernel::Scheduled;
@@ -296,7 +296,7 @@ fn kernel_jobs(kernels: &[Scheduled]) -> Vec<Job> {
 /// Shapes the models may not produce: single elements, edges in every
 /// dimension, a transposed B (column stride), accumulation into C, a
 /// broadcast A (batch stride 0), a transposed A; each in f32, f16 and
-/// bf16 (16-bit ones with 16-byte aligned rows are TMA-fed on sm_90a).
+/// bf16 (those with 16-byte aligned rows are TMA-fed on sm_90a).
 fn odd_gemms() -> Vec<Gemm> {
     let plain = |batch: u64, m: u64, n: u64, k: u64| Gemm {
         dtype: "f32".into(),
@@ -532,31 +532,64 @@ fn ptx_every_kernel_assembles() {
         .filter(|j| text(j, "cp.async.bulk.tensor"))
         .count();
     // Every sm_90a tensor-core GEMM is wgmma (it declines only strides
-    // too large for its immediate offsets), and TMA feeds exactly the
-    // f16/bf16 ones whose operands a tensor map can view.
+    // too large for its immediate offsets), and TMA feeds exactly those
+    // whose operands tensor maps can view (f16/bf16 directly, f32 with the
+    // TF32 split in shared memory).
     assert_eq!(wgmma_jobs, tc90.len());
-    let tma_expected = c
+    let sm90: Vec<&Gemm> = c
         .gemms
         .iter()
         .map(|(a, g)| (*a, g))
         .chain(c.pairs.iter().map(|(a, p)| (*a, &p.0)))
-        .filter(|(a, g)| *a == Arch::Sm90a && tma::views(*a, g).is_some())
-        .count();
+        .filter(|(a, _)| *a == Arch::Sm90a)
+        .map(|(_, g)| g)
+        .collect();
+    let tma_fed = |g: &Gemm| !Ptx(Arch::Sm90a).gemm_tensor_maps(g).is_empty();
+    let tma_expected = sm90.iter().filter(|g| tma_fed(g)).count();
     assert_eq!(tma_jobs, tma_expected);
     assert!(tma_jobs > 0, "no TMA-fed GEMM");
+    let tma_f32 = sm90
+        .iter()
+        .filter(|g| g.dtype == "f32" && tma_fed(g))
+        .count();
+    let f32_90 = sm90.iter().filter(|g| g.dtype == "f32").count();
+    assert!(tma_f32 > 0, "no TMA-fed f32 GEMM");
+    // f32 TMA kernels split into TF32 hi/lo after the copy.
+    assert!(
+        tc90.iter()
+            .filter(|j| text(j, "cp.async.bulk.tensor") && text(j, ".tf32.tf32"))
+            .all(|j| text(j, "cvt.rna.tf32.f32") && text(j, "ld.shared.f32"))
+    );
     let ij = implicit_jobs(&c.implicit);
     for arch in ARCHS {
         let n = c.implicit.iter().filter(|x| x.0 == arch).count();
         assert!(n > 0, "no implicit GEMM on {}", arch.name());
     }
-    // The sm_90a implicit GEMMs are staged wgmma (TMA would read B).
+    // The sm_90a implicit GEMMs are wgmma calling their loader; A (the
+    // weights) comes by TMA exactly where a tensor map can view it.
+    let ij90: Vec<&Job> = ij.iter().filter(|j| j.arch == Arch::Sm90a).collect();
     assert!(
-        ij.iter()
-            .filter(|j| j.arch == Arch::Sm90a)
-            .all(|j| text(j, "wgmma.mma_async")
-                && !text(j, "cp.async.bulk.tensor")
-                && text(j, "_loader"))
+        ij90.iter()
+            .all(|j| text(j, "wgmma.mma_async") && text(j, "_loader"))
     );
+    let tma_implicit = ij90
+        .iter()
+        .filter(|j| text(j, "cp.async.bulk.tensor"))
+        .count();
+    let tma_implicit_expected = c
+        .implicit
+        .iter()
+        .filter(|(a, x)| *a == Arch::Sm90a && Ptx(*a).gemm_implicit_tensor_maps(&x.0).len() == 1)
+        .count();
+    assert_eq!(tma_implicit, tma_implicit_expected);
+    assert!(tma_implicit > 0, "no TMA-fed implicit GEMM");
+    let implicit_90 = ij90.len();
+    let tma_labels: HashSet<String> = tc90
+        .iter()
+        .chain(&ij90)
+        .filter(|j| text(j, "cp.async.bulk.tensor"))
+        .map(|j| j.label.clone())
+        .collect();
     let n_implicit_jobs = ij.len();
     let implicit_with_epi = c.implicit.iter().filter(|x| x.1.3.is_some()).count();
     let (n_gemm_jobs, n_fused_jobs) = (gj.len(), fj.len());
@@ -577,6 +610,14 @@ fn ptx_every_kernel_assembles() {
         c.kernels.len() * ARCHS.len(),
         "ptxas reported a different number of entries than kernels printed"
     );
+    let tma_rows: Vec<_> = rows.iter().filter(|r| tma_labels.contains(&r.0)).collect();
+    assert_eq!(tma_rows.len(), tma_labels.len(), "one entry per TMA module");
+    let tma_spills = tma_rows
+        .iter()
+        .filter(|r| r.2.spill_stores + r.2.spill_loads > 0)
+        .count();
+    assert_eq!(tma_spills, 0, "a TMA-fed GEMM spills");
+    let tma_regs = tma_rows.iter().map(|r| r.2.registers).max().unwrap_or(0);
     let by_dtype = |v: &mut dyn Iterator<Item = &Gemm>| {
         let mut m: BTreeMap<&str, usize> = BTreeMap::new();
         for g in v {
@@ -588,7 +629,8 @@ fn ptx_every_kernel_assembles() {
         "benchmark models: {}\n{} graphs compiled per architecture ({} skipped: import or compile refused), \
          {} distinct flat kernels (incl. kernel-IR GEMMs); tensor-core GEMM modules (both archs): {} from \
          programs + {} odd shapes = {} {}, fused GEMM+epilogue modules: {} {}, implicit GEMMs: {} ({} with epilogue) {}; sm_90a: {} wgmma, {} of them \
-         TMA-fed; build {:.1}s, PTX {:.1}s, ptxas {:.1}s\n",
+         TMA-fed ({} of {} f32), implicit: {} of {} with A TMA-fed; TMA-fed entries: max registers {}, \
+         {} with spills; build {:.1}s, PTX {:.1}s, ptxas {:.1}s\n",
         if models.is_empty() {
             "none".to_string()
         } else {
@@ -608,6 +650,12 @@ fn ptx_every_kernel_assembles() {
         by_dtype(&mut c.implicit.iter().map(|x| &x.1.0)),
         wgmma_jobs,
         tma_jobs,
+        tma_f32,
+        f32_90,
+        tma_implicit,
+        implicit_90,
+        tma_regs,
+        tma_spills,
         t_build.as_secs_f64(),
         t_print.as_secs_f64(),
         t_ptxas.as_secs_f64()
@@ -686,6 +734,22 @@ fn ptx_snapshots() {
             insta::assert_snapshot!(format!("gemm_bf16_100x72x200_{}", arch.name()), ptx);
         }
         assert!(Ptx(Arch::Sm80).gemm_tensor_maps(&bf).is_empty());
+        // The same product in f32 on sm_90a: rows of 800 and 288 bytes,
+        // so both operands come by TMA and are split into TF32 hi/lo in
+        // shared memory.
+        let f = Gemm {
+            dtype: "f32".into(),
+            ..bf.clone()
+        };
+        let (ptx, launch) = Ptx(Arch::Sm90a)
+            .gemm("gemm_f32_100x72x200", &f)
+            .unwrap();
+        ptxas::assemble(&ptx, "sm_90a").unwrap();
+        assert_eq!(launch.grid, [2, 2, 1]);
+        assert_eq!(Ptx(Arch::Sm90a).gemm_tensor_maps(&f).len(), 2);
+        assert!(ptx.contains("cp.async.bulk.tensor.2d") && ptx.contains("cvt.rna.tf32.f32"));
+        assert!(!ptx.contains("ld.global.f32 xa"));
+        insta::assert_snapshot!("gemm_f32_100x72x200_tma_sm_90a", ptx);
         // sm_80 keeps mma.sync; sm_90a uses warpgroup MMA.
         assert!(mma::gemm(Arch::Sm80, "g", g).is_some());
         assert!(wgmma::gemm(Arch::Sm80, "g", g).is_none());
@@ -738,5 +802,32 @@ fn ptx_snapshots() {
             assert!(!ptx.contains("ld.global.f32 y") && !ptx.contains("ld.global.f32 xb"));
             insta::assert_snapshot!(format!("gemm_conv3x3_implicit_{}", arch.name()), ptx);
         }
+        // With 4 input channels K = 36: W's rows are 144 bytes apart, so
+        // on sm_90a the weights come by TMA while B is still computed.
+        let src = r#"graph "conv4ch"(%x: f32[1,4,9,9], %w: f32[8,4,3,3]) {
+  %y: f32[1,8,9,9] = Conv(%x, %w) {kernel_shape=[3, 3], pads=[1, 1, 1, 1]}
+  return %y
+}"#;
+        let cg = smelt_ir::text::parse(src).unwrap();
+        let rec = Recorder::new(Arch::Sm90a);
+        gpu::compile_with(&cg, &rec).unwrap();
+        let mut imps = rec.implicit.take();
+        assert_eq!(imps.len(), 1, "one implicit GEMM");
+        let (gm, l, b, epi) = imps.remove(0);
+        assert_eq!((gm.m, gm.n, gm.k), (8, 81, 36));
+        let pr = Ptx(Arch::Sm90a);
+        let maps = pr.gemm_implicit_tensor_maps(&gm);
+        assert_eq!(maps.len(), 1);
+        assert_eq!(maps[0].0, 0, "the map views A");
+        let (ptx, launch) = pr
+            .gemm_implicit("gemm_conv_tma", &gm, &l, b, epi.as_ref().map(|(e, c)| (e, *c)))
+            .unwrap();
+        assert_eq!(launch.grid, [2, 1, 1]);
+        let rep = ptxas::assemble(&ptx, "sm_90a").unwrap();
+        assert_eq!(rep.len(), 1);
+        assert!(ptx.contains("call (lr), gemm_conv_tma_loader,"));
+        // K tiles of 16: 3, all issued in the prologue, plus the refill.
+        assert_eq!(ptx.matches("cp.async.bulk.tensor.2d").count(), 4);
+        insta::assert_snapshot!("gemm_conv4ch_implicit_tma_sm_90a", ptx);
     });
 }

@@ -138,6 +138,12 @@ pub trait Printer {
     fn gemm_tensor_maps(&self, _g: &Gemm) -> Vec<(usize, TensorMap)> {
         Vec::new()
     }
+    /// `gemm_tensor_maps` for the kernels of `gemm_implicit` (which take
+    /// them after the loader's and the epilogue's parameters); never B,
+    /// which they compute.
+    fn gemm_implicit_tensor_maps(&self, _g: &Gemm) -> Vec<(usize, TensorMap)> {
+        Vec::new()
+    }
 }
 
 /// The printer of `arch`.

@@ -7,7 +7,7 @@ use crate::cpu::{Program, Report};
 use smelt_ir::Graph;
 use smelt_kernel::{Scheduled, schedule};
 use smelt_runtime::cpu::{self as rt, Gemm};
-use smelt_runtime::gpu::{self as gpu, Arg, Launch, Manifest, Module, Step};
+use smelt_runtime::gpu::{self as gpu, Arg, Launch, Manifest, Module, Step, TensorMap};
 use std::collections::BTreeMap;
 
 /// Most blocks of a flat launch; kernels stride over the rest.
@@ -151,6 +151,7 @@ pub fn compile_with(g: &Graph, pr: &dyn Printer) -> Result<Compiled, GpuError> {
                     a.extend(e.iter().map(|&b| Arg::Buffer(b)));
                     fused_epilogues += 1;
                 }
+                a.extend(maps_args(gm, pr.gemm_implicit_tensor_maps(gm)));
                 steps.push(Step::Launch {
                     module: gemm_modules.len(),
                     kernel: name,
@@ -509,8 +510,12 @@ fn b_loader(g: &Gemm, loader: &Scheduled, args: &[usize], m: &rt::Manifest) -> O
 
 /// The GEMM kernel's tensor-map arguments, over its operands' buffers.
 fn tensor_maps(pr: &dyn Printer, g: &Gemm) -> Vec<Arg> {
-    pr.gemm_tensor_maps(g)
-        .into_iter()
+    maps_args(g, pr.gemm_tensor_maps(g))
+}
+
+/// Tensor-map arguments over the operands' buffers.
+fn maps_args(g: &Gemm, maps: Vec<(usize, TensorMap)>) -> Vec<Arg> {
+    maps.into_iter()
         .map(|(op, mut t)| {
             t.buffer = [g.a, g.b, g.c][op.min(2)];
             Arg::TensorMap(t)

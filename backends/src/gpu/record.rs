@@ -80,6 +80,10 @@ impl Printer for Recorder {
         self.inner.gemm_tensor_maps(g)
     }
 
+    fn gemm_implicit_tensor_maps(&self, g: &Gemm) -> Vec<(usize, smelt_runtime::gpu::TensorMap)> {
+        self.inner.gemm_implicit_tensor_maps(g)
+    }
+
     fn gemm_fused(
         &self,
         name: &str,

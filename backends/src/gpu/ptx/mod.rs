@@ -7,6 +7,7 @@ pub mod common;
 pub mod mma;
 pub mod ptxas;
 pub mod tma;
+pub mod tma_tf32;
 pub mod wgmma;
 
 use super::{Arch, GpuError, Printer};
@@ -19,12 +20,13 @@ pub struct Ptx(pub Arch);
 
 impl Ptx {
     /// The GEMM module of this architecture: on sm_90a wgmma fed by TMA
-    /// (f16/bf16 operands a tensor map can view), else wgmma staged
-    /// through registers; mma.sync otherwise (and on sm_90a where wgmma
-    /// declines). `Printer::gemm_tensor_maps` must agree: it asks for
-    /// maps exactly where `tma` serves.
-    /// With `imp` (an implicit GEMM) TMA is skipped: it reads B from
-    /// memory.
+    /// where tensor maps can view the operands it reads (`tma` for
+    /// f16/bf16, `tma_tf32` for f32 with the TF32 split in shared
+    /// memory), else wgmma staged through registers; mma.sync otherwise
+    /// (and on sm_90a where wgmma declines). `Printer::gemm_tensor_maps`
+    /// and `gemm_implicit_tensor_maps` must agree: they ask for maps
+    /// exactly where a TMA kernel serves.
+    /// With `imp` (an implicit GEMM) only A is TMA-fed: B is computed.
     fn tensor_core(
         &self,
         name: &str,
@@ -36,6 +38,9 @@ impl Ptx {
             && let Some(l) = tma::launch(self.0, name, g)
         {
             return Some((tma::module(self.0, name, g, epi), l));
+        }
+        if let Some(l) = tma_tf32::launch(self.0, name, g, imp.is_some()) {
+            return Some((tma_tf32::module(self.0, name, g, epi, imp), l));
         }
         if let Some(l) = wgmma::launch(self.0, name, g) {
             return Some((wgmma::module(self.0, name, g, epi, imp), l));
@@ -84,7 +89,12 @@ impl Printer for Ptx {
         self.tensor_core(name, g, None, None)
     }
     fn gemm_tensor_maps(&self, g: &Gemm) -> Vec<(usize, TensorMap)> {
-        tma::maps(self.0, g)
+        let mut v = tma::maps(self.0, g);
+        v.extend(tma_tf32::maps(self.0, g, false));
+        v
+    }
+    fn gemm_implicit_tensor_maps(&self, g: &Gemm) -> Vec<(usize, TensorMap)> {
+        tma_tf32::maps(self.0, g, true)
     }
     /// The epilogue's body becomes a `.func` (`NAME_epi`, printed from the
     /// kernel IR by LLVM, libdevice linked) in the GEMM's module; the GEMM
@@ -108,9 +118,9 @@ impl Printer for Ptx {
         self.tensor_core(name, g, Some(&e), None)
     }
     /// B's loader becomes a value `.func` (`NAME_loader`, printed from the
-    /// kernel IR by LLVM) returning B's element `p`; the mma.sync and
-    /// staged wgmma kernels call it where they would load B (TMA reads B
-    /// from memory, so it is not used). Declines (None) unless B is dense
+    /// kernel IR by LLVM) returning B's element `p`; the kernels call it
+    /// where they would load B (on sm_90a f32, A still comes by TMA where
+    /// a map can view it). Declines (None) unless B is dense
     /// and of the GEMM's type and the loader is one point per iteration
     /// over exactly B's elements.
     fn gemm_implicit(

@@ -7,8 +7,8 @@
 //! through two `CUtensorMap`s the program asks for (`maps`, passed by value
 //! after every other parameter, A's then B's). What is not: C (read for
 //! beta = 1 and written from the accumulators by each thread, as in
-//! `mma`/`wgmma`), f32 products (they need the TF32 hi/lo split on the
-//! way into shared memory: `wgmma` stages them through registers), and
+//! `mma`/`wgmma`), f32 products (they need the TF32 hi/lo split after
+//! the copy: `tma_tf32`), implicit GEMMs (B is computed), and
 //! operands a map cannot describe (neither K nor M/N unit-stride, a row or
 //! batch stride that is not a multiple of 16 bytes): `launch` declines and
 //! the staged `wgmma` kernel serves them.
@@ -78,32 +78,41 @@ pub struct View {
 }
 
 /// The operand `rows x k` (batch `batch`) with element strides `s_batch`,
-/// `s_row` (along M or N) and `s_k`, as a tiled map, if TMA can read it.
-fn view(dtype: &str, batch: u64, rows: u64, k: u64, s: [i64; 3]) -> Option<View> {
+/// `s_row` (along M or N) and `s_k`, as a tiled map of `eb`-byte
+/// elements with boxes of `bk` (along K) x `brow` (along the rows) and
+/// `swizzle`, if TMA can read it.
+pub fn view_with(
+    dtype: &str,
+    eb: u64,
+    (batch, rows, k): (u64, u64, u64),
+    s: [i64; 3],
+    (bk, brow): (u32, u32),
+    swizzle: u32,
+) -> Option<View> {
     let [s_batch, s_row, s_k] = s;
     // Inner dimension first; the other's stride in bytes must be a
     // multiple of 16 and the rows must not overlap.
-    let (k_major, inner, outer, s_outer) = if s_k == 1 {
-        (true, k, rows, s_row)
+    let (k_major, inner, outer, s_outer, box_dims) = if s_k == 1 {
+        (true, k, rows, s_row, vec![bk, brow])
     } else if s_row == 1 {
-        (false, rows, k, s_k)
+        (false, rows, k, s_k, vec![brow, bk])
     } else {
         return None;
     };
+    let mut box_dims = box_dims;
     let s_outer = if outer == 1 {
         // Never stepped: any legal stride.
-        (inner * 2).div_ceil(16) * 16
+        (inner * eb).div_ceil(16) * 16
     } else {
-        u64::try_from(s_outer).ok()? * 2
+        u64::try_from(s_outer).ok()? * eb
     };
-    if !s_outer.is_multiple_of(16) || s_outer < inner * 2 {
+    if !s_outer.is_multiple_of(16) || s_outer < inner * eb {
         return None;
     }
     let mut dims = vec![inner, outer];
     let mut strides = vec![s_outer];
-    let mut box_dims = vec![T as u32, T as u32];
     if batch > 1 && s_batch != 0 {
-        let sb = u64::try_from(s_batch).ok()? * 2;
+        let sb = u64::try_from(s_batch).ok()? * eb;
         if !sb.is_multiple_of(16) {
             return None;
         }
@@ -121,10 +130,15 @@ fn view(dtype: &str, batch: u64, rows: u64, k: u64, s: [i64; 3]) -> Option<View>
             dims,
             strides,
             box_dims,
-            swizzle: 128,
+            swizzle,
         },
         k_major,
     })
+}
+
+/// A 16-bit operand's view: 64 x 64 boxes, 128-byte swizzle.
+fn view(dtype: &str, batch: u64, rows: u64, k: u64, s: [i64; 3]) -> Option<View> {
+    view_with(dtype, 2, (batch, rows, k), s, (T as u32, T as u32), 128)
 }
 
 /// A's and B's views, if this kernel serves `g` on `arch`.
@@ -321,13 +335,23 @@ fn entry(name: &str, g: &Gemm, a: &View, b: &View, epi: Option<&Epi>) -> String 
 /// Thread 0 arms the barrier at `baddr` and copies K tile `kn` of A and
 /// B into the stage at byte offset `so`.
 fn issue(s: &mut String, a: &View, b: &View) {
+    issue_ops(s, &[("a", a, "cm"), ("b", b, "cn")], TILE, 6);
+}
+
+/// Thread 0 arms the barrier at `baddr` for `tile` bytes per operand and
+/// copies K tile `kn` (K coordinate `kn << kshift`) of each operand `x`
+/// through map `t{x}` into shared memory at `s{x}b + so`; `mn` names the
+/// register holding the tile's first row (M or N).
+pub fn issue_ops(s: &mut String, ops: &[(&str, &View, &str)], tile: u64, kshift: u32) {
     let _ = writeln!(
         s,
-        "\tmbarrier.arrive.expect_tx.shared::cta.b64 _, [baddr], {};\n\
-         \tshl.b32 ck, kn, 6;\n\tadd.s64 dsta, sab, so;\n\tadd.s64 dstb, sbb, so;",
-        2 * TILE
+        "\tmbarrier.arrive.expect_tx.shared::cta.b64 _, [baddr], {};\n\tshl.b32 ck, kn, {kshift};",
+        ops.len() as u64 * tile
     );
-    for (x, v, mn) in [("a", a, "cm"), ("b", b, "cn")] {
+    for &(x, _, _) in ops {
+        let _ = writeln!(s, "\tadd.s64 dst{x}, s{x}b, so;");
+    }
+    for &(x, v, mn) in ops {
         let mut c = if v.k_major {
             vec!["ck", mn]
         } else {
@@ -385,7 +409,7 @@ mod tests {
         assert!(b.map.check(72 * 40 * 2).is_ok());
         // K = 5: rows 10 bytes apart, not a multiple of 16: no TMA.
         assert!(views(Arch::Sm90a, &g("bf16", 17, 16, 5)).is_none());
-        // f32 keeps the staged kernel; sm_80 has no TMA.
+        // f32 is `tma_tf32`'s; sm_80 has no TMA.
         assert!(views(Arch::Sm90a, &g("f32", 64, 64, 64)).is_none());
         assert!(views(Arch::Sm80, &g("f16", 64, 64, 64)).is_none());
     }

@@ -16,8 +16,8 @@
 //! `m64n64k16`, both operands K-major in shared memory) where `tma`
 //! declines, i.e. where a tensor map cannot view an operand (no unit
 //! stride, rows or batches not 16-byte aligned); otherwise `tma` serves
-//! them. f32 always comes here: TMA copies could not split into TF32
-//! hi/lo on the way (that would need a second pass over shared memory).
+//! them. f32 comes here where `tma_tf32` (TMA copies, then the TF32
+//! split as a pass over shared memory) declines for the same reasons.
 //! No GPU was available when this was written: it is checked by ptxas
 //! only, its numerics are NOT yet tested on hardware.
 //!
