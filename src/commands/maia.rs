@@ -74,7 +74,16 @@ pub fn compile_main(
     let Some(out) = output else {
         bail!("target `{name}` produces a binary .smx program: give -o FILE");
     };
-    let art = compile(g, hw, name, precision)?;
+    let art = compile(g, hw, name, precision).map_err(|e| {
+        let why = e.to_string();
+        if why.contains("not known at compile time") || why.contains("dynamic shape") {
+            anyhow!(
+                "{why}\n  (shapes here depend on input values: `smelt run MODEL --target {name} -i ...` compiles for the values given)"
+            )
+        } else {
+            anyhow!(why)
+        }
+    })?;
     std::fs::write(out, art.to_bytes())
         .with_context(|| format!("{}: cannot write", out.display()))?;
     println!(

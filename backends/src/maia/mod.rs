@@ -70,7 +70,7 @@ pub struct Options {
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum Error {
     /// The lowering has no way to run this op (or this form of it).
-    #[error("unsupported on {target}: op {op}{}", if .why.is_empty() { String::new() } else { format!(" ({})", .why) })]
+    #[error("unsupported on {target}: {}", unsupported_text(.op, .why))]
     Unsupported {
         target: String,
         op: String,
@@ -82,6 +82,16 @@ pub enum Error {
     Target(String),
     #[error("{0}")]
     Graph(String),
+}
+
+/// "op X (why)", or just the reason where no op is to blame (a value's
+/// shape or dtype).
+fn unsupported_text(op: &str, why: &str) -> String {
+    match (op.is_empty(), why.is_empty()) {
+        (true, _) => why.to_string(),
+        (false, true) => format!("op {op}"),
+        (false, false) => format!("op {op} ({why})"),
+    }
 }
 
 impl Error {
