@@ -303,6 +303,7 @@ pub fn lower(lw: &mut Lw, n: &Node) -> Result<(), Error> {
             out: raw.clone(),
             jobs,
             epi,
+            siblings: Vec::new(),
         },
         dt,
     )?;
@@ -374,6 +375,7 @@ pub fn lower(lw: &mut Lw, n: &Node) -> Result<(), Error> {
             out: out.clone(),
             jobs,
             epi: vec![],
+            siblings: Vec::new(),
         },
         dt,
     )?;
