@@ -185,9 +185,20 @@ pub fn lower(lw: &mut Lw, n: &Node) -> Result<(), Error> {
         None
     };
     let memo = mask_key.as_ref().and_then(|k| lw.memo.get(k)).cloned();
-    if let Some(t) = &memo {
+    // A mask with one value per key, the same for every batch, head and
+    // query, is a column bias of every product: the epilogue reads its row
+    // instead of a broadcast copy of the scores' size. (Not when the scores
+    // are an output without the bias: that path adds the full bias later.)
+    let col_mask = if Lw::has_input(n, 3) && !causal && !(want_qk && mode != 2 && mode != 3) {
+        let m = lw.input(n, 3)?;
+        let float = m.gdt != smelt_ir::DType::Bool;
+        (float && m.numel() == l as u64 && m.shape.last() == Some(&l)).then_some(m)
+    } else {
+        None
+    };
+    if let Some(t) = memo.as_ref().filter(|_| col_mask.is_none()) {
         bias = Some(t.clone());
-    } else if Lw::has_input(n, 3) {
+    } else if Lw::has_input(n, 3) && col_mask.is_none() {
         let m = lw.input(n, 3)?;
         if m.gdt == smelt_ir::DType::Bool {
             return Err(unsup(n.op, "boolean masks"));
@@ -271,6 +282,8 @@ pub fn lower(lw: &mut Lw, n: &Node) -> Result<(), Error> {
     let late_bias = if split_bias { bias.take() } else { None };
     if let Some(t) = bias {
         epi.push(Epi::Residual(t));
+    } else if let Some(m) = col_mask {
+        epi.push(Epi::ColBias(m));
     }
     let qp = matmul::dyn_parts(lw, &q, &qv, &qs, dt, split)?;
     let kp = matmul::dyn_parts(lw, &k, &kv, &ks, dt, split)?;
@@ -303,6 +316,7 @@ pub fn lower(lw: &mut Lw, n: &Node) -> Result<(), Error> {
             out: raw.clone(),
             jobs,
             epi,
+            siblings: Vec::new(),
         },
         dt,
     )?;
@@ -374,6 +388,7 @@ pub fn lower(lw: &mut Lw, n: &Node) -> Result<(), Error> {
             out: out.clone(),
             jobs,
             epi: vec![],
+            siblings: Vec::new(),
         },
         dt,
     )?;

@@ -340,6 +340,7 @@ fn conv_groups(
                 out: y.clone(),
                 jobs,
                 epi: epi.to_vec(),
+                siblings: Vec::new(),
             },
             dt,
         )?;

@@ -6,7 +6,7 @@ use super::{Error, Options, movement};
 use smelt_ir::interp::Tensor;
 use smelt_ir::{DType, Graph, Node, Op, ValueId};
 use smelt_runtime::maia::{Artifact, Dt, HwConfig, IoBinding};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 /// Where a value lives: a buffer, a byte offset into it, its storage
 /// dtype (`mult` storage elements per graph element: an i64 is two i32
@@ -76,6 +76,11 @@ pub struct Lw<'g> {
     /// unit's dtype, a mask broadcast for attention), by description: the
     /// next user reuses them instead of repeating the phase.
     pub memo: HashMap<String, TRef>,
+    /// Index in `g.nodes` of the node being lowered.
+    pub pos: usize,
+    /// Later nodes already lowered together with an earlier one (sibling
+    /// matmuls sharing their A): the node loop skips them.
+    pub done: HashSet<usize>,
 }
 
 /// An "unsupported" error for the op being lowered (the target name is
@@ -115,6 +120,8 @@ fn compile_inner(g: &Graph, hw: &HwConfig, opts: &Options) -> Result<Artifact, E
         types: HashMap::new(),
         memo: HashMap::new(),
         node_op: String::new(),
+        pos: 0,
+        done: HashSet::new(),
     };
     for &v in &g.inputs {
         let (shape, gdt) = lw.static_ty(v)?;
@@ -152,7 +159,11 @@ fn compile_inner(g: &Graph, hw: &HwConfig, opts: &Options) -> Result<Artifact, E
     let mut direct = outs.clone();
     direct.retain(|v, _| produced.contains(v) && !g.inputs.contains(v));
     lw.direct = direct;
-    for node in &g.nodes {
+    for (i, node) in g.nodes.iter().enumerate() {
+        if lw.done.contains(&i) {
+            continue;
+        }
+        lw.pos = i;
         lw.node_op = node.op.to_string();
         lw.node(node)?;
     }
@@ -287,6 +298,16 @@ impl Lw<'_> {
         self.val(v)
     }
 
+    /// Whether `v` can be read now: computed already or known.
+    pub fn available(&self, v: ValueId) -> bool {
+        self.vals.contains_key(&v) || self.is_known(v)
+    }
+
+    /// Whether `v` is known at compile time (without materializing it).
+    pub fn is_known(&self, v: ValueId) -> bool {
+        self.known.contains_key(&v) || self.g.consts.contains_key(&v)
+    }
+
     pub fn has_input(n: &Node, i: usize) -> bool {
         n.inputs.get(i).copied().flatten().is_some()
     }
@@ -408,7 +429,7 @@ impl Lw<'_> {
 
     /// Re-infers the output types of `n` from the current (refined) input
     /// types and known values, where the graph left them non-static.
-    fn refine(&mut self, n: &Node) {
+    pub fn refine(&mut self, n: &Node) {
         let need = n
             .outputs
             .iter()

@@ -34,7 +34,7 @@ pub enum Epi {
 
 /// One independent product: element offsets of A, B, the output and the
 /// per-job epilogue operands.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Job {
     pub a: u64,
     pub b: u64,
@@ -45,6 +45,7 @@ pub struct Job {
 
 pub struct Spec {
     pub m: u64,
+    /// Columns of each output (the first and every sibling's).
     pub n: u64,
     pub k: u64,
     /// A parts, each [.., m, k] in the unit's dtype.
@@ -53,6 +54,17 @@ pub struct Spec {
     pub b: Vec<TRef>,
     pub out: TRef,
     pub jobs: Vec<Job>,
+    pub epi: Vec<Epi>,
+    /// More products of the same A (same m, n, k and jobs) computed in the
+    /// same phase: the A block a tile or cluster holds serves them all.
+    pub siblings: Vec<Seg>,
+}
+
+/// One output of a phase's products: its B, output buffer and epilogue.
+#[derive(Clone, Debug)]
+pub struct Seg {
+    pub b: Vec<TRef>,
+    pub out: TRef,
     pub epi: Vec<Epi>,
 }
 
@@ -176,6 +188,8 @@ pub fn dyn_parts(
 #[derive(Clone, Copy)]
 struct Item {
     job: usize,
+    /// Which output (`Seg`) the block belongs to.
+    seg: usize,
     m0: u64,
     n0: u64,
     /// The K range this item accumulates.
@@ -196,7 +210,17 @@ pub fn emit(lw: &mut Lw, spec: &Spec, dt: Dt) -> Result<(), Error> {
         .rate
         .get(dt.name())
         .ok_or_else(|| unsup("MatMul", format!("the tensor unit does not take {dt}")))?;
-    let residual = spec.epi.iter().any(|e| matches!(e, Epi::Residual(_)));
+    let segs: Vec<Seg> = std::iter::once(Seg {
+        b: spec.b.clone(),
+        out: spec.out.clone(),
+        epi: spec.epi.clone(),
+    })
+    .chain(spec.siblings.iter().cloned())
+    .collect();
+    let residual = segs
+        .iter()
+        .flat_map(|s| &s.epi)
+        .any(|e| matches!(e, Epi::Residual(_)));
     let parts = spec.a.len() as u64;
     let eb0 = dt.bytes(1);
     let shape = tiling::Shape {
@@ -211,7 +235,10 @@ pub fn emit(lw: &mut Lw, spec: &Spec, dt: Dt) -> Result<(), Error> {
         residual,
         // Partial blocks are added in f32 in HBM, so the output must be f32
         // and the epilogue must distribute over the sum.
-        splittable: spec.out.dt == Dt::F32 && !spec.epi.iter().any(|e| matches!(e, Epi::Act(..))),
+        splittable: segs
+            .iter()
+            .all(|s| s.out.dt == Dt::F32 && !s.epi.iter().any(|e| matches!(e, Epi::Act(..)))),
+        segs: segs.len() as u64,
     };
     let MatmulTiling {
         tm,
@@ -249,9 +276,12 @@ pub fn emit(lw: &mut Lw, spec: &Spec, dt: Dt) -> Result<(), Error> {
         for m0 in (0..m).step_by(tm as usize) {
             for kq in 0..ks {
                 let (k_lo, k_hi) = (kq * kc, (kq * kc + kc).min(k));
-                let cols: Vec<u64> = (0..n).step_by(tn as usize).collect();
-                let it = |n0, tile, l2| Item {
+                let cols: Vec<(usize, u64)> = (0..segs.len())
+                    .flat_map(|sg| (0..n).step_by(tn as usize).map(move |n0| (sg, n0)))
+                    .collect();
+                let it = |(seg, n0), tile, l2| Item {
                     job: ji,
+                    seg,
                     m0,
                     n0,
                     k_lo,
@@ -311,10 +341,10 @@ pub fn emit(lw: &mut Lw, spec: &Spec, dt: Dt) -> Result<(), Error> {
     }
     // Split K: the first part of a block stores it with the epilogue, then
     // tells the tiles holding the other parts, which add theirs.
-    let mut adders: HashMap<(usize, u64, u64), Vec<u16>> = HashMap::new();
+    let mut adders: HashMap<(usize, usize, u64, u64), Vec<u16>> = HashMap::new();
     for it in order.iter().filter(|it| it.k_lo > 0) {
         adders
-            .entry((it.job, it.m0, it.n0))
+            .entry((it.job, it.seg, it.m0, it.n0))
             .or_default()
             .push(it.tile);
     }
@@ -329,6 +359,7 @@ pub fn emit(lw: &mut Lw, spec: &Spec, dt: Dt) -> Result<(), Error> {
     };
     for &Item {
         job: ji,
+        seg,
         m0,
         n0,
         k_lo,
@@ -338,6 +369,7 @@ pub fn emit(lw: &mut Lw, spec: &Spec, dt: Dt) -> Result<(), Error> {
     } in &order
     {
         let job = &spec.jobs[ji];
+        let sg = &segs[seg];
         {
             {
                 let o = (per_tile[tile as usize].len() % 2) as u64;
@@ -378,7 +410,7 @@ pub fn emit(lw: &mut Lw, spec: &Spec, dt: Dt) -> Result<(), Error> {
                             dstride: kr,
                         });
                     }
-                    for (p, t) in spec.b.iter().enumerate() {
+                    for (p, t) in sg.b.iter().enumerate() {
                         loads_b.push(Xfer {
                             src: t.at(job.b + n0 * k + k0),
                             dst: Mem::Sram(tile, base + parts * a_sz + p as u64 * b_sz),
@@ -419,7 +451,7 @@ pub fn emit(lw: &mut Lw, spec: &Spec, dt: Dt) -> Result<(), Error> {
                 let mut epi_loads = Vec::new();
                 let mut ops = vec![blk.v(VOp::Copy, out, c, VSrc::None)];
                 // Only the first part of a split block adds bias and residual.
-                for e in spec
+                for e in sg
                     .epi
                     .iter()
                     .filter(|e| k_lo == 0 || matches!(e, Epi::Scale(_)))
@@ -482,11 +514,9 @@ pub fn emit(lw: &mut Lw, spec: &Spec, dt: Dt) -> Result<(), Error> {
                 let stores = vec![Xfer {
                     src: Mem::Sram(tile, out as u64),
                     // An added part names rows by index from the block's column.
-                    dst: spec
-                        .out
-                        .at(job.out + if k_lo > 0 { 0 } else { m0 * n } + n0),
+                    dst: sg.out.at(job.out + if k_lo > 0 { 0 } else { m0 * n } + n0),
                     sdt: Dt::F32,
-                    ddt: spec.out.dt,
+                    ddt: sg.out.dt,
                     rows: mr,
                     cols: nr,
                     sstride: nr,
@@ -495,7 +525,7 @@ pub fn emit(lw: &mut Lw, spec: &Spec, dt: Dt) -> Result<(), Error> {
                 let (add, notify) = if k_lo > 0 {
                     (rows_idx.as_ref().map(|r| (r.at(m0), m)), Vec::new())
                 } else {
-                    let key = (ji, m0, n0);
+                    let key = (ji, seg, m0, n0);
                     (None, adders.get(&key).cloned().unwrap_or_default())
                 };
                 per_tile[tile as usize].push(MmTile {
@@ -570,7 +600,106 @@ fn batch_offsets(shape: &[usize], batch: &[usize]) -> Vec<u64> {
     v
 }
 
+/// How far ahead of a matmul its siblings are looked for.
+const SIBLING_WINDOW: usize = 32;
+
+/// Later MatMul/FusedMatMul nodes that multiply the same run-time A by a
+/// weight of the same shape and whose inputs are all computed already, so
+/// they can run in `n`'s phase (the Q, K and V projections of attention).
+fn siblings<'g>(lw: &mut Lw<'g>, n: &Node) -> Result<Vec<(usize, &'g Node)>, Error> {
+    let g = lw.g;
+    let none = Ok(Vec::new());
+    // Split f32 operands are staged per node; nothing to share there.
+    if !matches!(n.op, Op::MatMul | Op::FusedMatMul) || unit_dtype(lw)?.1 {
+        return none;
+    }
+    let (Some(&Some(a)), Some(&Some(b)), Some(&Some(out))) =
+        (n.inputs.first(), n.inputs.get(1), n.outputs.first())
+    else {
+        return none;
+    };
+    if lw.is_known(a) || !lw.is_known(b) {
+        return none;
+    }
+    let (Ok(bt), Ok(ot)) = (lw.static_ty(b), lw.static_ty(out)) else {
+        return none;
+    };
+    if bt.0.len() != 2 {
+        return none;
+    }
+    let float = |d: DType| matches!(d, DType::F32 | DType::F16 | DType::BF16);
+    let mut found = Vec::new();
+    for (j, s) in g
+        .nodes
+        .iter()
+        .enumerate()
+        .skip(lw.pos + 1)
+        .take(SIBLING_WINDOW)
+    {
+        if lw.done.contains(&j) || s.op != n.op || s.inputs.first() != Some(&Some(a)) {
+            continue;
+        }
+        let (Some(&Some(sb)), Some(&Some(so))) = (s.inputs.get(1), s.outputs.first()) else {
+            continue;
+        };
+        if s.outputs.len() != 1
+            || !lw.is_known(sb)
+            || s.inputs.iter().flatten().any(|&v| !lw.available(v))
+        {
+            continue;
+        }
+        lw.refine(s);
+        let same = lw.static_ty(sb).is_ok_and(|t| t.0 == bt.0)
+            && lw.static_ty(so).is_ok_and(|t| t == ot)
+            && s.inputs
+                .iter()
+                .flatten()
+                .all(|&v| lw.static_ty(v).is_ok_and(|t| float(t.1)));
+        if same {
+            found.push((j, s));
+        }
+    }
+    Ok(found)
+}
+
+/// Lowers a matmul node, together with its siblings (`siblings`) as one
+/// phase: one item list over all their column blocks, each block taking
+/// its B, output and epilogue from its own node, A read once per block row.
 pub fn lower(lw: &mut Lw, n: &Node) -> Result<(), Error> {
+    let sibs = siblings(lw, n)?;
+    let (mut spec, dt) = prepare(lw, n)?;
+    for (j, s) in sibs {
+        lw.done.insert(j);
+        lw.node_op = s.op.to_string();
+        let (sp, sdt) = prepare(lw, s)?;
+        let same_a = sp.a.len() == spec.a.len()
+            && sp
+                .a
+                .iter()
+                .zip(&spec.a)
+                .all(|(x, y)| x.buf == y.buf && x.off == y.off && x.dt == y.dt);
+        if sdt == dt
+            && same_a
+            && (sp.m, sp.n, sp.k) == (spec.m, spec.n, spec.k)
+            && sp.jobs == spec.jobs
+        {
+            spec.siblings.push(Seg {
+                b: sp.b,
+                out: sp.out,
+                epi: sp.epi,
+            });
+        } else {
+            // Its inputs are all there: it can run on its own, here.
+            emit(lw, &sp, sdt)?;
+        }
+    }
+    lw.node_op = n.op.to_string();
+    emit(lw, &spec, dt)
+}
+
+/// The product `n` computes, its operands in the unit's layout (phases
+/// staging them are emitted here), not yet emitted.
+fn prepare(lw: &mut Lw, n: &Node) -> Result<(Spec, Dt), Error> {
     for v in n.inputs.iter().flatten().chain(n.outputs.iter().flatten()) {
         let (_, d) = lw.static_ty(*v)?;
         if !matches!(d, DType::F32 | DType::F16 | DType::BF16) {
@@ -761,8 +890,9 @@ pub fn lower(lw: &mut Lw, n: &Node) -> Result<(), Error> {
         out,
         jobs,
         epi,
+        siblings: Vec::new(),
     };
-    emit(lw, &spec, dt)
+    Ok((spec, dt))
 }
 
 /// Transposes the last two axes of a compile-time tensor.

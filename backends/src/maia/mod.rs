@@ -471,6 +471,86 @@ mod tests {
         assert_eq!(run_bytes(text, &ins, "m"), f(&[-0.75]));
     }
 
+    /// `%name: f32[shape] = const hex"..."` for the given values.
+    fn const_f32(name: &str, shape: &str, v: &[f32]) -> String {
+        let hex: String = v
+            .iter()
+            .flat_map(|x| x.to_le_bytes())
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        format!("  %{name}: f32[{shape}] = const hex\"{hex}\"\n")
+    }
+
+    #[test]
+    fn sibling_matmuls_on_one_activation_run_as_one_phase() {
+        // Q/K/V-like projections of x (with a reshape between them, as
+        // attention graphs have): one with a bias, one with a bias and a
+        // residual, one with a bias and Relu. Small integers keep every
+        // product exact in bf16 operands with f32 sums, so the expected
+        // values are plain integer arithmetic.
+        let (m, k, n) = (32usize, 48usize, 16usize);
+        let w = |s: usize| -> Vec<f32> {
+            (0..k * n)
+                .map(|i| ((i * 7 + s * 3) % 5) as f32 - 2.0)
+                .collect()
+        };
+        let bias = |s: usize| -> Vec<f32> { (0..n).map(|j| (j + s) as f32 - 8.0).collect() };
+        let mut text = format!("graph \"g\"(%x: f32[{m},{k}], %r: f32[{m},{n}]) {{\n");
+        for s in 0..3 {
+            text += &const_f32(&format!("w{s}"), &format!("{k},{n}"), &w(s));
+            text += &const_f32(&format!("b{s}"), &format!("{n}"), &bias(s));
+        }
+        text += &format!(
+            "  %shape: i64[2] = const hex\"{}\"\n",
+            [n as i64, m as i64]
+                .iter()
+                .flat_map(|x| x.to_le_bytes())
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        );
+        text += &format!(
+            "  %q: f32[{m},{n}] = FusedMatMul(%x, %w0, %b0, _)
+  %qr: f32[{n},{m}] = Reshape(%q, %shape)
+  %k: f32[{m},{n}] = FusedMatMul(%x, %w1, %b1, %r)
+  %v: f32[{m},{n}] = FusedMatMul(%x, %w2, %b2, _) {{activation=\"Relu\"}}
+  return %qr, %k, %v
+}}"
+        );
+        let g = smelt_ir::text::parse(&text).unwrap();
+        let art = compile(&g, &HwConfig::tiny(), "tiny-npu", &Options::default()).unwrap();
+        // Phases are barrier to barrier on every queue: count those with
+        // tensor-unit work.
+        let mut phase: std::collections::HashMap<_, u32> = Default::default();
+        let mut with_matmul = std::collections::BTreeSet::new();
+        for c in &art.commands {
+            match c.op {
+                smelt_runtime::maia::Op::Barrier { .. } => *phase.entry(c.queue).or_default() += 1,
+                smelt_runtime::maia::Op::Matmul { .. } => {
+                    with_matmul.insert(phase.get(&c.queue).copied().unwrap_or(0));
+                }
+                _ => {}
+            }
+        }
+        assert_eq!(with_matmul.len(), 1, "{with_matmul:?}");
+        let x: Vec<f32> = (0..m * k).map(|i| ((i * 5) % 9) as f32 - 4.0).collect();
+        let r: Vec<f32> = (0..m * n).map(|i| (i % 13) as f32).collect();
+        let ins = [("x", x.clone()), ("r", r.clone())];
+        let prod = |s: usize| -> Vec<f32> {
+            let (ws, bs) = (w(s), bias(s));
+            (0..m * n)
+                .map(|o| {
+                    let (i, j) = (o / n, o % n);
+                    bs[j] + (0..k).map(|l| x[i * k + l] * ws[l * n + j]).sum::<f32>()
+                })
+                .collect()
+        };
+        assert_eq!(run(&text, &ins, "qr"), prod(0));
+        let want_k: Vec<f32> = prod(1).iter().zip(&r).map(|(a, b)| a + b).collect();
+        assert_eq!(run(&text, &ins, "k"), want_k);
+        let want_v: Vec<f32> = prod(2).iter().map(|a| a.max(0.0)).collect();
+        assert_eq!(run(&text, &ins, "v"), want_v);
+    }
+
     #[test]
     fn unsupported_op_is_named() {
         let g = smelt_ir::text::parse(

@@ -44,6 +44,9 @@ pub struct Shape {
     pub residual: bool,
     /// Partial products may be added in HBM (f32 output, linear epilogue).
     pub splittable: bool,
+    /// Outputs of `n` columns each computed from the same A (sibling
+    /// products in one phase); a column block never spans two.
+    pub segs: u64,
 }
 
 impl MatmulTiling {
@@ -139,7 +142,7 @@ pub fn choose_matmul_tiling(hw: &HwConfig, s: &Shape, rate: f64) -> Result<Matmu
                             continue;
                         }
                         let ks = s.k.div_ceil(kc);
-                        let nb = s.n.div_ceil(tn);
+                        let nb = s.n.div_ceil(tn) * s.segs.max(1);
                         let items = s.m.div_ceil(tm) * nb * s.batch * ks;
                         // Shared: groups of `share` column blocks of one row
                         // block go to one cluster, a tile takes one item of a
@@ -247,6 +250,7 @@ mod tests {
             parts: 1,
             residual: false,
             splittable: false,
+            segs: 1,
         }
     }
 
