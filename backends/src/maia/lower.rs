@@ -333,6 +333,26 @@ impl Lw<'_> {
         Ok(r)
     }
 
+    /// Like `output`, but stored as `sdt` (an f32 value whose only reader
+    /// narrows it anyway); never for graph outputs, which keep their dtype.
+    pub fn output_stored(&mut self, n: &Node, i: usize, sdt: DType) -> Result<TRef, Error> {
+        let v = n
+            .outputs
+            .get(i)
+            .copied()
+            .flatten()
+            .ok_or_else(|| Error::Graph(format!("{}: output {i} is missing", n.describe())))?;
+        if self.direct.contains_key(&v) {
+            return self.output(n, i);
+        }
+        let (shape, gdt) = self.static_ty(v)?;
+        let name = self.g.value(v).name.clone();
+        let mut r = self.region_for(&name, Home::Arena, sdt, &shape)?;
+        r.gdt = gdt;
+        self.vals.insert(v, r.clone());
+        Ok(r)
+    }
+
     /// Makes output `i` of `n` a view of an existing buffer (reshapes).
     pub fn alias(&mut self, n: &Node, i: usize, src: &TRef) -> Result<(), Error> {
         let Some(v) = n.outputs.get(i).copied().flatten() else {

@@ -511,11 +511,31 @@ pub fn emit(lw: &mut Lw, spec: &Spec, dt: Dt) -> Result<(), Error> {
                         ops.remove(0);
                     }
                 }
+                // A 16-bit output is narrowed in SRAM so that its store
+                // moves 2 bytes per element, not the f32 block's 4 (the
+                // same rounding as a converting DMA).
+                let sdt = if matches!(sg.out.dt, Dt::BF16 | Dt::F16) && k_lo == 0 {
+                    let n_el = (mr * nr) as u32;
+                    if matches!(ops.as_slice(), [Cmd::Vector { op: VOp::Copy, .. }]) {
+                        ops.clear();
+                    }
+                    let src = if ops.is_empty() { c } else { out };
+                    ops.push(Cmd::Convert {
+                        src_dt: Dt::F32,
+                        dst_dt: sg.out.dt,
+                        n: n_el,
+                        dst: out,
+                        src,
+                    });
+                    sg.out.dt
+                } else {
+                    Dt::F32
+                };
                 let stores = vec![Xfer {
                     src: Mem::Sram(tile, out as u64),
                     // An added part names rows by index from the block's column.
                     dst: sg.out.at(job.out + if k_lo > 0 { 0 } else { m0 * n } + n0),
-                    sdt: Dt::F32,
+                    sdt,
                     ddt: sg.out.dt,
                     rows: mr,
                     cols: nr,
@@ -697,6 +717,35 @@ pub fn lower(lw: &mut Lw, n: &Node) -> Result<(), Error> {
     emit(lw, &spec, dt)
 }
 
+/// Whether `n`'s f32 output can be stored in bf16: its only reader is a
+/// matmul taking it as A or B on a bf16 unit, which rounds it to bf16 on
+/// load or in a conversion phase anyway (one rounding of the f32 value
+/// either way, so results are identical), while the store moves half the
+/// bytes and the reader needs no conversion phase.
+fn stores_bf16(lw: &mut Lw, n: &Node, dt: Dt, split: bool) -> Result<bool, Error> {
+    if dt != Dt::BF16 || split || n.outputs.len() != 1 {
+        return Ok(false);
+    }
+    let Some(&Some(v)) = n.outputs.first() else {
+        return Ok(false);
+    };
+    let g = lw.g;
+    if g.outputs.contains(&v) || lw.static_ty(v)?.1 != DType::F32 {
+        return Ok(false);
+    }
+    let mut readers = g.nodes.iter().flat_map(|r| {
+        r.inputs
+            .iter()
+            .enumerate()
+            .filter(move |(_, x)| **x == Some(v))
+            .map(move |(i, _)| (r, i))
+    });
+    let (Some((r, i)), None) = (readers.next(), readers.next()) else {
+        return Ok(false);
+    };
+    Ok(matches!(r.op, Op::MatMul | Op::FusedMatMul | Op::MatMulNT) && i < 2)
+}
+
 /// The product `n` computes, its operands in the unit's layout (phases
 /// staging them are emitted here), not yet emitted.
 fn prepare(lw: &mut Lw, n: &Node) -> Result<(Spec, Dt), Error> {
@@ -709,7 +758,11 @@ fn prepare(lw: &mut Lw, n: &Node) -> Result<(Spec, Dt), Error> {
     let (dt, split) = unit_dtype(lw)?;
     let mut a = lw.input(n, 0)?;
     let b = lw.input(n, 1)?;
-    let out = lw.output(n, 0)?;
+    let out = if stores_bf16(lw, n, dt, split)? {
+        lw.output_stored(n, 0, DType::BF16)?
+    } else {
+        lw.output(n, 0)?
+    };
     let (mut trans_a, mut trans_b) = (false, false);
     let mut epi = Vec::new();
     if n.op == Op::Gemm {

@@ -38,6 +38,23 @@ impl Xfer {
     }
 }
 
+impl Xfer {
+    /// Rows r0..r1 of this transfer.
+    fn rows_of(&self, r0: u64, r1: u64) -> Xfer {
+        let shift = |m: Mem, b: u64| match m {
+            Mem::Hbm(buf, o) => Mem::Hbm(buf, o + b),
+            Mem::L2(c, o) => Mem::L2(c, o + b),
+            Mem::Sram(t, o) => Mem::Sram(t, o + b),
+        };
+        Xfer {
+            src: shift(self.src, self.sdt.bytes(r0 * self.sstride)),
+            dst: shift(self.dst, self.ddt.bytes(r0 * self.dstride)),
+            rows: r1 - r0,
+            ..*self
+        }
+    }
+}
+
 fn emit(p: &mut Program, tile: u16, lane: Lane, x: &Xfer) -> Result<(), Error> {
     let q = p.dma_q(tile, lane);
     p.dma(
@@ -239,6 +256,13 @@ pub fn matmul(p: &mut Program, tile: u16, tiles: &[MmTile]) -> Result<(), Error>
         }
         Ok(())
     };
+    // The last store has nothing left to overlap with: its rows are split
+    // over both lanes (the load lane is idle by then).
+    let last = tiles.last();
+    let tail = lq != sq
+        && last.is_some_and(|mt| {
+            mt.add.is_none() && mt.notify.is_empty() && mt.stores.iter().all(|x| x.rows >= 2)
+        });
     let mut g = 0usize;
     for (t, mt) in tiles.iter().enumerate() {
         let o = (t % 2) as u16;
@@ -284,11 +308,23 @@ pub fn matmul(p: &mut Program, tile: u16, tiles: &[MmTile]) -> Result<(), Error>
             p.signal(vq, ACCFREE + o);
         }
         p.signal(vq, DONE + o);
+        if tail && t + 1 == nt {
+            p.signal(vq, DONE + o);
+        }
         if t >= 1 {
             store(p, t - 1)?;
         }
     }
-    if nt > 0 {
+    if let (true, Some(mt)) = (tail, last) {
+        let o = ((nt - 1) % 2) as u16;
+        p.wait(sq, DONE + o);
+        p.wait(lq, DONE + o);
+        for x in &mt.stores {
+            let h = x.rows / 2;
+            emit(p, tile, Lane::Store, &x.rows_of(0, h))?;
+            emit(p, tile, Lane::Load, &x.rows_of(h, x.rows))?;
+        }
+    } else if nt > 0 {
         store(p, nt - 1)?;
     }
     Ok(())

@@ -121,7 +121,10 @@ pub fn choose_matmul_tiling(hw: &HwConfig, s: &Shape, rate: f64) -> Result<Matmu
     let lanes = hw.tile.dma.engines.min(2);
     let l2_port = hw.cluster.dma.bandwidth * hw.cluster.dma.engines as f64;
     let shares: Vec<u64> = if can_share(hw) {
-        vec![1, hw.tiles_per_cluster as u64]
+        // Fewer readers than the cluster's tiles: the L2 port carries the
+        // fill plus one read per reader, and a layer with few column
+        // blocks then spreads over more clusters.
+        (1..=hw.tiles_per_cluster as u64).collect()
     } else {
         vec![1]
     };
@@ -138,7 +141,12 @@ pub fn choose_matmul_tiling(hw: &HwConfig, s: &Shape, rate: f64) -> Result<Matmu
                             share,
                             kc,
                         };
-                        if t.sram_bytes(s) > hw.tile.sram_bytes {
+                        // Partial clusters only without split K: the model
+                        // misses the split-K adds queueing behind the slower
+                        // shared reads (measured slower on BERT's FFN down).
+                        if t.sram_bytes(s) > hw.tile.sram_bytes
+                            || (share > 1 && share < hw.tiles_per_cluster as u64 && kc < s.k)
+                        {
                             continue;
                         }
                         let ks = s.k.div_ceil(kc);
@@ -178,12 +186,19 @@ pub fn choose_matmul_tiling(hw: &HwConfig, s: &Shape, rate: f64) -> Result<Matmu
                         let tail = if ks > 1 { 4.0 * store } else { store };
                         // A streams on the load lane; B, the epilogue operands
                         // and the store on the other one (one lane: all of it).
-                        let bytes = if lanes >= 2 {
-                            a.max(b + tail)
+                        // A read from L2 shares the cluster's port with the
+                        // fill and the other readers.
+                        let bw = hw.tile.dma.bandwidth;
+                        let a_bw = if share > 1 {
+                            bw.min(l2_port / (1 + share) as f64)
                         } else {
-                            a + b + tail
+                            bw
                         };
-                        let dma = bytes / hw.tile.dma.bandwidth;
+                        let dma = if lanes >= 2 {
+                            (a / a_bw).max((b + tail) / bw)
+                        } else {
+                            a / a_bw + (b + tail) / bw
+                        };
                         let issue = (kc.div_ceil(tk) * 4) as f64 * hw.tile.issue_cycles / clock;
                         // Pipeline fill and drain: a transfer-bound tile still
                         // computes its last k-chunk after the last load, a
