@@ -552,6 +552,61 @@ mod tests {
     }
 
     #[test]
+    fn matmul_read_only_by_a_matmul_is_stored_in_bf16() {
+        // h = x·w0 + b0 holds integers beyond bf16's 8-bit significand; the
+        // second matmul takes h in bf16 either way, so y = bf16(h)·w1 with
+        // round-to-nearest-even, whether h is stored in f32 or in bf16.
+        let (m, k, n) = (16usize, 32usize, 16usize);
+        let w0: Vec<f32> = (0..k * n).map(|i| ((i * 7) % 9) as f32).collect();
+        let b0: Vec<f32> = (0..n).map(|j| (j * 3) as f32 + 1.0).collect();
+        let w1: Vec<f32> = (0..n * n).map(|i| ((i * 5) % 3) as f32 - 1.0).collect();
+        let mut text = format!("graph \"g\"(%x: f32[{m},{k}]) {{\n");
+        text += &const_f32("w0", &format!("{k},{n}"), &w0);
+        text += &const_f32("b0", &format!("{n}"), &b0);
+        text += &const_f32("w1", &format!("{n},{n}"), &w1);
+        text += &format!(
+            "  %h: f32[{m},{n}] = FusedMatMul(%x, %w0, %b0, _)
+  %y: f32[{m},{n}] = MatMul(%h, %w1)
+  return %y
+}}"
+        );
+        let g = smelt_ir::text::parse(&text).unwrap();
+        let art = compile(&g, &HwConfig::tiny(), "tiny-npu", &Options::default()).unwrap();
+        let cvt = art.commands.iter().any(|c| {
+            matches!(
+                c.op,
+                smelt_runtime::maia::Op::Convert {
+                    dst_dt: smelt_runtime::maia::Dt::BF16,
+                    ..
+                }
+            )
+        });
+        assert!(cvt, "h is narrowed in SRAM before its store");
+        let x: Vec<f32> = (0..m * k).map(|i| ((i * 3) % 7) as f32).collect();
+        // bf16 keeps the top 16 bits of an f32, rounding to nearest even.
+        let bf16 = |v: f32| {
+            let b = v.to_bits();
+            f32::from_bits((b + 0x7fff + ((b >> 16) & 1)) & 0xffff_0000)
+        };
+        let h: Vec<f32> = (0..m * n)
+            .map(|o| {
+                let (i, j) = (o / n, o % n);
+                b0[j] + (0..k).map(|l| x[i * k + l] * w0[l * n + j]).sum::<f32>()
+            })
+            .collect();
+        assert!(h.iter().any(|&v| bf16(v) != v), "some h rounds in bf16");
+        let want: Vec<f32> = (0..m * n)
+            .map(|o| {
+                let (i, j) = (o / n, o % n);
+                (0..n)
+                    .map(|l| bf16(h[i * n + l]) * w1[l * n + j])
+                    .sum::<f32>()
+            })
+            .collect();
+        assert_eq!(run(&text, &[("x", x)], "y"), want);
+    }
+
+    #[test]
     fn unsupported_op_is_named() {
         let g = smelt_ir::text::parse(
             r#"graph "g"(%x: f32[2,2]) {
