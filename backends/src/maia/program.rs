@@ -241,6 +241,52 @@ impl Program {
         }
     }
 
+    /// What `dma.gather` and `dma.scatter` share: the 32-bit field checks
+    /// and the three locations, in order (src, dst, idx) with the sizes as
+    /// the command stores them; `None` when there is nothing to move.
+    #[allow(clippy::too_many_arguments)]
+    fn indexed(
+        &mut self,
+        what: &str,
+        src: Mem,
+        dst: Mem,
+        idx: Mem,
+        rows: u64,
+        cols: u64,
+        strides: [u64; 3],
+        bound: u64,
+    ) -> Result<Option<Indexed>, Error> {
+        let [sstride, dstride, istride] = strides;
+        let field = |x: u64| u32::try_from(x).ok();
+        let (Some(rows32), Some(cols32), Some(s), Some(d), Some(i), Some(b)) = (
+            field(rows),
+            field(cols),
+            field(sstride),
+            field(dstride),
+            field(istride),
+            field(bound),
+        ) else {
+            return Err(Error::TooLarge(format!(
+                "a {what} of {rows}x{cols} elements exceeds the DMA command's 32-bit fields"
+            )));
+        };
+        if rows == 0 || cols == 0 {
+            return Ok(None);
+        }
+        if self.phases.is_empty() {
+            self.phases.push(Vec::new());
+        }
+        Ok(Some(Indexed {
+            src: self.loc(src, 0),
+            dst: self.loc(dst, 1),
+            idx: self.loc(idx, 2),
+            rows: rows32,
+            cols: cols32,
+            strides: [s, d, i],
+            bound: b,
+        }))
+    }
+
     /// An indirect copy: row r of `dst` is row idx[r] of `src` (strides in
     /// elements of `dt`, the index stride in elements of `idt`).
     #[allow(clippy::too_many_arguments)]
@@ -257,39 +303,24 @@ impl Program {
         strides: [u64; 3],
         bound: u64,
     ) -> Result<(), Error> {
-        let [sstride, dstride, istride] = strides;
-        let fits = |x: u64| u32::try_from(x).is_ok();
-        if ![rows, cols, sstride, dstride, istride, bound]
-            .into_iter()
-            .all(fits)
-        {
-            return Err(Error::TooLarge(format!(
-                "a gather of {rows}x{cols} elements exceeds the DMA command's 32-bit fields"
-            )));
-        }
-        if rows == 0 || cols == 0 {
+        let Some(x) = self.indexed("gather", src, dst, idx, rows, cols, strides, bound)? else {
             return Ok(());
-        }
-        if self.phases.is_empty() {
-            self.phases.push(Vec::new());
-        }
-        let src = self.loc(src, 0);
-        let dst = self.loc(dst, 1);
-        let idx = self.loc(idx, 2);
+        };
+        let [src_stride, dst_stride, idx_stride] = x.strides;
         self.push(
             queue,
             Op::DmaGather {
-                src,
-                dst,
-                idx,
+                src: x.src,
+                dst: x.dst,
+                idx: x.idx,
                 dt,
                 idx_dt: idt,
-                rows: rows as u32,
-                cols: cols as u32,
-                src_stride: sstride as u32,
-                dst_stride: dstride as u32,
-                idx_stride: istride as u32,
-                bound: bound as u32,
+                rows: x.rows,
+                cols: x.cols,
+                src_stride,
+                dst_stride,
+                idx_stride,
+                bound: x.bound,
             },
         );
         Ok(())
@@ -313,40 +344,25 @@ impl Program {
         strides: [u64; 3],
         bound: u64,
     ) -> Result<(), Error> {
-        let [sstride, dstride, istride] = strides;
-        let fits = |x: u64| u32::try_from(x).is_ok();
-        if ![rows, cols, sstride, dstride, istride, bound]
-            .into_iter()
-            .all(fits)
-        {
-            return Err(Error::TooLarge(format!(
-                "a scatter of {rows}x{cols} elements exceeds the DMA command's 32-bit fields"
-            )));
-        }
-        if rows == 0 || cols == 0 {
+        let Some(x) = self.indexed("scatter", src, dst, idx, rows, cols, strides, bound)? else {
             return Ok(());
-        }
-        if self.phases.is_empty() {
-            self.phases.push(Vec::new());
-        }
-        let src = self.loc(src, 0);
-        let dst = self.loc(dst, 1);
-        let idx = self.loc(idx, 2);
+        };
+        let [src_stride, dst_stride, idx_stride] = x.strides;
         self.push(
             queue,
             Op::DmaScatter {
-                src,
-                dst,
-                idx,
+                src: x.src,
+                dst: x.dst,
+                idx: x.idx,
                 dt,
                 idx_dt: idt,
                 red,
-                rows: rows as u32,
-                cols: cols as u32,
-                src_stride: sstride as u32,
-                dst_stride: dstride as u32,
-                idx_stride: istride as u32,
-                bound: bound as u32,
+                rows: x.rows,
+                cols: x.cols,
+                src_stride,
+                dst_stride,
+                idx_stride,
+                bound: x.bound,
             },
         );
         Ok(())
@@ -509,4 +525,15 @@ impl Program {
         }
         size
     }
+}
+
+/// The checked operands of an indirect DMA (see `Program::indexed`).
+struct Indexed {
+    src: Loc,
+    dst: Loc,
+    idx: Loc,
+    rows: u32,
+    cols: u32,
+    strides: [u32; 3],
+    bound: u32,
 }

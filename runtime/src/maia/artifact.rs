@@ -386,6 +386,41 @@ impl Limits {
         }
     }
 
+    /// The checks `dma.gather` and `dma.scatter` share: integer indices
+    /// (one per moved row), and the source and destination ranges, each
+    /// given as (rows, stride) — the indexed side spans `bound` rows.
+    #[allow(clippy::too_many_arguments)]
+    fn indexed(
+        &self,
+        i: usize,
+        what: &str,
+        (dt, idx_dt): (Dt, Dt),
+        [src, dst, idx]: [&Loc; 3],
+        [(src_rows, src_stride), (dst_rows, dst_stride)]: [(u32, u32); 2],
+        cols: u32,
+        (moved, idx_stride): (u32, u32),
+    ) -> Result<(), Error> {
+        if !matches!(idx_dt, Dt::I32 | Dt::I64) {
+            return Err(Error::Malformed {
+                index: i,
+                why: format!("{what} indices must be i32 or i64, not {idx_dt}"),
+            });
+        }
+        self.range(
+            i,
+            src.space,
+            src.offset,
+            span(dt, src_rows, cols, src_stride),
+        )?;
+        self.range(
+            i,
+            dst.space,
+            dst.offset,
+            span(dt, dst_rows, cols, dst_stride),
+        )?;
+        self.range(i, idx.space, idx.offset, span(idx_dt, moved, 1, idx_stride))
+    }
+
     fn range(&self, i: usize, space: Space, off: u64, len: u64) -> Result<(), Error> {
         let (name, size, unit, units) = match space {
             Space::Hbm => ("HBM (memory layout)".to_string(), self.hbm, 0, 1),
@@ -513,31 +548,10 @@ impl Limits {
                         why: format!("dma.gather moves whole elements; {dt} is blocked"),
                     });
                 }
-                if !matches!(idx_dt, Dt::I32 | Dt::I64) {
-                    return Err(Error::Malformed {
-                        index: i,
-                        why: format!("dma.gather indices must be i32 or i64, not {idx_dt}"),
-                    });
-                }
                 // Every row the indices may name lies inside the source.
-                self.range(
-                    i,
-                    src.space,
-                    src.offset,
-                    span(*dt, *bound, *cols, *src_stride),
-                )?;
-                self.range(
-                    i,
-                    dst.space,
-                    dst.offset,
-                    span(*dt, *rows, *cols, *dst_stride),
-                )?;
-                self.range(
-                    i,
-                    idx.space,
-                    idx.offset,
-                    span(*idx_dt, *rows, 1, *idx_stride),
-                )?;
+                let (s, d) = ((*bound, *src_stride), (*rows, *dst_stride));
+                let (dts, ix) = ((*dt, *idx_dt), (*rows, *idx_stride));
+                self.indexed(i, "dma.gather", dts, [src, dst, idx], [s, d], *cols, ix)?;
             }
             Op::DmaScatter {
                 src,
@@ -559,31 +573,10 @@ impl Limits {
                         why: format!("dma.scatter writes whole elements of bytes; {dt} is not"),
                     });
                 }
-                if !matches!(idx_dt, Dt::I32 | Dt::I64) {
-                    return Err(Error::Malformed {
-                        index: i,
-                        why: format!("dma.scatter indices must be i32 or i64, not {idx_dt}"),
-                    });
-                }
-                self.range(
-                    i,
-                    src.space,
-                    src.offset,
-                    span(*dt, *rows, *cols, *src_stride),
-                )?;
                 // Every row the indices may name lies inside the destination.
-                self.range(
-                    i,
-                    dst.space,
-                    dst.offset,
-                    span(*dt, *bound, *cols, *dst_stride),
-                )?;
-                self.range(
-                    i,
-                    idx.space,
-                    idx.offset,
-                    span(*idx_dt, *rows, 1, *idx_stride),
-                )?;
+                let (s, d) = ((*rows, *src_stride), (*bound, *dst_stride));
+                let (dts, ix) = ((*dt, *idx_dt), (*rows, *idx_stride));
+                self.indexed(i, "dma.scatter", dts, [src, dst, idx], [s, d], *cols, ix)?;
             }
             Op::Matmul {
                 dt,
