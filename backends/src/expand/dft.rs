@@ -7,7 +7,7 @@
 //! (exact f32 arithmetic; 16-bit signals are computed in f32 and rounded
 //! once).
 
-use super::steps::{reshape, transpose};
+use super::steps::{int_attr, reshape, transpose};
 use super::{Builder, Expansion};
 use smelt_ir::semantics::reduce::dft_signal;
 use smelt_ir::{Attr, DType, Node, Op, ValueId};
@@ -22,13 +22,6 @@ pub fn lookup(op: Op) -> Option<Expansion> {
 /// Products above this many elements are left to a target's own DFT (the
 /// broadcast product is materialized).
 const MAX_PRODUCT: usize = 1 << 24;
-
-fn int_attr(n: &Node, name: &str, d: i64) -> i64 {
-    match n.attr(name) {
-        Some(Attr::Int(v)) => *v,
-        _ => d,
-    }
-}
 
 fn scalar(b: &mut Builder, n: &Node, i: usize) -> Option<Option<i64>> {
     match Builder::input(n, i) {

@@ -4,6 +4,7 @@
 //! (GatherElements at run-time reversed positions) and GatherND (one flat
 //! index per tuple, then Gather on the flattened leading axes).
 
+use super::steps::int_attr;
 use super::{Builder, Expansion};
 use smelt_ir::interp::Tensor;
 use smelt_ir::{Attr, DClass, DType, Node, Op, ValueId};
@@ -21,13 +22,6 @@ pub fn lookup(op: Op) -> Option<Expansion> {
 
 type Out = Result<Option<Vec<Option<ValueId>>>, String>;
 type R = Result<ValueId, String>;
-
-fn int_attr(n: &Node, k: &str, dflt: i64) -> i64 {
-    match n.attr(k) {
-        Some(Attr::Int(v)) => *v,
-        _ => dflt,
-    }
-}
 
 fn ints_attr(n: &Node, k: &str) -> Option<Vec<i64>> {
     match n.attr(k) {

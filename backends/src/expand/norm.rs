@@ -2,7 +2,7 @@
 //! a window of channels (shifted slices of the zero-padded squares), then
 //! x / (bias + alpha/size · sum)^beta.
 
-use super::steps::slice;
+use super::steps::{float_attr, slice};
 use super::{Builder, Expansion};
 use smelt_ir::{Attr, Node, Op, ValueId};
 
@@ -10,13 +10,6 @@ pub fn lookup(op: Op) -> Option<Expansion> {
     match op {
         Op::LRN => Some(lrn),
         _ => None,
-    }
-}
-
-fn float(n: &Node, name: &str, d: f64) -> f64 {
-    match n.attr(name) {
-        Some(Attr::Float(v)) => f64::from(*v),
-        _ => d,
     }
 }
 
@@ -50,9 +43,9 @@ fn lrn(b: &mut Builder, n: &Node) -> Result<Option<Vec<Option<ValueId>>>, String
         let s = slice(b, padded, &[1], &[j], &[j + c])?;
         sum = b.op(Op::Add, &[sum, s], &[])?;
     }
-    let k = b.scalar(d, float(n, "alpha", 1e-4) / size as f64)?;
-    let bias = b.scalar(d, float(n, "bias", 1.0))?;
-    let beta = b.scalar(d, float(n, "beta", 0.75))?;
+    let k = b.scalar(d, float_attr(n, "alpha").unwrap_or(1e-4) / size as f64)?;
+    let bias = b.scalar(d, float_attr(n, "bias").unwrap_or(1.0))?;
+    let beta = b.scalar(d, float_attr(n, "beta").unwrap_or(0.75))?;
     let scaled = b.op(Op::Mul, &[sum, k], &[])?;
     let base = b.op(Op::Add, &[scaled, bias], &[])?;
     let den = b.op(Op::Pow, &[base, beta], &[])?;

@@ -9,6 +9,7 @@
 //! Scales and zero points may be graph inputs: per-axis and blocked ones
 //! are reshaped (and blocks repeated) so that they broadcast against x.
 
+use super::steps::int_attr;
 use super::{Builder, Expansion};
 use smelt_ir::semantics::util::dtype_to_onnx;
 use smelt_ir::{Attr, DClass, DType, Node, Op, ValueId};
@@ -27,13 +28,6 @@ pub fn lookup(op: Op) -> Option<Expansion> {
 }
 
 type Out = Result<Option<Vec<Option<ValueId>>>, String>;
-
-fn int_attr(n: &Node, name: &str, d: i64) -> i64 {
-    match n.attr(name) {
-        Some(Attr::Int(v)) => *v,
-        _ => d,
-    }
-}
 
 fn cast(b: &mut Builder, v: ValueId, to: DType) -> Result<ValueId, String> {
     if b.dtype(v) == to {

@@ -4,6 +4,7 @@
 //! picks the first-step and bias-correction factors: folded when T is a
 //! constant, computed on the chip when it is a run-time input.
 
+use super::steps::{float_attr, int_attr};
 use super::{Builder, Expansion};
 use smelt_ir::{Attr, DType, Node, Op, ValueId};
 
@@ -16,20 +17,6 @@ pub fn lookup(op: Op) -> Option<Expansion> {
 }
 
 type Out = Result<Option<Vec<Option<ValueId>>>, String>;
-
-fn float_attr(n: &Node, name: &str, default: f64) -> f64 {
-    match n.attr(name) {
-        Some(Attr::Float(v)) => f64::from(*v),
-        _ => default,
-    }
-}
-
-fn int_attr(n: &Node, name: &str, default: i64) -> i64 {
-    match n.attr(name) {
-        Some(Attr::Int(v)) => *v,
-        _ => default,
-    }
-}
 
 fn batch_norm(b: &mut Builder, n: &Node) -> Out {
     let ins: Vec<ValueId> = match (0..5).map(|i| Builder::input(n, i)).collect() {
@@ -58,7 +45,7 @@ fn batch_norm(b: &mut Builder, n: &Node) -> Out {
         let v = b.cast(v, d)?;
         b.op(Op::Reshape, &[v, cs], &[])
     };
-    let eps = b.scalar(d, float_attr(n, "epsilon", 1e-5))?;
+    let eps = b.scalar(d, float_attr(n, "epsilon").unwrap_or(1e-5))?;
     let (mean, var, running) = if training {
         let mut axes = vec![0i64];
         axes.extend(2..shape.len() as i64);
@@ -69,7 +56,7 @@ fn batch_norm(b: &mut Builder, n: &Node) -> Out {
         let sq = b.op(Op::Mul, &[c, c], &[])?;
         let v = b.op(Op::ReduceMean, &[sq, axes], &keep)?;
         // Running statistics: input * momentum + batch * (1 - momentum).
-        let mom = float_attr(n, "momentum", 0.9);
+        let mom = float_attr(n, "momentum").unwrap_or(0.9);
         let flat = b.const_i64(&[1], vec![shape[1] as i64])?;
         let mut run = Vec::new();
         for (batch, input) in [(m, ins[3]), (v, ins[4])] {
@@ -132,7 +119,7 @@ fn optimizer(b: &mut Builder, n: &Node) -> Out {
         Some(_) => return Ok(None),
         None => Step::Run(ins[1]),
     };
-    let norm = float_attr(n, "norm_coefficient", 0.0);
+    let norm = float_attr(n, "norm_coefficient").unwrap_or(0.0);
     let mut out: Vec<Vec<Option<ValueId>>> = vec![Vec::new(); groups - 1];
     for i in 0..vars {
         let x = ins[2 + i];
@@ -154,8 +141,8 @@ fn optimizer(b: &mut Builder, n: &Node) -> Out {
         let new = match n.op {
             Op::Adagrad => {
                 let h = ins[2 + 2 * vars + i];
-                let decay = float_attr(n, "decay_factor", 0.0);
-                let eps = k(b, float_attr(n, "epsilon", 1e-6))?;
+                let decay = float_attr(n, "decay_factor").unwrap_or(0.0);
+                let eps = k(b, float_attr(n, "epsilon").unwrap_or(1e-6))?;
                 let lr = match t {
                     Step::Known(t) => {
                         let f = k(b, 1.0 / (1.0 + t * decay))?;
@@ -180,10 +167,10 @@ fn optimizer(b: &mut Builder, n: &Node) -> Out {
             }
             Op::Adam => {
                 let (v, h) = (ins[2 + 2 * vars + i], ins[2 + 3 * vars + i]);
-                let alpha = float_attr(n, "alpha", 0.9);
-                let beta = float_attr(n, "beta", 0.999);
-                let post = float_attr(n, "norm_coefficient_post", 0.0);
-                let eps = k(b, float_attr(n, "epsilon", 1e-6))?;
+                let alpha = float_attr(n, "alpha").unwrap_or(0.9);
+                let beta = float_attr(n, "beta").unwrap_or(0.999);
+                let post = float_attr(n, "norm_coefficient_post").unwrap_or(0.0);
+                let eps = k(b, float_attr(n, "epsilon").unwrap_or(1e-6))?;
                 let (ka, kna) = (k(b, alpha)?, k(b, 1.0 - alpha)?);
                 let va = b.op(Op::Mul, &[v, ka], &[])?;
                 let ga = b.op(Op::Mul, &[greg, kna], &[])?;
@@ -227,7 +214,7 @@ fn optimizer(b: &mut Builder, n: &Node) -> Out {
             }
             _ => {
                 let v = ins[2 + 2 * vars + i];
-                let alpha = float_attr(n, "alpha", 0.0);
+                let alpha = float_attr(n, "alpha").unwrap_or(0.0);
                 let nesterov = match n.attr("mode") {
                     Some(Attr::String(m)) if m == "nesterov" => true,
                     Some(Attr::String(m)) if m == "standard" => false,
@@ -235,7 +222,7 @@ fn optimizer(b: &mut Builder, n: &Node) -> Out {
                     _ => return Ok(None),
                 };
                 // The first step (T = 0) takes the plain gradient.
-                let beta = float_attr(n, "beta", 0.0);
+                let beta = float_attr(n, "beta").unwrap_or(0.0);
                 let kb = match t {
                     Step::Known(t) => k(b, if t > 0.0 { beta } else { 1.0 })?,
                     Step::Run(t) => {
