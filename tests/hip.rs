@@ -152,6 +152,7 @@ fn gemm(dtype: &str, batch: u64, m: u64, n: u64, k: u64, trans_b: bool, beta: f6
         c_strides: [(m * n) as i64, n as i64, 1],
         alpha: 1.0,
         beta,
+        c_dtype: None,
     }
 }
 
@@ -622,6 +623,39 @@ fn f16_value(h: u16) -> f64 {
     }
 }
 
+/// Attention whose two products are GEMM steps (MFMA on AMD, mma/wgmma
+/// on NVIDIA): f16/bf16 with f32 scores, grouped-query heads stacked as
+/// rows of one matrix per key head (4-D, and 3-D decoding one row through
+/// a KV cache), masks added to the GEMM's scores, 3-D heads addressed in
+/// place.
+const ATTENTIONS: &[&str] = &[
+    r#"graph "attn_f16"(%q: f16[2,3,19,24], %k: f16[2,3,21,24], %v: f16[2,3,21,40]) {
+  %y: f16[2,3,19,40] = Attention(%q, %k, %v)
+  return %y
+}
+"#,
+    r#"graph "attn_bf16_gqa_causal"(%q: bf16[1,6,17,16], %k: bf16[1,2,17,16], %v: bf16[1,2,17,16]) {
+  %y: bf16[1,6,17,16] = Attention(%q, %k, %v) {is_causal=1}
+  return %y
+}
+"#,
+    r#"graph "attn_f16_3d_mask"(%q: f16[1,9,64], %k: f16[1,11,64], %v: f16[1,11,64], %m: f16[9,11]) {
+  %y: f16[1,9,64] = Attention(%q, %k, %v, %m) {q_num_heads=4, kv_num_heads=4}
+  return %y
+}
+"#,
+    r#"graph "attn_f16_3d_gqa_decode"(%q: f16[3,1,64], %k: f16[3,1,32], %v: f16[3,1,32], %pk: f16[3,2,12,16], %pv: f16[3,2,12,16]) {
+  %y: f16[3,1,64], %k2: f16[3,2,13,16], %v2: f16[3,2,13,16] = Attention(%q, %k, %v, _, %pk, %pv) {q_num_heads=4, kv_num_heads=2}
+  return %y, %k2, %v2
+}
+"#,
+    r#"graph "attn_f32_gqa"(%q: f32[2,4,5,8], %k: f32[2,2,7,8], %v: f32[2,2,7,8]) {
+  %y: f32[2,4,5,8] = Attention(%q, %k, %v) {scale=0.25}
+  return %y
+}
+"#,
+];
+
 /// A program's printed HIP modules run on the host (the shim header in
 /// tests/gpu/hip/host): flat kernels one thread at a time, MFMA GEMMs (the
 /// builtins emulated) with each block's 256 threads as host threads. With
@@ -686,7 +720,7 @@ fn run_program(
     let ptr = |buf: usize, ty: smelt_kernel::Ty| format!("({}*)b{buf}", storage_c(ty));
     let mut skip_next = false;
     let mut skip = 0usize;
-    let gemm_ty = |g: &Gemm| match g.dtype.as_str() {
+    let dtype_ty = |d: &str| match d {
         "f32" => Some(smelt_kernel::Ty::F32),
         "f64" => Some(smelt_kernel::Ty::F64),
         "f16" => Some(smelt_kernel::Ty::F16),
@@ -725,9 +759,9 @@ fn run_program(
             && loader.kernel.name.contains("im2col")
             && let Some(b_param) = args.iter().position(|&a| a == g.b)
         {
-            let ty = gemm_ty(g)?;
+            let ty = dtype_ty(&g.dtype)?;
             let kname = format!("gemm{}", modules.len());
-            let mut a = vec![ptr(g.a, ty), ptr(g.b, ty), ptr(g.c, ty)];
+            let mut a = vec![ptr(g.a, ty), ptr(g.b, ty), ptr(g.c, dtype_ty(g.c_dtype())?)];
             a.extend(
                 args.iter()
                     .zip(&loader.kernel.params)
@@ -784,9 +818,9 @@ fn run_program(
                 );
             }
             Step::Gemm(g) => {
-                let ty = gemm_ty(g)?;
+                let ty = dtype_ty(&g.dtype)?;
                 let kname = format!("gemm{}", modules.len());
-                let mut args = vec![ptr(g.a, ty), ptr(g.b, ty), ptr(g.c, ty)];
+                let mut args = vec![ptr(g.a, ty), ptr(g.b, ty), ptr(g.c, dtype_ty(g.c_dtype())?)];
                 let pair = if fuse { fusable_at(p, step) } else { None };
                 let (src, launch) = match pair {
                     Some((_, sk, c_param)) => {
@@ -1054,7 +1088,8 @@ fn hip_mfma_gemms_run_on_the_host_and_match_the_reference() {
         .iter()
         .map(|t| (t, true, false))
         .chain(MATMULS_16.iter().map(|t| (t, false, true)))
-        .chain(CONVS.iter().map(|t| (t, false, false)));
+        .chain(CONVS.iter().map(|t| (t, false, false)))
+        .chain(ATTENTIONS.iter().map(|t| (t, false, false)));
     let mut worst: BTreeMap<String, f64> = BTreeMap::new();
     for (gi, (text, must_fuse, plain16)) in graphs.enumerate() {
         let g = smelt_ir::text::parse(text).unwrap();
@@ -1082,6 +1117,17 @@ fn hip_mfma_gemms_run_on_the_host_and_match_the_reference() {
             })
             .collect();
         assert!(!gemms.is_empty(), "graph {gi}: no GEMM step");
+        if ATTENTIONS.contains(text) {
+            // Both products, with no loop-kernel product left behind.
+            assert_eq!(gemms.len(), 2, "graph {gi}: attention products");
+            assert!(
+                !p.kernels.iter().any(|k| k.kernel.name.contains("attn_pv")),
+                "graph {gi}: P.V as a loop kernel"
+            );
+            if gemms[0].dtype != "f32" {
+                assert_eq!(gemms[0].c_dtype(), "f32", "graph {gi}: scores in f32");
+            }
+        }
         // Fixed inputs in [-1, 1] (no pattern that a transposed or
         // row-permuted product would reproduce).
         let (mut tensors, mut bytes) = (Vec::new(), Vec::new());

@@ -312,6 +312,7 @@ fn odd_gemms() -> Vec<Gemm> {
         c_strides: [(m * n) as i64, n as i64, 1],
         alpha: 1.0,
         beta: 0.0,
+        c_dtype: None,
     };
     let mut v = vec![
         plain(1, 1, 1, 1),
@@ -425,6 +426,22 @@ fn half_graphs(c: &mut Collected) {
 }}"#
         );
         c.add_graph(&smelt_ir::text::parse(&src).unwrap(), &[]);
+        // Attention at BERT-base's head shape, and grouped-query heads
+        // with a causal mask: both products on tensor cores.
+        let src = format!(
+            r#"graph "attn_{t}"(%q: {t}[1,12,128,64], %k: {t}[1,12,128,64], %v: {t}[1,12,128,64]) {{
+  %y: {t}[1,12,128,64] = Attention(%q, %k, %v)
+  return %y
+}}"#
+        );
+        c.add_graph(&smelt_ir::text::parse(&src).unwrap(), &[]);
+        let src = format!(
+            r#"graph "attn_gqa_{t}"(%q: {t}[2,8,33,64], %k: {t}[2,2,40,64], %v: {t}[2,2,40,64]) {{
+  %y: {t}[2,8,33,64] = Attention(%q, %k, %v) {{is_causal=1}}
+  return %y
+}}"#
+        );
+        c.add_graph(&smelt_ir::text::parse(&src).unwrap(), &[]);
     }
 }
 
@@ -519,6 +536,29 @@ fn ptx_every_kernel_assembles() {
             c.gemms.iter().any(|(_, g)| g.dtype == dtype)
                 && c.pairs.iter().any(|(_, p)| p.0.dtype == dtype),
             "no {dtype} GEMM (plain and fused) was emitted"
+        );
+    }
+    // Attention's scores: 16-bit operands, f32 C, on tensor cores on both
+    // architectures (TMA-fed on sm_90a where the maps fit).
+    let scores = |arch: Arch, dtype: &str| {
+        c.gemms
+            .iter()
+            .map(|(a, g)| (*a, g))
+            .chain(c.pairs.iter().map(|(a, p)| (*a, &p.0)))
+            .filter(|(a, g)| *a == arch && g.dtype == dtype && g.c_dtype() == "f32")
+            .map(|(_, g)| g.clone())
+            .collect::<Vec<Gemm>>()
+    };
+    for dtype in ["f16", "bf16"] {
+        assert!(
+            !scores(Arch::Sm80, dtype).is_empty(),
+            "no {dtype} scores GEMM"
+        );
+        assert!(
+            scores(Arch::Sm90a, dtype)
+                .iter()
+                .any(|g| !Ptx(Arch::Sm90a).gemm_tensor_maps(g).is_empty()),
+            "no TMA-fed {dtype} scores GEMM"
         );
     }
     let gj = gemm_jobs(&c.gemms);

@@ -11,12 +11,17 @@ use smelt_runtime::cpu::Gemm;
 /// `lens` are the element counts of the A, B and C buffers.
 pub fn kernel(g: &Gemm, lens: [u64; 3]) -> Option<Kernel> {
     // f16/bf16 are storage types: loads give f32, the sum is f32 and the
-    // store rounds once.
+    // store rounds once (or not at all into an f32 C).
     let store = match g.dtype.as_str() {
         "f32" => Ty::F32,
         "f64" => Ty::F64,
         "f16" => Ty::F16,
         "bf16" => Ty::BF16,
+        _ => return None,
+    };
+    let c_store = match g.c_dtype() {
+        c if c == g.dtype => store,
+        "f32" if matches!(store, Ty::F16 | Ty::BF16) => Ty::F32,
         _ => return None,
     };
     let ty = store.compute();
@@ -26,7 +31,7 @@ pub fn kernel(g: &Gemm, lens: [u64; 3]) -> Option<Kernel> {
     let bp = k.param("b", store, lens[1], Access::Read);
     // Accumulating GEMMs read C before writing it; a Write parameter may
     // be read by the kernel that owns it.
-    let cp = k.param("c", store, lens[2], Access::Write);
+    let cp = k.param("c", c_store, lens[2], Access::Write);
     let acc = k.var("acc", ty, true);
     let r = k.var("r", Ty::I64, false);
     let at = |s: [i64; 3], x: &smelt_kernel::Expr, y: &smelt_kernel::Expr| {

@@ -1,9 +1,12 @@
-//! ONNX Attention (opset 23+): three kernels. Scores (Q.K^T, scale,
-//! softcap, masks) into a temporary, a row softmax whose probabilities are
-//! rounded to Q's dtype (as the reference does), and probabilities . V
-//! written straight in the output's layout. 3-D inputs are addressed in
-//! place (heads split by index arithmetic, no transposes); a KV cache is
-//! appended into `present_key`/`present_value`.
+//! ONNX Attention (opset 23+): scores (Q.K^T, scale, softcap, masks) into
+//! a temporary, a row softmax whose probabilities are rounded to Q's dtype
+//! (as the reference does), and probabilities . V written straight in the
+//! output's layout. The two products are GEMM steps (tensor cores on GPUs,
+//! f16/bf16 included) wherever their operands are (batch, row)-strided,
+//! grouped-query heads stacked as rows of one matrix per key head; else
+//! loop kernels. 3-D inputs are addressed in place (heads split by index
+//! arithmetic, no transposes); a KV cache is appended into
+//! `present_key`/`present_value`.
 
 use super::linalg::{gemm_dtype, invalid};
 use super::{LResult, Lower, LowerError, T, param, unsupported};
@@ -54,13 +57,18 @@ impl Layout {
         }
     }
 
-    /// (batch*head stride, row stride) when every (batch, head) matrix is
-    /// one stride apart: always for 4-D, for 3-D only with batch 1.
-    fn gemm(&self) -> Option<(i64, i64)> {
-        if !self.three_d {
-            Some(((self.s * self.d) as i64, self.d as i64))
-        } else if self.b == 1 {
-            Some((self.d as i64, (self.h * self.d) as i64))
+    /// (batch stride, row stride) of this tensor as a batch of `b * h /
+    /// rep` matrices of `rep * s` rows each: the `rep` query heads that
+    /// share one key head stacked into one matrix (grouped-query
+    /// attention; `rep` 1 otherwise). None where those rows are not one
+    /// stride apart.
+    fn grouped(&self, rep: u64) -> Option<(i64, i64)> {
+        let (s, d, rep) = (self.s as i64, self.d as i64, rep as i64);
+        if !self.three_d || self.s == 1 {
+            // Heads (and, with one row each, batches) are contiguous.
+            Some((rep * s * d, d))
+        } else if self.b == 1 && rep == 1 {
+            Some((d, self.h as i64 * d))
         } else {
             None
         }
@@ -224,8 +232,10 @@ fn attention(l: &mut Lower) -> LResult<()> {
     let biased = l.temp(cdt, &[b, hq, sq, skv])?;
     let qk_out = l.output(3);
 
-    // f32/f64 with one key head per query head and operands addressable
-    // by (batch*head) strides: both products are batched GEMMs.
+    // Both products are batched GEMMs where every operand is addressable
+    // by (batch, row) strides, batches over key heads and rows over the
+    // query heads of a group: f32/f64 everywhere, f16/bf16 where the
+    // target's GEMMs take them (tensor cores), with f32 scores.
     let yl = Layout {
         b,
         h: hq,
@@ -233,16 +243,29 @@ fn attention(l: &mut Lower) -> LResult<()> {
         d: vl.d,
         three_d: q.rank() == 3,
     };
-    let dt = gemm_dtype(&q);
-    let strides = [ql.gemm(), kl.gemm(), vl.gemm(), yl.gemm()];
-    let use_gemm = dt.is_some() && rep == 1 && strides.iter().all(Option::is_some);
+    let low = match q.ty {
+        Ty::BF16 if l.low_precision_gemm() => Some("bf16"),
+        Ty::F16 if l.low_precision_gemm() => Some("f16"),
+        _ => None,
+    };
+    let dt = gemm_dtype(&q).or(low);
+    let strides = [
+        ql.grouped(rep),
+        kl.grouped(1),
+        vl.grouped(1),
+        yl.grouped(rep),
+    ];
+    let use_gemm = dt.is_some() && strides.iter().all(Option::is_some);
     let [qs, ks, vs, ys] = strides.map(|s| s.unwrap_or((0, 0)));
+    // The scores and probabilities, [b, hq, sq, skv] dense, in the same
+    // grouping.
+    let ss = [(rep * sq * skv) as i64, skv as i64, 1];
     if let (true, Some(dt)) = (use_gemm, dt) {
         // biased = scale * Q . K^T; masks are added in place below.
         l.gemm(Gemm {
             dtype: dt.into(),
-            batch: b * hq,
-            m: sq,
+            batch: b * hkv,
+            m: rep * sq,
             n: skv,
             k: d,
             a: q.buf,
@@ -250,9 +273,10 @@ fn attention(l: &mut Lower) -> LResult<()> {
             c: biased.buf,
             a_strides: [qs.0, qs.1, 1],
             b_strides: [ks.0, 1, ks.1],
-            c_strides: [(sq * skv) as i64, skv as i64, 1],
+            c_strides: ss,
             alpha: scale,
             beta: 0.0,
+            c_dtype: low.map(|_| "f32".to_string()),
         });
     }
 
@@ -480,18 +504,19 @@ fn attention(l: &mut Lower) -> LResult<()> {
     if use_gemm {
         l.gemm(Gemm {
             dtype: dt.unwrap_or("f32").into(),
-            batch: b * hq,
-            m: sq,
+            batch: b * hkv,
+            m: rep * sq,
             n: dv,
             k: skv,
             a: probs.buf,
             b: vt.buf,
             c: y.buf,
-            a_strides: [(sq * skv) as i64, skv as i64, 1],
+            a_strides: ss,
             b_strides: [vs.0, vs.1, 1],
             c_strides: [ys.0, ys.1, 1],
             alpha: 1.0,
             beta: 0.0,
+            c_dtype: None,
         });
         return Ok(());
     }

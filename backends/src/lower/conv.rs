@@ -227,6 +227,7 @@ fn conv_node(l: &mut Lower, fused: bool) -> LResult<()> {
         c_strides: [c_s, p as i64, 1],
         alpha: 1.0,
         beta: 0.0,
+        c_dtype: None,
     });
     // The epilogue runs over (N, M, P) so that its inner loop is long.
     let flat_res = res.as_ref().is_none_or(|r| r.dims == y.dims);

@@ -192,6 +192,7 @@ pub(super) fn batched_matmul(
             c_strides: [(m * n) as i64, n as i64, 1],
             alpha: 1.0,
             beta: 0.0,
+            c_dtype: None,
         });
         return Ok(());
     }
@@ -408,6 +409,7 @@ fn gemm_node(l: &mut Lower) -> LResult<()> {
             c_strides: [0, n as i64, 1],
             alpha,
             beta: if c.is_some() { 1.0 } else { 0.0 },
+            c_dtype: None,
         });
         if k == 0 && c.is_none() {
             zero_fill(l, &y)?;

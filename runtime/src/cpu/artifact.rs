@@ -81,6 +81,18 @@ pub struct Gemm {
     /// 0 (C is overwritten) or 1 (accumulate into C, e.g. a broadcast bias
     /// copied there first).
     pub beta: f64,
+    /// C's dtype where it differs from A's and B's: `f32` for f16/bf16
+    /// products whose sums must not be rounded to 16 bits (attention
+    /// scores that go on to a softmax). Only GPU printers take it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub c_dtype: Option<String>,
+}
+
+impl Gemm {
+    /// C's dtype: `c_dtype` where set, else the operands'.
+    pub fn c_dtype(&self) -> &str {
+        self.c_dtype.as_deref().unwrap_or(&self.dtype)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

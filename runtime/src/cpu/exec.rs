@@ -291,6 +291,13 @@ impl Executor {
     }
 
     fn gemm(&self, g: &Gemm, ptrs: &[Ptr]) -> Result<(), String> {
+        if g.c_dtype() != g.dtype {
+            return Err(format!(
+                "gemm of {} into {} is not supported",
+                g.dtype,
+                g.c_dtype()
+            ));
+        }
         match g.dtype.as_str() {
             "f32" => {
                 if !self.sgemm_avx512(g, ptrs) {

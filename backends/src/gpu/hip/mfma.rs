@@ -89,7 +89,18 @@ pub fn gemm_with(
     fused: Option<&Fused>,
     implicit: Option<&Implicit>,
 ) -> Option<(String, Launch)> {
-    let f = Format::of(&g.dtype)?;
+    let mut f = Format::of(&g.dtype)?;
+    // C of another dtype: only f32 sums of 16-bit operands, stored as the
+    // accumulators hold them.
+    let ct = if g.c_dtype() == g.dtype {
+        f.storage
+    } else if g.c_dtype() == "f32" && f.acc == "smelt_f32x4" {
+        f.read_c = "*out";
+        f.to_storage = "{}";
+        "float"
+    } else {
+        return None;
+    };
     let dense_b = g.b_strides[2] == 1
         && g.b_strides[1] == i64::try_from(g.n).ok()?
         && (g.batch == 1 || g.b_strides[0] == i64::try_from(g.k.checked_mul(g.n)?).ok()?);
@@ -166,7 +177,7 @@ pub fn gemm_with(
     // one of its own parameters.
     let (c_decl, fused_says, epi_params, epi_call) = match fused {
         None => (
-            format!("{t}* __restrict__ C"),
+            format!("{ct}* __restrict__ C"),
             String::new(),
             String::new(),
             String::new(),
@@ -180,7 +191,7 @@ pub fn gemm_with(
                 .collect();
             let args: Vec<String> = (0..fu.params.len()).map(|i| format!("e{i}, ")).collect();
             (
-                format!("{t}* C /* also e{}: not __restrict__ */", fu.c_param),
+                format!("{ct}* C /* also e{}: not __restrict__ */", fu.c_param),
                 format!(
                     "// Fused epilogue: once a thread has stored an element of C, it runs\n\
                      // `{}` on it (the kernel-IR kernel `{}`,\n\
@@ -226,7 +237,7 @@ pub fn gemm_with(
          \x20 const int64_t col0 = (int64_t)__builtin_amdgcn_workgroup_id_x() * 64 + (wave % 2) * 32;\n\
          \x20 const {t}* a = A + batch * SA_B;\n\
          \x20 const {t}* b = B + batch * SB_B;\n\
-         \x20 {t}* c = C + batch * SC_B;\n\
+         \x20 {ct}* c = C + batch * SC_B;\n\
          \x20 {vec} acc[2][2] = {{}};\n\
          {k_loop}\
          \x20   for (int ti = 0; ti < 2; ++ti)\n\
@@ -239,7 +250,7 @@ pub fn gemm_with(
          \x20       const int64_t i = row0 + 16 * ti + {d_row};  // D's layout for {d_says}\n\
          \x20       const int64_t j = col0 + 16 * tj + lane % 16;\n\
          \x20       if (i < M && j < N) {{\n\
-         \x20         {t}* out = &c[i * SC_M + j * SC_N];\n\
+         \x20         {ct}* out = &c[i * SC_M + j * SC_N];\n\
          \x20         *out = {store};{epi_call}\n\
          \x20       }}\n\
          \x20     }}\n\

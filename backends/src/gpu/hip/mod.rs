@@ -153,7 +153,7 @@ impl Printer for Hip {
         epi: Option<(&Scheduled, usize)>,
     ) -> Option<(String, Launch)> {
         let k = &loader.kernel;
-        let ty = gemm_ty(g)?;
+        let ty = gemm_ty(&g.dtype)?;
         let b_elems = g.batch.checked_mul(g.k)?.checked_mul(g.n)?;
         // The loader's point is B's flat index: one thread per element of
         // B, storing it once (`b_loader` in program.rs checks the store).
@@ -205,7 +205,7 @@ impl Hip {
         code: &mut String,
     ) -> Option<mfma::Fused<'a>> {
         let k = &epi.kernel;
-        let ty = gemm_ty(g)?;
+        let ty = gemm_ty(g.c_dtype())?;
         let c_elems = g.batch.checked_mul(g.m)?.checked_mul(g.n)?;
         let (m, n) = (i64::try_from(g.m).ok()?, i64::try_from(g.n).ok()?);
         // The epilogue's point is C's flat index: C must be dense row-major
@@ -237,9 +237,9 @@ impl Hip {
     }
 }
 
-/// The storage type of a GEMM with an MFMA kernel.
-fn gemm_ty(g: &Gemm) -> Option<Ty> {
-    Some(match g.dtype.as_str() {
+/// A storage type of a GEMM operand with an MFMA kernel.
+fn gemm_ty(dtype: &str) -> Option<Ty> {
+    Some(match dtype {
         "f32" => Ty::F32,
         "f64" => Ty::F64,
         "f16" => Ty::F16,

@@ -47,6 +47,17 @@ impl Elem {
         }
     }
 
+    /// C's element type: the operands' or, for f16/bf16 products, f32
+    /// (`Gemm::c_dtype`).
+    pub fn of_c(g: &Gemm) -> Option<Elem> {
+        let a = Elem::of(g)?;
+        match g.c_dtype() {
+            "f32" => Some(Elem::F32),
+            c if c == g.dtype => Some(a),
+            _ => None,
+        }
+    }
+
     pub fn bytes(self) -> u64 {
         if self == Elem::F32 { 4 } else { 2 }
     }
@@ -61,12 +72,22 @@ impl Elem {
     }
 }
 
+/// The product's dtypes for a module's comment: `f16`, or `f16 -> f32`
+/// where C differs.
+pub fn dtypes(g: &Gemm) -> String {
+    if g.c_dtype() == g.dtype {
+        g.dtype.clone()
+    } else {
+        format!("{} -> {}", g.dtype, g.c_dtype())
+    }
+}
+
 /// Whether the hand-written kernels can serve `g` under `name`: f32, f16
 /// or bf16, non-empty, `beta` 0 or 1 (C is read only when it is 1), a plain
 /// identifier, non-negative strides.
 pub fn supported(arch: Arch, name: &str, g: &Gemm) -> bool {
     arch.is_nvidia()
-        && Elem::of(g).is_some()
+        && Elem::of_c(g).is_some()
         && g.m > 0
         && g.n > 0
         && g.k > 0
@@ -271,7 +292,7 @@ pub fn split(s: &mut String, x: &str, hi: &str, lo: &str) {
 pub fn store_c(s: &mut String, name: &str, g: &Gemm, nt: usize, epi: Option<&Epi>) {
     let (m, n) = (g.m, g.n);
     let alpha = f32_hex(g.alpha);
-    let e = Elem::of(g).unwrap_or(Elem::F32);
+    let e = Elem::of_c(g).unwrap_or(Elem::F32);
     let eb = e.bytes() as i64;
     let elems =
         || (0..nt).flat_map(|j| (0..2usize).flat_map(move |r| (0..2usize).map(move |i| (j, r, i))));

@@ -93,7 +93,7 @@ pub fn module(arch: Arch, name: &str, g: &Gemm, epi: Option<&Epi>, imp: Option<&
     let comment = format!(
         "smelt tensor-core GEMM {name}: {} batch {} x [{}x{}] * [{}x{}], alpha {}, beta {}\n\
          {how}, block {BLOCK_M}x{BLOCK_N}, {WARPS} warps{}",
-        g.dtype,
+        common::dtypes(g),
         g.batch,
         g.m,
         g.k,
@@ -139,11 +139,11 @@ fn mma_sync(name: &str, g: &Gemm, epi: Option<&Epi>, imp: Option<&Imp>) -> Strin
     common::imp_setup(&mut s, name, g, imp);
     // Batch offsets (element strides).
     s += "\tcvt.u64.u32 off, bz;\n";
-    for (p, st) in [("A", sa0), ("B", sb0), ("C", sc0)] {
+    let cb = Elem::of_c(g).unwrap_or(e).bytes() as i64;
+    for (p, st) in [("A", sa0 * eb), ("B", sb0 * eb), ("C", sc0 * cb)] {
         let _ = writeln!(
             s,
-            "\tmul.lo.s64 addr, off, {};\n\tadd.s64 {p}, {p}, addr;",
-            st * eb
+            "\tmul.lo.s64 addr, off, {st};\n\tadd.s64 {p}, {p}, addr;"
         );
     }
     // row0 = by*BLOCK_M + warp*16 + g; row1 = row0 + 8; col = bx*BLOCK_N.
@@ -375,6 +375,7 @@ mod tests {
             c_strides: [(m * n) as i64, n as i64, 1],
             alpha: 1.0,
             beta: 0.0,
+            c_dtype: None,
         }
     }
 

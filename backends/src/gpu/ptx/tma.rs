@@ -190,7 +190,7 @@ pub fn module(arch: Arch, name: &str, g: &Gemm, epi: Option<&Epi>) -> String {
         "smelt tensor-core GEMM {name}: {} batch {} x [{}x{}] * [{}x{}], alpha {}, beta {}\n\
          {} wgmma.m64n64k16, f32 accumulation, block 64x64, K tile 64, one warpgroup,\n\
          A ({}-major) and B ({}-major) by TMA (128B swizzle), {STAGES} stages{}",
-        g.dtype,
+        common::dtypes(g),
         g.batch,
         g.m,
         g.k,
@@ -258,7 +258,7 @@ fn entry(name: &str, g: &Gemm, a: &View, b: &View, epi: Option<&Epi>) -> String 
          \tshl.b32 cm, by, 6;\n\tshl.b32 cn, bx, 6;\n\
          \tmov.u64 sab, {name}_sa;\n\tmov.u64 sbb, {name}_sb;\n\tmov.u64 barb, {name}_bar;\n\
          \tmov.u64 ta, {name}_ta;\n\tcvta.param.u64 ta, ta;\n\tmov.u64 tb, {name}_tb;\n\tcvta.param.u64 tb, tb;",
-        g.c_strides[0] * e.bytes() as i64
+        g.c_strides[0] * Elem::of_c(g).unwrap_or(e).bytes() as i64
     );
     descriptor(&mut s, "da0", "sab");
     descriptor(&mut s, "db0", "sbb");
@@ -389,6 +389,7 @@ mod tests {
             c_strides: [(m * n) as i64, n as i64, 1],
             alpha: 1.0,
             beta: 0.0,
+            c_dtype: None,
         }
     }
 

@@ -455,6 +455,7 @@ mod tests {
             c_strides: [(m * n) as i64, n as i64, 1],
             alpha: 1.0,
             beta: 0.0,
+            c_dtype: None,
         }
     }
 

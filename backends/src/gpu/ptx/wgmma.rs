@@ -170,7 +170,7 @@ pub fn module(arch: Arch, name: &str, g: &Gemm, epi: Option<&Epi>, imp: Option<&
     let comment = format!(
         "smelt tensor-core GEMM {name}: {} batch {} x [{}x{}] * [{}x{}], alpha {}, beta {}\n\
          {how}, block {BM}x{BN}, K tile {}, one warpgroup, staged through registers{}",
-        g.dtype,
+        common::dtypes(g),
         g.batch,
         g.m,
         g.k,
@@ -256,15 +256,15 @@ fn entry(name: &str, g: &Gemm, epi: Option<&Epi>, imp: Option<&Imp>) -> String {
          \tsetp.eq.u32 pt, tid, tid;\n\tcvt.u64.u32 off, bz;"
     );
     common::imp_setup(&mut s, name, g, imp);
+    let cb = Elem::of_c(g).unwrap_or(e).bytes() as i64;
     for (p, st) in [
-        ("A", g.a_strides[0]),
-        ("B", g.b_strides[0]),
-        ("C", g.c_strides[0]),
+        ("A", g.a_strides[0] * eb),
+        ("B", g.b_strides[0] * eb),
+        ("C", g.c_strides[0] * cb),
     ] {
         let _ = writeln!(
             s,
-            "\tmul.lo.s64 addr, off, {};\n\tadd.s64 {p}, {p}, addr;",
-            st * eb
+            "\tmul.lo.s64 addr, off, {st};\n\tadd.s64 {p}, {p}, addr;"
         );
     }
     // Per operand: first row (r{x}), global address of the first element
@@ -457,6 +457,7 @@ mod tests {
             c_strides: [(m * n) as i64, n as i64, 1],
             alpha: 1.0,
             beta: 0.0,
+            c_dtype: None,
         }
     }
 
