@@ -198,6 +198,7 @@ fn damaged_gpu_artifacts_are_rejected_clearly() {
         ("escape", |_, _| {}, "bad module file name"),
         ("buffer-range", |_, _| {}, "does not exist"),
         ("arena-range", |_, _| {}, "outside the arena"),
+        ("shared-memory", |_, _| {}, "bytes of dynamic shared memory"),
     ];
     for (name, damage, want) in cases {
         let dir = tmp.path().join(name);
@@ -212,6 +213,9 @@ fn damaged_gpu_artifacts_are_rejected_clearly() {
             "escape" => m["modules"][0]["file"] = "../../etc/passwd".into(),
             "buffer-range" => m["outputs"][0]["buffer"] = 100_000.into(),
             "arena-range" => m["arena_bytes"] = 16.into(),
+            "shared-memory" => {
+                m["steps"][0]["Launch"]["launch"]["shared_bytes"] = (1u64 << 20).into()
+            }
             _ => {}
         }
         if m != manifest {

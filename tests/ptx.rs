@@ -13,7 +13,7 @@
 
 use crate::common::{conformance_dir, repo};
 use smelt_backends::cpu::Program;
-use smelt_backends::gpu::ptx::{Ptx, mma, ptxas, wgmma};
+use smelt_backends::gpu::ptx::{Ptx, mma, ptxas, tma, wgmma};
 use smelt_backends::gpu::record::{ImplicitGemm, Recorder};
 use smelt_backends::gpu::{self, Arch, Printer};
 use smelt_kernel::Scheduled;
@@ -338,6 +338,15 @@ fn odd_gemms() -> Vec<Gemm> {
     let mut bc = plain(4, 20, 24, 16);
     bc.a_strides[0] = 0;
     v.push(bc);
+    // Large enough for sm_90a's wide TMA blocks (128 x 128, dynamic
+    // shared memory): row-major, B given as N x K, A given as K x M.
+    v.push(plain(1, 2048, 2048, 2048));
+    let mut wb = plain(2, 1152, 1024, 256);
+    wb.b_strides = [(256 * 1024) as i64, 1, 256];
+    v.push(wb);
+    let mut wa = plain(1, 2048, 1536, 192);
+    wa.a_strides = [0, 1, 2048];
+    v.push(wa);
     let mut all = v.clone();
     for dtype in ["f16", "bf16"] {
         all.extend(v.iter().map(|g| Gemm {
@@ -587,6 +596,19 @@ fn ptx_every_kernel_assembles() {
     let tma_fed = |g: &Gemm| !Ptx(Arch::Sm90a).gemm_tensor_maps(g).is_empty();
     let tma_expected = sm90.iter().filter(|g| tma_fed(g)).count();
     assert_eq!(tma_jobs, tma_expected);
+    // The wide 16-bit TMA blocks (two warpgroups, a four-stage ring in
+    // dynamic shared memory, one tile's products in flight) serve exactly
+    // the products with enough of them to fill the GPU.
+    let wide_jobs = tc90
+        .iter()
+        .filter(|j| text(j, ".extern .shared") && text(j, "wgmma.wait_group.sync.aligned 1"))
+        .count();
+    let wide_expected = sm90
+        .iter()
+        .filter(|g| g.dtype != "f32" && tma_fed(g) && tma::Shape::of(g) == tma::WIDE)
+        .count();
+    assert_eq!(wide_jobs, wide_expected);
+    assert!(wide_jobs >= 6, "only {wide_jobs} wide TMA GEMMs");
     assert!(tma_jobs > 0, "no TMA-fed GEMM");
     let tma_f32 = sm90
         .iter()
@@ -790,6 +812,23 @@ fn ptx_snapshots() {
         assert!(ptx.contains("cp.async.bulk.tensor.2d") && ptx.contains("cvt.rna.tf32.f32"));
         assert!(!ptx.contains("ld.global.f32 xa"));
         insta::assert_snapshot!("gemm_f32_100x72x200_tma_sm_90a", ptx);
+        // A bf16 product large enough for the wide TMA blocks: 128 x 128,
+        // two warpgroups, a four-stage ring in dynamic shared memory.
+        let wide = Gemm {
+            m: 2048,
+            n: 2048,
+            k: 2048,
+            a_strides: [0, 2048, 1],
+            b_strides: [0, 2048, 1],
+            c_strides: [0, 2048, 1],
+            ..bf.clone()
+        };
+        let (ptx, launch) = Ptx(Arch::Sm90a).gemm("gemm_bf16_2048_wide", &wide).unwrap();
+        let rep = ptxas::assemble(&ptx, "sm_90a").unwrap();
+        assert_eq!((launch.grid, launch.block[0]), ([16, 16, 1], 256));
+        assert!(launch.shared_bytes > 48 * 1024);
+        assert!(rep.iter().all(|r| r.spill_stores + r.spill_loads == 0));
+        insta::assert_snapshot!("gemm_bf16_2048_wide_tma_sm_90a", ptx);
         // sm_80 keeps mma.sync; sm_90a uses warpgroup MMA.
         assert!(mma::gemm(Arch::Sm80, "g", g).is_some());
         assert!(wgmma::gemm(Arch::Sm80, "g", g).is_none());

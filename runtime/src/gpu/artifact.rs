@@ -29,6 +29,10 @@ pub enum GpuArtifactError {
     },
 }
 
+/// The most dynamic shared memory one block may ask for: 227 KiB on
+/// sm_90 (sm_80: 163 KiB, gfx9: 64 KiB; the driver refuses more at load).
+pub const MAX_SHARED_BYTES: u32 = 227 * 1024;
+
 /// Grid and block of one launch; `shared_bytes` of dynamic shared memory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Launch {
@@ -375,6 +379,12 @@ fn check(m: &Manifest) -> Result<(), String> {
         }
         if launch.grid.contains(&0) || launch.block.contains(&0) {
             return Err(format!("step {s}: empty launch"));
+        }
+        if launch.shared_bytes > MAX_SHARED_BYTES {
+            return Err(format!(
+                "step {s}: {} bytes of dynamic shared memory (no supported GPU has more than {MAX_SHARED_BYTES})",
+                launch.shared_bytes
+            ));
         }
     }
     Ok(())

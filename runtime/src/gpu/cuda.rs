@@ -18,6 +18,9 @@ pub struct Cuda {
     name: String,
     stream: sys::CUstream,
     functions: Vec<sys::CUfunction>,
+    /// Per function, the dynamic shared memory it has been allowed (above
+    /// the default 48 KiB a launch must ask for it first).
+    shared_allowed: Vec<u32>,
     allocs: Vec<DevPtr>,
     graph: Option<(sys::CUgraph, sys::CUgraphExec)>,
 }
@@ -70,6 +73,7 @@ impl Cuda {
             name,
             stream,
             functions: Vec::new(),
+            shared_allowed: Vec::new(),
             allocs: Vec::new(),
             graph: None,
         })
@@ -154,12 +158,25 @@ impl Driver for Cuda {
             let f = unsafe { result::module::get_function(m, name) }
                 .map_err(err("cuModuleGetFunction"))?;
             self.functions.push(f);
+            self.shared_allowed.push(48 * 1024);
             hs.push(self.functions.len() - 1);
         }
         Ok(hs)
     }
 
     fn launch(&mut self, f: usize, l: &Launch, args: &[Param]) -> Result<(), GpuError> {
+        if l.shared_bytes > self.shared_allowed[f] {
+            // SAFETY: f is a loaded function; the attribute takes bytes.
+            unsafe {
+                result::function::set_function_attribute(
+                    self.functions[f],
+                    sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                    l.shared_bytes as i32,
+                )
+            }
+            .map_err(err("cuFuncSetAttribute (dynamic shared memory)"))?;
+            self.shared_allowed[f] = l.shared_bytes;
+        }
         // Each parameter's value, addressed as the driver expects: a
         // pointer to the value (8 bytes, or a 128-byte tensor map).
         let mut vals: Vec<Param> = args.to_vec();

@@ -13,18 +13,26 @@
 //! batch stride that is not a multiple of 16 bytes): `launch` declines and
 //! the staged `wgmma` kernel serves them.
 //!
-//! One warpgroup (128 threads) per block computes a 64x64 tile of C; K
-//! tiles of 64 go through a two-stage ring of shared buffers (2 x 8 KiB
-//! per operand: the runtime launches with static shared memory only, so
-//! 48 KiB is the ceiling and a third stage would pass it). Thread 0 arms
-//! stage `s`'s mbarrier with `mbarrier.arrive.expect_tx` (the two tiles'
+//! Blocks come in two shapes (`Shape`). SMALL: one warpgroup (128
+//! threads) computes a 64x64 tile of C; K tiles of 64 go through a
+//! two-stage ring in static shared memory (2 x 16 KiB). Thread 0 arms
+//! stage `s`'s mbarrier with `mbarrier.arrive.expect_tx` (the tiles'
 //! bytes; TMA counts a whole box, out-of-bounds elements included) and
-//! issues both copies; every thread waits with `mbarrier.try_wait.parity`
+//! issues the copies; every thread waits with `mbarrier.try_wait.parity`
 //! (the parity flips each time the ring wraps), runs 4
 //! `wgmma.mma_async.m64n64k16` steps, waits for them (`wait_group 0`),
 //! and after a barrier (every warp is done reading the stage) thread 0
 //! refills the stage with the tile two ahead, so one copy is always in
-//! flight while the tensor cores run. Edges need no predicates on the
+//! flight while the tensor cores run. WIDE (products with enough blocks
+//! to fill the GPU): two warpgroups compute 128x128, each its 64 rows
+//! over two 64-column atoms of B (two m64n64k16 per k16 step, so every
+//! tile in shared memory keeps the SMALL layout exactly); four stages in
+//! dynamic shared memory (128 KiB + 1 KiB of alignment slack; the runtime
+//! raises the function's limit); one tile's wgmmas stay in flight
+//! (`wait_group 1`) while the next tile's are issued, and the stage of
+//! the tile before is refilled once every warp has passed the barrier.
+//! A stage holds A's 64-row boxes, then B's, each one TMA copy of the
+//! same 64 x 64 box as SMALL. Edges need no predicates on the
 //! loads: the maps have the operands' true extents and TMA fills
 //! elements outside them with zeros, so K, M and N tails add 0.
 //!
@@ -48,7 +56,8 @@
 //!   atom along M/N) unused with one atom, set to 16; step `j` starts
 //!   `j * 2048` further (16 K rows). Transpose immediate 1.
 //! - Accumulators as in `wgmma` (the m16n8 C fragment repeated over 8
-//!   column tiles), stored by `common::store_c`.
+//!   column tiles per 64-column atom, atoms in order), stored by
+//!   `common::store_c`.
 //!
 //! No GPU was available when this was written: it is checked by ptxas
 //! only; its numerics (layouts, swizzle, descriptors, the barrier
@@ -66,8 +75,69 @@ const THREADS: u64 = 128;
 const T: u64 = 64;
 /// Bytes of one operand's tile.
 const TILE: u64 = T * T * 2;
-const STAGES: u64 = 2;
 const SBO: u64 = 1024;
+/// Blocks that fill an H100/H200 (132 SMs): below this many wide blocks a
+/// product keeps the small ones, which spread over more SMs.
+const FILL: u64 = 132;
+
+/// A block's shape: `wm` warpgroups, each computing 64 rows of C over
+/// `wn` 64-column atoms, with `stages` K tiles in the ring.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shape {
+    pub wm: u64,
+    pub wn: u64,
+    pub stages: u64,
+}
+
+/// 64 x 64, one warpgroup, two stages in static shared memory (32 KiB).
+pub const SMALL: Shape = Shape {
+    wm: 1,
+    wn: 1,
+    stages: 2,
+};
+/// 128 x 128, two warpgroups, four stages (128 KiB of dynamic shared
+/// memory): each operand byte loaded feeds twice the products of SMALL,
+/// and three tiles are in flight while one is multiplied.
+pub const WIDE: Shape = Shape {
+    wm: 2,
+    wn: 2,
+    stages: 4,
+};
+
+impl Shape {
+    /// WIDE where its blocks still fill the GPU, else SMALL.
+    pub fn of(g: &Gemm) -> Shape {
+        let blocks = |s: Shape| g.m.div_ceil(s.bm()) * g.n.div_ceil(s.bn()) * g.batch;
+        if blocks(WIDE) >= FILL { WIDE } else { SMALL }
+    }
+    pub fn bm(self) -> u64 {
+        T * self.wm
+    }
+    pub fn bn(self) -> u64 {
+        T * self.wn
+    }
+    fn stage_bytes(self) -> u64 {
+        (self.wm + self.wn) * TILE
+    }
+    /// Past the 48 KiB of static shared memory: the ring is dynamic.
+    fn dynamic(self) -> bool {
+        self.stages * self.stage_bytes() > 48 * 1024
+    }
+    /// Products of one tile stay in flight while the next tile's are
+    /// issued (more than two stages: a refill then still runs ahead).
+    fn pipelined(self) -> bool {
+        self.stages > 2
+    }
+    /// Dynamic shared memory the launch asks for: the ring plus 1 KiB to
+    /// align it.
+    pub fn shared_bytes(self) -> u32 {
+        if self.dynamic() {
+            (self.stages * self.stage_bytes() + 1024) as u32
+        } else {
+            0
+        }
+    }
+}
 
 /// How an operand is read: its map (buffer left 0 for the program to set)
 /// and whether K is its contiguous dimension.
@@ -170,14 +240,15 @@ pub fn launch(arch: Arch, name: &str, g: &Gemm) -> Option<Launch> {
     if !common::supported(arch, name, g) {
         return None;
     }
+    let sh = Shape::of(g);
     Some(Launch {
         grid: [
-            g.n.div_ceil(T) as u32,
-            g.m.div_ceil(T) as u32,
+            g.n.div_ceil(sh.bn()) as u32,
+            g.m.div_ceil(sh.bm()) as u32,
             g.batch as u32,
         ],
-        block: [THREADS as u32, 1, 1],
-        shared_bytes: 0,
+        block: [(THREADS * sh.wm) as u32, 1, 1],
+        shared_bytes: sh.shared_bytes(),
     })
 }
 
@@ -186,10 +257,11 @@ pub fn module(arch: Arch, name: &str, g: &Gemm, epi: Option<&Epi>) -> String {
     let Some((a, b)) = views(arch, g) else {
         return String::new();
     };
+    let sh = Shape::of(g);
     let comment = format!(
         "smelt tensor-core GEMM {name}: {} batch {} x [{}x{}] * [{}x{}], alpha {}, beta {}\n\
-         {} wgmma.m64n64k16, f32 accumulation, block 64x64, K tile 64, one warpgroup,\n\
-         A ({}-major) and B ({}-major) by TMA (128B swizzle), {STAGES} stages{}",
+         {} wgmma.m64n64k16, f32 accumulation, block {}x{}, K tile 64, {} warpgroup(s),\n\
+         A ({}-major) and B ({}-major) by TMA (128B swizzle), {} stages{}{}",
         common::dtypes(g),
         g.batch,
         g.m,
@@ -199,8 +271,17 @@ pub fn module(arch: Arch, name: &str, g: &Gemm, epi: Option<&Epi>) -> String {
         g.alpha,
         g.beta,
         g.dtype,
+        sh.bm(),
+        sh.bn(),
+        sh.wm,
         if a.k_major { "K" } else { "M" },
         if b.k_major { "K" } else { "N" },
+        sh.stages,
+        if sh.shared_bytes() > 0 {
+            format!(" ({} B dynamic shared memory)", sh.shared_bytes())
+        } else {
+            String::new()
+        },
         epi.map_or(String::new(), |e| format!(", epilogue {}", e.func))
     );
     common::module(arch, &comment, &entry(name, g, &a, &b, epi), epi, None)
@@ -224,48 +305,67 @@ fn step(k_major: bool, j: u64) -> u64 {
 fn entry(name: &str, g: &Gemm, a: &View, b: &View, epi: Option<&Epi>) -> String {
     let e = Elem::of(g).unwrap_or(Elem::Bf16);
     let ty = e.mma_type();
+    let sh = Shape::of(g);
+    let (wm, wn, stages) = (sh.wm, sh.wn, sh.stages);
+    let stage = sh.stage_bytes();
     let ktiles = g.k.div_ceil(T);
-    let nacc = T / 2;
+    let nacc = wn * T / 2;
     let mut s = String::new();
-    for x in ["a", "b"] {
-        let _ = writeln!(s, ".shared .align 1024 .b8 {name}_s{x}[{}];", STAGES * TILE);
+    if sh.dynamic() {
+        let _ = writeln!(s, ".extern .shared .align 1024 .b8 {name}_s[];");
+    } else {
+        let _ = writeln!(s, ".shared .align 1024 .b8 {name}_s[{}];", stages * stage);
     }
-    let _ = writeln!(s, ".shared .align 8 .b64 {name}_bar[{STAGES}];");
+    let _ = writeln!(s, ".shared .align 8 .b64 {name}_bar[{stages}];");
     let _ = writeln!(
         s,
         "\n.visible .entry {name}(\n{},\n\t.param .align 64 .b8 {name}_ta[128],\n\
-         \t.param .align 64 .b8 {name}_tb[128]\n)\n.maxntid {THREADS}, 1, 1\n{{",
-        common::params(name, epi, None)
+         \t.param .align 64 .b8 {name}_tb[128]\n)\n.maxntid {}, 1, 1\n{{",
+        common::params(name, epi, None),
+        THREADS * wm
     );
     s += &common::epi_regs(epi);
     let _ = writeln!(
         s,
         "\t.reg .pred pt, lead, rdy, pr0, pr1, q, more;\n\
-         \t.reg .u32 tid, warp, lane, g, t, bx, by, bz, st, ph, kt, kn;\n\
-         \t.reg .b32 cm, cn, ck;\n\
-         \t.reg .s64 C, row0, row1, col, off, addr, so, barb, baddr, sab, sbb, dsta, dstb;\n\
+         \t.reg .u32 tid, warp, wg, lane, g, t, bx, by, bz, st, ph, kt, kn, ps;\n\
+         \t.reg .b32 cm, cn, ck, cmi;\n\
+         \t.reg .s64 C, row0, row1, col, off, addr, so, barb, baddr, sm, sab, sbb, dst;\n\
          \t.reg .u64 da0, db0, da, db, daj, dbj, ta, tb;\n\
          \t.reg .f32 acc<{nacc}>, cv, res;"
     );
     let _ = writeln!(
         s,
         "\tld.param.u64 C, [{name}_c];\n\tcvta.to.global.u64 C, C;\n\
-         \tmov.u32 tid, %tid.x;\n\tshr.u32 warp, tid, 5;\n\tand.b32 lane, tid, 31;\n\
+         \tmov.u32 tid, %tid.x;\n\tshr.u32 warp, tid, 5;\n\tshr.u32 wg, tid, 7;\n\tand.b32 lane, tid, 31;\n\
          \tshr.u32 g, lane, 2;\n\tand.b32 t, lane, 3;\n\
          \tmov.u32 bx, %ctaid.x;\n\tmov.u32 by, %ctaid.y;\n\tmov.u32 bz, %ctaid.z;\n\
          \tsetp.eq.u32 pt, tid, tid;\n\tsetp.eq.u32 lead, tid, 0;\n\
          \tcvt.u64.u32 off, bz;\n\tmul.lo.s64 addr, off, {};\n\tadd.s64 C, C, addr;\n\
-         \tshl.b32 cm, by, 6;\n\tshl.b32 cn, bx, 6;\n\
-         \tmov.u64 sab, {name}_sa;\n\tmov.u64 sbb, {name}_sb;\n\tmov.u64 barb, {name}_bar;\n\
+         \tmul.lo.u32 cm, by, {};\n\tmul.lo.u32 cn, bx, {};\n\
+         \tmov.u64 sm, {name}_s;\n\tmov.u64 barb, {name}_bar;\n\
          \tmov.u64 ta, {name}_ta;\n\tcvta.param.u64 ta, ta;\n\tmov.u64 tb, {name}_tb;\n\tcvta.param.u64 tb, tb;",
-        g.c_strides[0] * Elem::of_c(g).unwrap_or(e).bytes() as i64
+        g.c_strides[0] * Elem::of_c(g).unwrap_or(e).bytes() as i64,
+        sh.bm(),
+        sh.bn(),
+    );
+    if sh.dynamic() {
+        // The swizzled tiles need 1024-byte alignment; the launch asks for
+        // 1 KiB of slack so that rounding up stays inside the allocation.
+        s += "\tadd.s64 sm, sm, 1023;\n\tand.b64 sm, sm, -1024;\n";
+    }
+    // This warpgroup's A atom and the first B atom of stage 0.
+    let _ = writeln!(
+        s,
+        "\tmul.wide.u32 off, wg, {TILE};\n\tadd.s64 sab, sm, off;\n\tadd.s64 sbb, sm, {};",
+        wm * TILE
     );
     descriptor(&mut s, "da0", "sab");
     descriptor(&mut s, "db0", "sbb");
     // One arrival (thread 0's expect_tx) plus the copies' bytes complete
     // a phase; the init must be visible to the async proxy before use.
     let _ = writeln!(s, "\t@!lead bra $Linit;");
-    for i in 0..STAGES {
+    for i in 0..stages {
         let _ = writeln!(s, "\tmbarrier.init.shared::cta.b64 [barb+{}], 1;", 8 * i);
     }
     s += "\tfence.mbarrier_init.release.cluster;\n$Linit:\n\tbar.sync 0;\n";
@@ -274,68 +374,126 @@ fn entry(name: &str, g: &Gemm, a: &View, b: &View, epi: Option<&Epi>) -> String 
     }
     // Prologue: thread 0 fills every stage it can.
     s += "\t@!lead bra $Lpro;\n";
-    for i in 0..STAGES.min(ktiles) {
+    for i in 0..stages.min(ktiles) {
         let _ = writeln!(
             s,
             "\tmov.u64 so, {};\n\tadd.s64 baddr, barb, {};\n\tmov.u32 kn, {i};",
-            i * TILE,
+            i * stage,
             8 * i
         );
-        issue(&mut s, a, b);
+        issue(&mut s, sh, a, b);
     }
     s += "$Lpro:\n\tmov.u32 st, 0;\n\tmov.u32 ph, 0;\n\tmov.u32 kt, 0;\n$Lk:\n";
     let _ = writeln!(
         s,
-        "\tcvt.u64.u32 off, st;\n\tmul.lo.s64 so, off, {TILE};\n\tshl.b64 off, off, 3;\n\
+        "\tcvt.u64.u32 off, st;\n\tmul.lo.s64 so, off, {stage};\n\tshl.b64 off, off, 3;\n\
          \tadd.s64 baddr, barb, off;\n\
          $Lwait:\n\tmbarrier.try_wait.parity.shared::cta.b64 rdy, [baddr], ph;\n\t@!rdy bra $Lwait;\n\
          \tshr.u64 off, so, 4;\n\tadd.s64 da, da0, off;\n\tadd.s64 db, db0, off;\n\
          \twgmma.fence.sync.aligned;"
     );
-    let accs: Vec<String> = (0..nacc).map(|i| format!("acc{i}")).collect();
-    let d = format!("{{{}}}", accs.join(", "));
     for j in 0..T / 16 {
+        for jn in 0..wn {
+            let accs: Vec<String> = (jn * T / 2..(jn + 1) * T / 2)
+                .map(|i| format!("acc{i}"))
+                .collect();
+            let _ = writeln!(
+                s,
+                "\tadd.s64 daj, da, {};\n\tadd.s64 dbj, db, {};\n\
+                 \twgmma.mma_async.sync.aligned.m64n64k16.f32.{ty}.{ty} {{{}}}, daj, dbj, pt, 1, 1, {}, {};",
+                step(a.k_major, j) >> 4,
+                (jn * TILE + step(b.k_major, j)) >> 4,
+                accs.join(", "),
+                u8::from(!a.k_major),
+                u8::from(!b.k_major)
+            );
+        }
+    }
+    s += "\twgmma.commit_group.sync.aligned;\n";
+    if sh.pipelined() {
+        // This tile's products stay in flight; the previous tile's are
+        // done in every warp after the barrier, so its stage is refilled
+        // with the tile `stages` after it.
         let _ = writeln!(
             s,
-            "\tadd.s64 daj, da, {};\n\tadd.s64 dbj, db, {};\n\
-             \twgmma.mma_async.sync.aligned.m64n64k16.f32.{ty}.{ty} {d}, daj, dbj, pt, 1, 1, {}, {};",
-            step(a.k_major, j) >> 4,
-            step(b.k_major, j) >> 4,
-            u8::from(!a.k_major),
-            u8::from(!b.k_major)
+            "\twgmma.wait_group.sync.aligned 1;\n\tbar.sync 0;\n\
+             \tsetp.eq.u32 q, kt, 0;\n\t@q bra $Lnext;\n\
+             \tadd.u32 kn, kt, {};\n\tsetp.lt.u32 q, kn, {ktiles};\n\tand.pred q, q, lead;\n\
+             \t@!q bra $Lnext;\n\
+             \tadd.u32 ps, st, {};\n\trem.u32 ps, ps, {stages};\n\tcvt.u64.u32 off, ps;\n\
+             \tmul.lo.s64 so, off, {stage};\n\tshl.b64 off, off, 3;\n\tadd.s64 baddr, barb, off;",
+            stages - 1,
+            stages - 1
+        );
+    } else {
+        // Every warp is done with this stage before it is refilled.
+        let _ = writeln!(
+            s,
+            "\twgmma.wait_group.sync.aligned 0;\n\tbar.sync 0;\n\
+             \tadd.u32 kn, kt, {stages};\n\tsetp.lt.u32 q, kn, {ktiles};\n\tand.pred q, q, lead;\n\
+             \t@!q bra $Lnext;"
         );
     }
-    // Every warp is done with this stage before it is refilled.
+    issue(&mut s, sh, a, b);
     let _ = writeln!(
         s,
-        "\twgmma.commit_group.sync.aligned;\n\twgmma.wait_group.sync.aligned 0;\n\tbar.sync 0;\n\
-         \tadd.u32 kn, kt, {STAGES};\n\tsetp.lt.u32 q, kn, {ktiles};\n\tand.pred q, q, lead;\n\
-         \t@!q bra $Lnext;"
-    );
-    issue(&mut s, a, b);
-    let _ = writeln!(
-        s,
-        "$Lnext:\n\tadd.u32 kt, kt, 1;\n\tadd.u32 st, st, 1;\n\tsetp.eq.u32 q, st, {STAGES};\n\
+        "$Lnext:\n\tadd.u32 kt, kt, 1;\n\tadd.u32 st, st, 1;\n\tsetp.eq.u32 q, st, {stages};\n\
          \t@q mov.u32 st, 0;\n\t@q xor.b32 ph, ph, 1;\n\
          \tsetp.lt.u32 more, kt, {ktiles};\n\t@more bra.uni $Lk;"
     );
-    // C: warp w holds rows 16w + g (+ 8) of the block's 64.
+    if sh.pipelined() {
+        s += "\twgmma.wait_group.sync.aligned 0;\n";
+    }
+    // C: warp w holds rows 16w + g (+ 8) of the block's; the warpgroup's
+    // atoms are consecutive 64-column tiles of the accumulators.
     let _ = writeln!(
         s,
-        "\tmul.wide.u32 row0, by, {T};\n\tmul.wide.u32 off, warp, 16;\n\tadd.s64 row0, row0, off;\n\
+        "\tmul.wide.u32 row0, by, {};\n\tmul.wide.u32 off, warp, 16;\n\tadd.s64 row0, row0, off;\n\
          \tcvt.u64.u32 off, g;\n\tadd.s64 row0, row0, off;\n\tadd.s64 row1, row0, 8;\n\
-         \tsetp.lt.s64 pr0, row0, {};\n\tsetp.lt.s64 pr1, row1, {};\n\tmul.wide.u32 col, bx, {T};",
-        g.m, g.m
+         \tsetp.lt.s64 pr0, row0, {};\n\tsetp.lt.s64 pr1, row1, {};\n\tmul.wide.u32 col, bx, {};",
+        sh.bm(),
+        g.m,
+        g.m,
+        sh.bn()
     );
-    common::store_c(&mut s, name, g, (T / 8) as usize, epi);
+    common::store_c(&mut s, name, g, (wn * T / 8) as usize, epi);
     s += "\tret;\n}\n";
     s
 }
 
-/// Thread 0 arms the barrier at `baddr` and copies K tile `kn` of A and
-/// B into the stage at byte offset `so`.
-fn issue(s: &mut String, a: &View, b: &View) {
-    issue_ops(s, &[("a", a, "cm"), ("b", b, "cn")], TILE, 6);
+/// Thread 0 arms the barrier at `baddr` and copies K tile `kn` of A
+/// (`wm` boxes of 64 rows from `cm`) and B (`wn` boxes from `cn`) into
+/// the stage at byte offset `so` of the ring at `sm`: A's boxes first,
+/// then B's, one 64 x 64 tile each.
+fn issue(s: &mut String, sh: Shape, a: &View, b: &View) {
+    let _ = writeln!(
+        s,
+        "\tmbarrier.arrive.expect_tx.shared::cta.b64 _, [baddr], {};\n\tshl.b32 ck, kn, 6;",
+        sh.stage_bytes()
+    );
+    let boxes = (0..sh.wm)
+        .map(|i| ("ta", a, "cm", i))
+        .chain((0..sh.wn).map(|j| ("tb", b, "cn", j)));
+    for (slot, (map, v, first, i)) in boxes.enumerate() {
+        let mut c = if v.k_major {
+            vec!["ck", "cmi"]
+        } else {
+            vec!["cmi", "ck"]
+        };
+        if v.map.dims.len() == 3 {
+            c.push("bz");
+        }
+        let _ = writeln!(
+            s,
+            "\tadd.s64 dst, sm, so;\n\tadd.s64 dst, dst, {};\n\tadd.u32 cmi, {first}, {};\n\
+             \tcp.async.bulk.tensor.{}d.shared::cluster.global.mbarrier::complete_tx::bytes \
+             [dst], [{map}, {{{}}}], [baddr];",
+            slot as u64 * TILE,
+            i * T,
+            c.len(),
+            c.join(", ")
+        );
+    }
 }
 
 /// Thread 0 arms the barrier at `baddr` for `tile` bytes per operand and
@@ -434,6 +592,35 @@ mod tests {
         assert_eq!(l.unwrap().grid, [1, 1, 3]);
         assert!(ptx.contains("cp.async.bulk.tensor.2d"));
         assert!(ptx.contains("cp.async.bulk.tensor.3d"));
+    }
+
+    #[test]
+    fn wide_blocks_only_where_they_fill_the_gpu() {
+        // 8192^3: 64 x 64 wide blocks.
+        let big = g("bf16", 8192, 8192, 8192);
+        assert_eq!(Shape::of(&big), WIDE);
+        let l = launch(Arch::Sm90a, "g0", &big).unwrap();
+        assert_eq!((l.grid, l.block[0]), ([64, 64, 1], 256));
+        assert_eq!(l.shared_bytes, 4 * 4 * 8192 + 1024);
+        let ptx = module(Arch::Sm90a, "g0", &big, None);
+        assert!(ptx.contains(".extern .shared .align 1024 .b8 g0_s[];"));
+        assert!(ptx.contains("wgmma.wait_group.sync.aligned 1;"));
+        assert!(ptx.contains("and.b64 sm, sm, -1024;"));
+        // Per K tile: 4 k16 steps x 2 B atoms, each on 32 accumulators.
+        assert_eq!(ptx.matches("wgmma.mma_async").count(), 8);
+        assert!(ptx.contains("acc63"));
+        // Two A boxes and two B boxes per stage: the prologue's four
+        // stages and the refill.
+        assert_eq!(ptx.matches("cp.async.bulk.tensor").count(), 5 * 4);
+        // BERT-base's products (M = 128 tokens) give 6 wide blocks: small
+        // ones, in static shared memory.
+        let bert = g("f16", 128, 768, 768);
+        assert_eq!(Shape::of(&bert), SMALL);
+        let l = launch(Arch::Sm90a, "g0", &bert).unwrap();
+        assert_eq!((l.grid, l.block[0], l.shared_bytes), ([12, 2, 1], 128, 0));
+        let ptx = module(Arch::Sm90a, "g0", &bert, None);
+        assert!(!ptx.contains(".extern"));
+        assert_eq!(ptx.matches("wgmma.mma_async").count(), 4);
     }
 
     #[test]
