@@ -627,7 +627,8 @@ fn f16_value(h: u16) -> f64 {
 /// on NVIDIA): f16/bf16 with f32 scores, grouped-query heads stacked as
 /// rows of one matrix per key head (4-D, and 3-D decoding one row through
 /// a KV cache), masks added to the GEMM's scores, 3-D heads addressed in
-/// place.
+/// place or, with several batches and rows, copied to [b, h, s, d] and
+/// back.
 const ATTENTIONS: &[&str] = &[
     r#"graph "attn_f16"(%q: f16[2,3,19,24], %k: f16[2,3,21,24], %v: f16[2,3,21,40]) {
   %y: f16[2,3,19,40] = Attention(%q, %k, %v)
@@ -647,6 +648,11 @@ const ATTENTIONS: &[&str] = &[
     r#"graph "attn_f16_3d_gqa_decode"(%q: f16[3,1,64], %k: f16[3,1,32], %v: f16[3,1,32], %pk: f16[3,2,12,16], %pv: f16[3,2,12,16]) {
   %y: f16[3,1,64], %k2: f16[3,2,13,16], %v2: f16[3,2,13,16] = Attention(%q, %k, %v, _, %pk, %pv) {q_num_heads=4, kv_num_heads=2}
   return %y, %k2, %v2
+}
+"#,
+    r#"graph "attn_bf16_3d_batched_gqa"(%q: bf16[2,7,48], %k: bf16[2,9,24], %v: bf16[2,9,24]) {
+  %y: bf16[2,7,48] = Attention(%q, %k, %v) {q_num_heads=4, kv_num_heads=2}
+  return %y
 }
 "#,
     r#"graph "attn_f32_gqa"(%q: f32[2,4,5,8], %k: f32[2,2,7,8], %v: f32[2,2,7,8]) {

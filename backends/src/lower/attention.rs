@@ -1,11 +1,12 @@
 //! ONNX Attention (opset 23+): scores (Q.K^T, scale, softcap, masks) into
 //! a temporary, a row softmax whose probabilities are rounded to Q's dtype
 //! (as the reference does), and probabilities . V written straight in the
-//! output's layout. The two products are GEMM steps (tensor cores on GPUs,
-//! f16/bf16 included) wherever their operands are (batch, row)-strided,
-//! grouped-query heads stacked as rows of one matrix per key head; else
-//! loop kernels. 3-D inputs are addressed in place (heads split by index
-//! arithmetic, no transposes); a KV cache is appended into
+//! output's layout. The two products are GEMM steps wherever the target
+//! has GEMMs of the dtype (tensor cores on GPUs, f16/bf16 included),
+//! grouped-query heads stacked as rows of one matrix per key head; 3-D
+//! operands are addressed in place where their heads are one stride apart
+//! and copied to [b, h, s, d] otherwise. Without GEMMs (16-bit on the cpu)
+//! the products are loop kernels. A KV cache is appended into
 //! `present_key`/`present_value`.
 
 use super::linalg::{gemm_dtype, invalid};
@@ -249,11 +250,43 @@ fn attention(l: &mut Lower) -> LResult<()> {
         _ => None,
     };
     let dt = gemm_dtype(&q).or(low);
+    // Operands whose heads are not one stride apart (3-D with several
+    // batches and rows, grouped 3-D queries) are copied to [b, h, s, d]
+    // first and the output back: two copies buy the GEMM path.
+    let split = |t: &Layout, rep: u64| dt.is_some() && t.grouped(rep).is_none();
+    let (q, ql) = if split(&ql, rep) {
+        heads(l, &q, ql)?
+    } else {
+        (q, ql)
+    };
+    let (kt, kl) = if split(&kl, 1) {
+        heads(l, &kt, kl)?
+    } else {
+        (kt, kl)
+    };
+    let (vt, vl) = if split(&vl, 1) {
+        heads(l, &vt, vl)?
+    } else {
+        (vt, vl)
+    };
+    let y_heads = if split(&yl, rep) {
+        Some(l.temp(y.dtype, &[b, hq, sq, dv])?)
+    } else {
+        None
+    };
+    let y_gemm = if y_heads.is_some() {
+        Layout {
+            three_d: false,
+            ..yl
+        }
+    } else {
+        yl
+    };
     let strides = [
         ql.grouped(rep),
         kl.grouped(1),
         vl.grouped(1),
-        yl.grouped(rep),
+        y_gemm.grouped(rep),
     ];
     let use_gemm = dt.is_some() && strides.iter().all(Option::is_some);
     let [qs, ks, vs, ys] = strides.map(|s| s.unwrap_or((0, 0)));
@@ -510,7 +543,7 @@ fn attention(l: &mut Lower) -> LResult<()> {
             k: skv,
             a: probs.buf,
             b: vt.buf,
-            c: y.buf,
+            c: y_heads.as_ref().map_or(y.buf, |t| t.buf),
             a_strides: ss,
             b_strides: [vs.0, vs.1, 1],
             c_strides: [ys.0, ys.1, 1],
@@ -518,6 +551,9 @@ fn attention(l: &mut Lower) -> LResult<()> {
             beta: 0.0,
             c_dtype: None,
         });
+        if let Some(t) = &y_heads {
+            unheads(l, t, &y, yl)?;
+        }
         return Ok(());
     }
     // Domain in the output's memory order so the inner loop is contiguous.
@@ -563,6 +599,58 @@ fn attention(l: &mut Lower) -> LResult<()> {
         value: var(acc),
     });
     l.kernel(k, &[&probs, &vt, &y])
+}
+
+/// `t` (laid out as `tl`) copied into a dense [b, h, s, d] temporary.
+fn heads(l: &mut Lower, t: &T, tl: Layout) -> LResult<(T, Layout)> {
+    let dims = [tl.b, tl.h, tl.s, tl.d];
+    let out = l.temp(t.dtype, &dims)?;
+    let mut k = Kernel::new("attn_heads", dims.to_vec());
+    let ix: Vec<Expr> = (0..4).map(|i| k.index(i)).collect();
+    let src = param(&mut k, "src", t, Access::Read);
+    let dst = param(&mut k, "dst", &out, Access::Write);
+    k.body.push(Stmt::Store {
+        buf: dst,
+        index: flat(&ix, &dims),
+        value: load(
+            src,
+            tl.at(ix[0].clone(), ix[1].clone(), ix[2].clone(), ix[3].clone()),
+        ),
+    });
+    l.kernel(k, &[t, &out])?;
+    Ok((
+        out,
+        Layout {
+            three_d: false,
+            ..tl
+        },
+    ))
+}
+
+/// The dense [b, h, s, d] `from` written into `to` (laid out as `tl`),
+/// in `to`'s memory order.
+fn unheads(l: &mut Lower, from: &T, to: &T, tl: Layout) -> LResult<()> {
+    let dims = [tl.b, tl.h, tl.s, tl.d];
+    let dom = if tl.three_d {
+        vec![tl.b, tl.s, tl.h, tl.d]
+    } else {
+        dims.to_vec()
+    };
+    let mut k = Kernel::new("attn_unheads", dom.clone());
+    let ix: Vec<Expr> = (0..4).map(|i| k.index(i)).collect();
+    let (bi, h, i, c) = if tl.three_d {
+        (ix[0].clone(), ix[2].clone(), ix[1].clone(), ix[3].clone())
+    } else {
+        (ix[0].clone(), ix[1].clone(), ix[2].clone(), ix[3].clone())
+    };
+    let src = param(&mut k, "src", from, Access::Read);
+    let dst = param(&mut k, "dst", to, Access::Write);
+    k.body.push(Stmt::Store {
+        buf: dst,
+        index: flat(&ix, &dom),
+        value: load(src, flat(&[bi, h, i, c], &dims)),
+    });
+    l.kernel(k, &[from, to])
 }
 
 trait MaxZero {
